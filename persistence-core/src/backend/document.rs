@@ -1,0 +1,251 @@
+//! The values that cross the [`Backend`](super::Backend) contract.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The version (ETag) of a stored document.
+///
+/// Every successful write returns a new version, different from every version
+/// the same key had before, even across delete and re-create, so a caller that
+/// read version `v` can make its write conditional on nobody having written
+/// since ([`Precondition::Version`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(pub u64);
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+/// A stored document as [`Backend::get`](super::Backend::get) returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// The bytes exactly as written (JSON for the typed stores).
+    pub value: Bytes,
+    /// The current version.
+    pub version: Version,
+    /// Creation stamp: assigned at insert, kept by later writes. A document
+    /// whose insert started after another's insert returned has a greater or
+    /// equal stamp; ties are ordered by key. Index lookups and creation-order
+    /// scans use `(created, key)` order.
+    pub created: u64,
+    /// When the document expires, if it has a TTL.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// One secondary index entry of a document: `index` names the index
+/// (`request_index`), `term` the value looked up (a request id).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IndexTerm {
+    /// The index's name.
+    pub index: String,
+    /// The value the document is found by.
+    pub term: String,
+}
+
+impl IndexTerm {
+    /// An index entry for `term` in `index`.
+    pub fn new(index: impl Into<String>, term: impl Into<String>) -> Self {
+        IndexTerm {
+            index: index.into(),
+            term: term.into(),
+        }
+    }
+}
+
+/// What a write stores: the bytes, the complete set of index terms, and the TTL.
+///
+/// A write replaces everything: terms not listed are removed from the indexes
+/// and a write without `ttl` makes the document persistent again.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DocumentWrite {
+    /// The document's bytes.
+    pub value: Bytes,
+    /// Every index term of the document after this write (duplicates allowed).
+    pub index: Vec<IndexTerm>,
+    /// Time to live from the moment of the write; `None` keeps it forever.
+    pub ttl: Option<Duration>,
+}
+
+impl DocumentWrite {
+    /// A write of `value` with no index terms and no TTL.
+    pub fn new(value: impl Into<Bytes>) -> Self {
+        DocumentWrite {
+            value: value.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Adds an index term.
+    pub fn with_term(mut self, index: impl Into<String>, term: impl Into<String>) -> Self {
+        self.index.push(IndexTerm::new(index, term));
+        self
+    }
+
+    /// Sets the TTL.
+    pub fn with_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.ttl = ttl;
+        self
+    }
+}
+
+/// The condition under which a write or removal takes effect. The check and the
+/// change are one atomic step on every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precondition {
+    /// No condition: upsert on put; on remove, a missing key is not an error.
+    #[default]
+    Any,
+    /// The key must not exist (insert). Fails with `AlreadyExists`.
+    Absent,
+    /// The key must exist. Fails with `NotFound`.
+    Present,
+    /// The key must exist with exactly this version. Fails with `NotFound`
+    /// when absent and `Conflict` when the version differs.
+    Version(Version),
+}
+
+/// One put of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Put {
+    /// The key.
+    pub key: String,
+    /// What to store.
+    pub write: DocumentWrite,
+    /// When to store it.
+    pub precondition: Precondition,
+}
+
+/// One removal of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remove {
+    /// The key.
+    pub key: String,
+    /// When to remove it.
+    pub precondition: Precondition,
+}
+
+/// The order of a [`scan`](super::Backend::scan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ScanOrder {
+    /// By key, bytewise ascending.
+    #[default]
+    Key,
+    /// By creation stamp, oldest first (ties by key): what retention
+    /// ("keep the newest N") and time-ordered listings need.
+    Created,
+}
+
+/// One page request of a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanRequest {
+    /// Order of the entries.
+    pub order: ScanOrder,
+    /// Where to continue: the `cursor` of the previous page, `None` to start.
+    pub cursor: Option<String>,
+    /// Most entries to return (at least one is asked for even when 0).
+    pub limit: usize,
+}
+
+impl ScanRequest {
+    /// The first page of `limit` entries in `order`.
+    pub fn first(order: ScanOrder, limit: usize) -> Self {
+        ScanRequest {
+            order,
+            cursor: None,
+            limit,
+        }
+    }
+}
+
+/// A page of scan results.
+///
+/// Paging is weakly consistent: a document present for the whole scan is
+/// returned exactly once; one written or removed during the scan may or may
+/// not be. Removing keys between pages never makes the scan skip or repeat
+/// the others.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScanPage {
+    /// `(key, document)` in the requested order.
+    pub entries: Vec<(String, Document)>,
+    /// Opaque cursor for the next page; `None` when the scan is complete.
+    pub cursor: Option<String>,
+}
+
+/// What a backend offers beyond the required operations. A backend must
+/// refuse (`Unsupported`) what it does not declare, never ignore it silently;
+/// the conformance suite checks both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Per-document TTL: expired documents are never returned.
+    pub ttl: bool,
+    /// Key-ordered [`scan`](super::Backend::scan) with a cursor.
+    pub scan: bool,
+    /// Creation-ordered scan ([`ScanOrder::Created`]).
+    pub scan_by_creation: bool,
+    /// [`count`](super::Backend::count) without a full scan.
+    pub count: bool,
+    /// Batches travel in one round trip instead of one call per key.
+    pub native_batch: bool,
+    /// Index terms change in the same atomic step as the document. When
+    /// false, index lookups are hints and callers verify each hit (the typed
+    /// stores always do).
+    pub atomic_index: bool,
+    /// Writes survive a restart of the process.
+    pub durable: bool,
+}
+
+/// How a backend is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Serving as configured.
+    Ok,
+    /// Serving, but not as configured (for example on the memory fallback).
+    Degraded,
+    /// Not serving.
+    Down,
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HealthStatus::Ok => "ok",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Down => "down",
+        })
+    }
+}
+
+/// A health report. Layers add their own `details`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// Overall status.
+    pub status: HealthStatus,
+    /// Name of the backend that reports.
+    pub backend: String,
+    /// One line for people.
+    pub message: String,
+    /// Round-trip time of the check, when the backend measured one.
+    pub latency_ms: Option<f64>,
+    /// Extra facts (server version, queue depth, breaker state...).
+    pub details: std::collections::BTreeMap<String, String>,
+}
+
+impl Health {
+    /// An `Ok` report with `message`.
+    pub fn ok(backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Health {
+            status: HealthStatus::Ok,
+            backend: backend.into(),
+            message: message.into(),
+            latency_ms: None,
+            details: Default::default(),
+        }
+    }
+}

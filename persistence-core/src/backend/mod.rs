@@ -1,0 +1,239 @@
+//! The `Backend` contract: documents under a namespace and key.
+//!
+//! A backend stores opaque bytes; it knows nothing about agent tasks. The
+//! typed stores in [`crate::store`] are written once on top of this trait, so
+//! every backend (memory, sled, Redis, a plugin, a stack of layers) gets them.
+
+mod document;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use document::{
+    Capabilities, Document, DocumentWrite, Health, HealthStatus, IndexTerm, Precondition, Put,
+    Remove, ScanOrder, ScanPage, ScanRequest, Version,
+};
+
+use crate::error::{Error, Result};
+
+/// A shared, type-erased backend: what the factory returns and layers wrap.
+pub type SharedBackend = Arc<dyn Backend>;
+
+/// The storage contract every backend, layer and plugin implements.
+///
+/// Guarantees every implementation keeps (the conformance suite checks them):
+///
+/// - **Atomic writes.** A [`put`](Backend::put) or [`remove`](Backend::remove)
+///   checks its [`Precondition`] and applies the document change and all of its
+///   index changes as one step: no reader ever sees the document without its
+///   terms or a term pointing at a document that does not contain it (on
+///   backends declaring [`Capabilities::atomic_index`]).
+/// - **Read your writes.** Once a write returned, every later call on the same
+///   backend sees it.
+/// - **Namespaces are isolated,** and any string is a valid key, term and
+///   namespace (empty, unicode, `:`, `*`, `{}` included): no two distinct
+///   `(namespace, key)` or `(index, term)` pairs collide.
+/// - **Expired documents are invisible**: `get`, `lookup`, `scan` and `count`
+///   never return a document past its `expires_at`.
+/// - **Errors are typed** ([`crate::Error`]) and no call panics.
+///
+/// Layers (timeouts, retries, caches) are backends that wrap a [`SharedBackend`].
+///
+/// ```
+/// use persistence_core::backend::{Backend, DocumentWrite, Precondition};
+/// use persistence_core::memory::MemoryBackend;
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let backend = MemoryBackend::new();
+/// let write = DocumentWrite::new(&b"{\"n\":1}"[..]).with_term("by_color", "red");
+/// let v1 = backend.put("things", "a", write, Precondition::Absent).await.unwrap();
+/// let doc = backend.get("things", "a").await.unwrap().unwrap();
+/// assert_eq!(doc.version, v1);
+/// assert_eq!(backend.lookup("things", "by_color", "red").await.unwrap(), vec!["a"]);
+/// # });
+/// ```
+#[async_trait]
+pub trait Backend: Send + Sync + Debug + 'static {
+    /// A short name for logs and health (`memory`, `sled`, `redis`, a plugin's name).
+    fn name(&self) -> &str;
+
+    /// What this backend offers beyond the required operations.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The document at `key`, or `None` when absent or expired.
+    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>>;
+
+    /// Stores `write` at `key` if `precondition` holds, atomically with its
+    /// index terms and TTL, and returns the new version.
+    ///
+    /// Errors: `AlreadyExists` ([`Precondition::Absent`] on an existing key),
+    /// `NotFound` ([`Precondition::Present`] or [`Precondition::Version`] on a
+    /// missing key), `Conflict` (version differs), `Unsupported` (a TTL on a
+    /// backend without [`Capabilities::ttl`]). On error nothing changed.
+    async fn put(
+        &self,
+        namespace: &str,
+        key: &str,
+        write: DocumentWrite,
+        precondition: Precondition,
+    ) -> Result<Version>;
+
+    /// Removes `key` and its index terms if `precondition` holds. Returns
+    /// whether a document was removed (`false` only with
+    /// [`Precondition::Any`] on a missing key).
+    ///
+    /// Errors: `NotFound` (`Present` or `Version` on a missing key),
+    /// `Conflict` (version differs), `InvalidInput` ([`Precondition::Absent`]).
+    async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool>;
+
+    /// Keys of the live documents that carry `term` in `index`, ordered by
+    /// `(created, key)` (oldest first). Without
+    /// [`Capabilities::atomic_index`] the result is a hint: verify each hit.
+    async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>>;
+
+    /// One page of the namespace's live documents in `request.order`.
+    /// Requires [`Capabilities::scan`] (and
+    /// [`Capabilities::scan_by_creation`] for [`ScanOrder::Created`]).
+    async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        let _ = (namespace, request);
+        Err(self.unsupported("scan"))
+    }
+
+    /// Number of live documents in the namespace. The default pages through
+    /// [`scan`](Backend::scan); backends with [`Capabilities::count`] answer
+    /// without reading every document.
+    async fn count(&self, namespace: &str) -> Result<u64> {
+        if !self.capabilities().scan {
+            return Err(self.unsupported("count"));
+        }
+        let mut request = ScanRequest::first(ScanOrder::Key, 1000);
+        let mut n = 0u64;
+        loop {
+            let page = self.scan(namespace, request.clone()).await?;
+            n += page.entries.len() as u64;
+            match page.cursor {
+                Some(c) => request.cursor = Some(c),
+                None => return Ok(n),
+            }
+        }
+    }
+
+    /// Reads several keys; one result per key, in order.
+    async fn get_many(&self, namespace: &str, keys: &[String]) -> Vec<Result<Option<Document>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.get(namespace, key).await);
+        }
+        out
+    }
+
+    /// Applies several puts; one result per put, in order. Each put is atomic
+    /// on its own and a failed precondition fails that key only (the batch as
+    /// a whole is not a transaction).
+    async fn put_many(&self, namespace: &str, puts: Vec<Put>) -> Vec<Result<Version>> {
+        let mut out = Vec::with_capacity(puts.len());
+        for p in puts {
+            out.push(self.put(namespace, &p.key, p.write, p.precondition).await);
+        }
+        out
+    }
+
+    /// Applies several removals; one result per removal, in order, each
+    /// independent as in [`put_many`](Backend::put_many).
+    async fn remove_many(&self, namespace: &str, removes: Vec<Remove>) -> Vec<Result<bool>> {
+        let mut out = Vec::with_capacity(removes.len());
+        for r in removes {
+            out.push(self.remove(namespace, &r.key, r.precondition).await);
+        }
+        out
+    }
+
+    /// Checks the backend and reports; never fails (a failing check is a
+    /// [`HealthStatus::Down`] report).
+    async fn health(&self) -> Health;
+
+    /// The `Unsupported` error for `capability` on this backend.
+    fn unsupported(&self, capability: &str) -> Error {
+        Error::Unsupported {
+            backend: self.name().to_string(),
+            capability: capability.to_string(),
+        }
+    }
+}
+
+/// Shorthands over [`Backend::put`] and [`Backend::remove`] for the common
+/// preconditions.
+#[async_trait]
+pub trait BackendExt: Backend {
+    /// Creates `key`; fails with `AlreadyExists` if present.
+    async fn insert(&self, namespace: &str, key: &str, write: DocumentWrite) -> Result<Version> {
+        self.put(namespace, key, write, Precondition::Absent).await
+    }
+
+    /// Replaces `key`, at `expected` version if given; fails with `NotFound`
+    /// if absent and `Conflict` on a version mismatch.
+    async fn replace(
+        &self,
+        namespace: &str,
+        key: &str,
+        write: DocumentWrite,
+        expected: Option<Version>,
+    ) -> Result<Version> {
+        let pre = expected.map_or(Precondition::Present, Precondition::Version);
+        self.put(namespace, key, write, pre).await
+    }
+
+    /// Creates or replaces `key`.
+    async fn upsert(&self, namespace: &str, key: &str, write: DocumentWrite) -> Result<Version> {
+        self.put(namespace, key, write, Precondition::Any).await
+    }
+}
+
+impl<B: Backend + ?Sized> BackendExt for B {}
+
+#[async_trait]
+impl<B: Backend + ?Sized> Backend for Arc<B> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
+        (**self).get(namespace, key).await
+    }
+    async fn put(
+        &self,
+        namespace: &str,
+        key: &str,
+        write: DocumentWrite,
+        precondition: Precondition,
+    ) -> Result<Version> {
+        (**self).put(namespace, key, write, precondition).await
+    }
+    async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
+        (**self).remove(namespace, key, precondition).await
+    }
+    async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
+        (**self).lookup(namespace, index, term).await
+    }
+    async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        (**self).scan(namespace, request).await
+    }
+    async fn count(&self, namespace: &str) -> Result<u64> {
+        (**self).count(namespace).await
+    }
+    async fn get_many(&self, namespace: &str, keys: &[String]) -> Vec<Result<Option<Document>>> {
+        (**self).get_many(namespace, keys).await
+    }
+    async fn put_many(&self, namespace: &str, puts: Vec<Put>) -> Vec<Result<Version>> {
+        (**self).put_many(namespace, puts).await
+    }
+    async fn remove_many(&self, namespace: &str, removes: Vec<Remove>) -> Vec<Result<bool>> {
+        (**self).remove_many(namespace, removes).await
+    }
+    async fn health(&self) -> Health {
+        (**self).health().await
+    }
+}

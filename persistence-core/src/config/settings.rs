@@ -1,0 +1,148 @@
+//! What can be configured, with its defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Secret;
+
+/// The backends this project knows by name (a build may not include all).
+pub const KNOWN_BACKENDS: [&str; 4] = ["memory", "sled", "redis", "plugin"];
+
+/// All settings. Every field has a default, so an empty file is valid;
+/// unknown keys are rejected so a typo does not silently fall back.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Which backend: `memory` (default), `sled`, `redis` or `plugin`.
+    pub backend: String,
+    /// What to do when the backend cannot start.
+    pub fallback: FallbackPolicy,
+    /// Typed task store settings.
+    pub task_store: TaskStoreSettings,
+    /// sled settings.
+    pub sled: SledSettings,
+    /// Redis settings.
+    pub redis: RedisSettings,
+    /// Plugin settings.
+    pub plugin: PluginSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            backend: "memory".into(),
+            fallback: FallbackPolicy::default(),
+            task_store: TaskStoreSettings::default(),
+            sled: SledSettings::default(),
+            redis: RedisSettings::default(),
+            plugin: PluginSettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// The TTL given to stored tasks: `task_store.ttl_seconds` if set, else
+    /// on Redis the seed's `TA_REDIS_TTL` (`redis.ttl`), else none.
+    /// Zero means no TTL.
+    pub fn task_ttl(&self) -> Option<Duration> {
+        let secs = self
+            .task_store
+            .ttl_seconds
+            .or(match self.backend.as_str() {
+                "redis" => Some(self.redis.ttl),
+                _ => None,
+            })?;
+        (secs > 0).then(|| Duration::from_secs(secs))
+    }
+}
+
+/// What the factory does when the configured backend cannot start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FallbackPolicy {
+    /// Run on the in-memory backend, warn loudly, report degraded health.
+    #[default]
+    Memory,
+    /// Fail with the backend's error.
+    Fail,
+}
+
+/// `[task_store]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskStoreSettings {
+    /// TTL of stored tasks in seconds (0 = none).
+    pub ttl_seconds: Option<u64>,
+    /// Namespace of tasks (default `task`).
+    pub namespace: Option<String>,
+}
+
+/// `[sled]` (`TA_SLED_PATH`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SledSettings {
+    /// Directory of the database.
+    pub path: PathBuf,
+    /// How often sled flushes to disk; `None` keeps sled's default.
+    pub flush_every_ms: Option<u64>,
+}
+
+impl Default for SledSettings {
+    fn default() -> Self {
+        SledSettings {
+            path: PathBuf::from("./data/sled"),
+            flush_every_ms: None,
+        }
+    }
+}
+
+/// `[redis]` (`TA_REDIS_*`, named as in the seed).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// A `redis://` or `rediss://` URL; overrides host, port, db, password and ssl.
+    pub url: Option<Secret>,
+    /// Host (`TA_REDIS_HOST`, default `localhost`).
+    pub host: String,
+    /// Port (`TA_REDIS_PORT`, default 6379).
+    pub port: u16,
+    /// Database number (`TA_REDIS_DB`, default 0).
+    pub db: u32,
+    /// TTL of tasks in seconds (`TA_REDIS_TTL`, default 3600; 0 = none).
+    pub ttl: u64,
+    /// Password (`TA_REDIS_PWD`).
+    pub password: Option<Secret>,
+    /// TLS (`TA_REDIS_SSL`): `true` means TLS on, `false` off.
+    pub ssl: bool,
+    /// Key prefix (default `task_persistence`, the seed's layout).
+    pub prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            url: None,
+            host: "localhost".into(),
+            port: 6379,
+            db: 0,
+            ttl: 3600,
+            password: None,
+            ssl: false,
+            prefix: "task_persistence".into(),
+        }
+    }
+}
+
+/// `[plugin]` (`TA_PERSISTENCE_MODULE`, `TA_PERSISTENCE_CLASS`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginSettings {
+    /// Path of the plugin library.
+    pub module: Option<PathBuf>,
+    /// Backend name inside the plugin (optional when it offers one).
+    pub class: Option<String>,
+    /// Expected SHA-256 of the library, hex.
+    pub sha256: Option<String>,
+}

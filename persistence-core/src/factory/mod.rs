@@ -1,0 +1,151 @@
+//! Chooses and opens the backend the settings ask for.
+//!
+//! Backends live in their own crates, so the factory holds a registry of
+//! [`BackendProvider`]s: memory is always there, and a binary registers the
+//! ones it was built with. A known backend that is not registered answers
+//! "not available in this build". When the chosen backend cannot start, the
+//! [`FallbackPolicy`] decides: fail, or run on memory with a loud warning and
+//! a degraded health report.
+
+mod fallback;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::backend::SharedBackend;
+use crate::config::{FallbackPolicy, Settings};
+use crate::error::{Error, Result};
+use crate::memory::MemoryBackend;
+use crate::store::TaskStore;
+
+pub use fallback::FallbackBackend;
+
+/// Opens one kind of backend from the settings.
+#[async_trait]
+pub trait BackendProvider: Send + Sync + Debug {
+    /// The name `backend = "..."` selects it by.
+    fn name(&self) -> &'static str;
+
+    /// Opens the backend, or says why it cannot start.
+    async fn open(&self, settings: &Settings) -> Result<SharedBackend>;
+}
+
+/// The provider of the in-memory backend.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryProvider;
+
+#[async_trait]
+impl BackendProvider for MemoryProvider {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn open(&self, _settings: &Settings) -> Result<SharedBackend> {
+        Ok(Arc::new(MemoryBackend::new()))
+    }
+}
+
+/// The backend the factory opened, and how.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The backend to use.
+    pub backend: SharedBackend,
+    /// The backend the settings asked for.
+    pub requested: String,
+    /// Why the requested backend is not the one running, if it fell back.
+    pub fallback_cause: Option<Error>,
+}
+
+/// The registry of backend providers.
+///
+/// ```
+/// use persistence_core::{config::Settings, factory::Factory};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let opened = Factory::new().open(&Settings::default()).await.unwrap();
+/// assert_eq!(opened.backend.name(), "memory");
+/// assert!(opened.fallback_cause.is_none());
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct Factory {
+    providers: BTreeMap<&'static str, Arc<dyn BackendProvider>>,
+}
+
+impl Default for Factory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Factory {
+    /// A factory that knows the memory backend.
+    pub fn new() -> Self {
+        let mut f = Factory {
+            providers: BTreeMap::new(),
+        };
+        f.register(Arc::new(MemoryProvider));
+        f
+    }
+
+    /// Adds (or replaces) a provider.
+    pub fn register(&mut self, provider: Arc<dyn BackendProvider>) -> &mut Self {
+        self.providers.insert(provider.name(), provider);
+        self
+    }
+
+    /// Names of the backends this factory can open.
+    pub fn available(&self) -> Vec<&'static str> {
+        self.providers.keys().copied().collect()
+    }
+
+    /// Opens the backend `settings` choose, applying the fallback policy.
+    pub async fn open(&self, settings: &Settings) -> Result<Opened> {
+        let requested = settings.backend.clone();
+        let attempt = match self.providers.get(requested.as_str()) {
+            Some(provider) => provider.open(settings).await,
+            None => Err(Error::Config {
+                key: "backend".into(),
+                value: requested.clone(),
+                reason: format!(
+                    "not available in this build (available: {})",
+                    self.available().join(", ")
+                ),
+            }),
+        };
+        match (attempt, settings.fallback) {
+            (Ok(backend), _) => Ok(Opened {
+                backend,
+                requested,
+                fallback_cause: None,
+            }),
+            (Err(e), FallbackPolicy::Fail) => Err(e),
+            (Err(e), FallbackPolicy::Memory) => {
+                tracing::warn!(
+                    backend = %requested,
+                    error = %e,
+                    "backend {requested} could not start; RUNNING ON MEMORY: data will not survive a restart (set fallback = \"fail\" to stop instead)"
+                );
+                let backend = Arc::new(FallbackBackend::new(&requested, e.clone()));
+                Ok(Opened {
+                    backend,
+                    requested,
+                    fallback_cause: Some(e),
+                })
+            }
+        }
+    }
+
+    /// Opens the backend and a [`TaskStore`] on it with the configured
+    /// namespace and TTL.
+    pub async fn open_task_store(&self, settings: &Settings) -> Result<(TaskStore, Opened)> {
+        let opened = self.open(settings).await?;
+        let mut store = TaskStore::new(opened.backend.clone()).with_ttl(settings.task_ttl());
+        if let Some(ns) = &settings.task_store.namespace {
+            store = store.with_namespace(ns.clone());
+        }
+        Ok((store, opened))
+    }
+}

@@ -1,0 +1,7 @@
+//! Typed stores written once on top of the [`Backend`](crate::Backend) contract.
+
+mod collection;
+mod task_store;
+
+pub use collection::{Collection, Record, Versioned};
+pub use task_store::{TaskOperation, TaskStore, TaskStoreError, REQUEST_INDEX};

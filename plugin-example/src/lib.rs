@@ -1,0 +1,1 @@
+//! An example third-party backend plugin, built as a `cdylib`. Not implemented yet.
