@@ -1,0 +1,196 @@
+//! Running cases: one at a time from a generated test, or all from a tool.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use persistence_core::backend::Capabilities;
+use persistence_core::{SharedBackend, TaskStore};
+
+/// A capability a case needs before it can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// Runs on every backend.
+    None,
+    /// Needs [`Capabilities::ttl`].
+    Ttl,
+    /// Needs [`Capabilities::scan`].
+    Scan,
+    /// Needs [`Capabilities::scan_by_creation`].
+    ScanByCreation,
+    /// Needs [`Capabilities::count`] or [`Capabilities::scan`].
+    Count,
+}
+
+impl Requirement {
+    /// Whether a backend with `caps` meets it.
+    pub fn met_by(self, caps: Capabilities) -> bool {
+        match self {
+            Requirement::None => true,
+            Requirement::Ttl => caps.ttl,
+            Requirement::Scan => caps.scan,
+            Requirement::ScanByCreation => caps.scan && caps.scan_by_creation,
+            Requirement::Count => caps.count || caps.scan,
+        }
+    }
+}
+
+/// One conformance case.
+#[derive(Debug, Clone, Copy)]
+pub struct Case {
+    /// Its name, also the name of its generated test.
+    pub name: &'static str,
+    /// What the backend must declare for the case to apply.
+    pub requires: Requirement,
+    /// The case: panics on a broken guarantee.
+    pub run: fn(Ctx) -> BoxFuture<'static, ()>,
+}
+
+macro_rules! define_cases {
+    (() $($name:ident : $req:ident),* $(,)?) => {
+        /// Every conformance case, in a stable order.
+        pub static CASES: &[Case] = &[$(
+            Case {
+                name: stringify!($name),
+                requires: Requirement::$req,
+                run: |ctx| Box::pin(crate::cases::$name(ctx)),
+            }
+        ),*];
+    };
+}
+crate::__with_case_names! { (define_cases) () }
+
+/// What a case gets: a backend, a namespace no other case uses, and the
+/// backend's declared capabilities.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The backend under test.
+    pub backend: SharedBackend,
+    /// The case's own namespace.
+    pub ns: String,
+    /// What the backend declares.
+    pub caps: Capabilities,
+}
+
+impl Ctx {
+    fn new(case: &str, backend: SharedBackend) -> Self {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let ns = format!(
+            "conformance-{case}-{}-{}-{nanos}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        Ctx {
+            caps: backend.capabilities(),
+            backend,
+            ns,
+        }
+    }
+
+    /// A second namespace of this case.
+    pub fn other_ns(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.ns)
+    }
+
+    /// A task store in the case's namespace.
+    pub fn store(&self) -> TaskStore {
+        TaskStore::new(self.backend.clone()).with_namespace(self.ns.clone())
+    }
+}
+
+fn find(name: &str) -> &'static Case {
+    CASES
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no conformance case named {name}"))
+}
+
+/// Runs the case `name` on a backend from `factory`; panics if it fails.
+/// A case whose capability the backend does not declare passes after saying so.
+pub async fn run_case<F, Fut>(name: &str, factory: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = SharedBackend>,
+{
+    let case = find(name);
+    let backend = factory().await;
+    let caps = backend.capabilities();
+    if !case.requires.met_by(caps) {
+        eprintln!(
+            "{name}: not applicable, {} does not declare {:?}",
+            backend.name(),
+            case.requires
+        );
+        return;
+    }
+    (case.run)(Ctx::new(name, backend)).await;
+}
+
+/// How a case ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseOutcome {
+    /// Every guarantee held.
+    Passed,
+    /// A guarantee broke: the assertion's message.
+    Failed(String),
+    /// The backend does not declare the capability the case needs.
+    NotApplicable(Requirement),
+}
+
+/// One case's result from [`run_all`].
+#[derive(Debug, Clone)]
+pub struct CaseReport {
+    /// The case's name.
+    pub name: &'static str,
+    /// How it ended.
+    pub outcome: CaseOutcome,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+/// Runs every case on fresh backends from `factory`, each in its own task
+/// with `timeout`, and reports every outcome (a panicking case is a failure,
+/// not a crash). Needs a multi-threaded tokio runtime.
+pub async fn run_all<F, Fut>(factory: F, timeout: Duration) -> Vec<CaseReport>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = SharedBackend>,
+{
+    let mut reports = Vec::with_capacity(CASES.len());
+    for case in CASES {
+        let backend = factory().await;
+        let started = Instant::now();
+        let outcome = if !case.requires.met_by(backend.capabilities()) {
+            CaseOutcome::NotApplicable(case.requires)
+        } else {
+            let task = tokio::spawn((case.run)(Ctx::new(case.name, backend)));
+            match tokio::time::timeout(timeout, task).await {
+                Ok(Ok(())) => CaseOutcome::Passed,
+                Ok(Err(e)) => CaseOutcome::Failed(panic_message(e)),
+                Err(_) => CaseOutcome::Failed(format!("did not finish within {timeout:?}")),
+            }
+        };
+        reports.push(CaseReport {
+            name: case.name,
+            outcome,
+            elapsed: started.elapsed(),
+        });
+    }
+    reports
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panicked".into()),
+        Err(e) => e.to_string(),
+    }
+}
