@@ -45,9 +45,17 @@ impl Settings {
     /// `TA_PERSISTENCE_CONFIG` (an error if it is missing), else
     /// `config/default.toml` if it exists, overlaid by the environment.
     pub fn load() -> Result<Settings> {
-        let env: Vec<(String, String)> = std::env::vars().collect();
+        Settings::load_from_env(std::env::vars())
+    }
+
+    /// [`Settings::load`] with `env` in place of the process environment
+    /// (a tool adds its command-line overrides this way).
+    pub fn load_from_env(env: impl IntoIterator<Item = (String, String)>) -> Result<Settings> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        // the last occurrence wins, so appended overrides beat the environment
         let file = match env
             .iter()
+            .rev()
             .find(|(k, v)| k == CONFIG_PATH_VAR && !v.is_empty())
         {
             Some((_, path)) => Some(PathBuf::from(path)),

@@ -1,0 +1,200 @@
+//! `demo`: a realistic agent workload on the configured backend.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use persistence_core::config::Settings;
+use persistence_core::factory::Factory;
+use persistence_core::TaskStore;
+
+use crate::report::{right, table, thousands, Samples, Summary};
+use crate::workload;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Number of agent tasks to run through their life.
+    #[arg(long, default_value_t = 2000)]
+    tasks: usize,
+    /// Tasks in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Keep the completed tasks instead of deleting them.
+    #[arg(long)]
+    keep: bool,
+}
+
+type Recorded = BTreeMap<&'static str, Samples>;
+
+async fn timed<T, E>(
+    rec: &mut Recorded,
+    op: &'static str,
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let start = Instant::now();
+    let out = f.await;
+    rec.entry(op).or_default().push(start.elapsed());
+    out
+}
+
+/// One task's life: opened, resumed by request id, paused for approval,
+/// resumed, approved and completed (with an optimistic update), deleted.
+async fn life(
+    store: &TaskStore,
+    run: &str,
+    n: usize,
+    keep: bool,
+    rec: &mut Recorded,
+) -> Result<(), String> {
+    let id = format!("demo-{run}-{n}");
+    let (r1, r2) = (format!("{id}-req-1"), format!("{id}-req-2"));
+    let e = |e: persistence_core::TaskStoreError| e.to_string();
+    timed(
+        rec,
+        "create",
+        store.create(&workload::opened_task(&id, &r1, n)),
+    )
+    .await
+    .map_err(e)?;
+    let mut task = timed(rec, "load_by_request_id", store.load_by_request_id(&r1))
+        .await
+        .map_err(e)?
+        .ok_or(format!("task {id} not found by its request id"))?;
+    workload::pause_for_approval(&mut task, &r2);
+    timed(rec, "update", store.update(&task)).await.map_err(e)?;
+    timed(rec, "load_by_request_id", store.load_by_request_id(&r2))
+        .await
+        .map_err(e)?
+        .ok_or(format!(
+            "paused task {id} not found by its second request id"
+        ))?;
+    let current = timed(rec, "load", store.load_versioned(&id))
+        .await
+        .map_err(e)?
+        .ok_or(format!("task {id} vanished"))?;
+    let mut task = current.record;
+    workload::complete(&mut task, &r2);
+    timed(rec, "update", store.update_if(&task, current.version))
+        .await
+        .map_err(e)?;
+    if !keep {
+        timed(rec, "delete", store.delete(&id)).await.map_err(e)?;
+    }
+    Ok(())
+}
+
+pub async fn run(
+    args: &Args,
+    settings: &Settings,
+    factory: &Factory,
+    json: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (store, opened) = factory.open_task_store(settings).await?;
+    let backend = opened.backend.name().to_string();
+    if let Some(cause) = &opened.fallback_cause {
+        eprintln!(
+            "warning: running on memory because {} could not start: {cause}",
+            opened.requested
+        );
+    }
+    let progress = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.tasks as u64)
+    };
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} tasks ({per_sec})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let run_id = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    let started = Instant::now();
+    let workers = args.concurrency.clamp(1, args.tasks.max(1));
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let (store, progress, run_id) = (store.clone(), progress.clone(), run_id.clone());
+        let (tasks, keep) = (args.tasks, args.keep);
+        handles.push(tokio::spawn(async move {
+            let mut rec = Recorded::new();
+            for n in (w..tasks).step_by(workers) {
+                life(&store, &run_id, n, keep, &mut rec).await?;
+                progress.inc(1);
+            }
+            Ok::<_, String>(rec)
+        }));
+    }
+    let mut all = Recorded::new();
+    for h in handles {
+        for (op, samples) in h.await?? {
+            all.entry(op).or_default().extend(samples);
+        }
+    }
+    let wall = started.elapsed();
+    progress.finish_and_clear();
+    let remaining = store.count().await.ok();
+    let total_ops: usize = all.values().map(Samples::len).sum();
+    let summaries: Vec<Summary> = ["create", "load", "load_by_request_id", "update", "delete"]
+        .into_iter()
+        .filter_map(|op| all.remove(op).map(|s| s.summary(op, wall)))
+        .collect();
+    print(args, &backend, wall, total_ops, remaining, &summaries, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print(
+    args: &Args,
+    backend: &str,
+    wall: Duration,
+    total_ops: usize,
+    remaining: Option<u64>,
+    summaries: &[Summary],
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let ops_per_sec = total_ops as f64 / wall.as_secs_f64();
+    if json {
+        let out = serde_json::json!({
+            "backend": backend, "tasks": args.tasks, "concurrency": args.concurrency,
+            "seconds": wall.as_secs_f64(), "total_ops": total_ops, "ops_per_sec": ops_per_sec,
+            "tasks_left": remaining, "operations": summaries,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "demo on {backend}: {} tasks, {} in flight, {:.2} s, {} ops ({} ops/s)",
+        args.tasks,
+        args.concurrency,
+        wall.as_secs_f64(),
+        total_ops,
+        thousands(ops_per_sec)
+    );
+    let mut t = table(&["operation", "count", "ops/s", "p50 µs", "p99 µs"]);
+    for s in summaries {
+        t.add_row(vec![
+            s.op.clone().into(),
+            right(s.count),
+            right(thousands(s.ops_per_sec)),
+            right(format!("{:.1}", s.p50_us)),
+            right(format!("{:.1}", s.p99_us)),
+        ]);
+    }
+    t.add_row(vec![
+        "all".into(),
+        right(total_ops),
+        right(thousands(ops_per_sec)),
+        "".into(),
+        "".into(),
+    ]);
+    println!("{t}");
+    if let Some(n) = remaining {
+        println!("tasks left in the store: {n}");
+    }
+    Ok(())
+}

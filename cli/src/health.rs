@@ -1,0 +1,53 @@
+//! `health`: which backend the settings choose and how it is doing.
+
+use std::process::ExitCode;
+
+use persistence_core::backend::HealthStatus;
+use persistence_core::config::Settings;
+use persistence_core::factory::Factory;
+
+pub async fn run(
+    settings: &Settings,
+    factory: &Factory,
+    json: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let opened = factory.open(settings).await?;
+    let health = opened.backend.health().await;
+    let caps = opened.backend.capabilities();
+    if json {
+        let out = serde_json::json!({
+            "requested_backend": opened.requested,
+            "active_backend": opened.backend.name(),
+            "fallback": opened.fallback_cause.as_ref().map(|e| e.to_string()),
+            "fallback_policy": format!("{:?}", settings.fallback).to_lowercase(),
+            "capabilities": caps,
+            "available_backends": factory.available(),
+            "health": health,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("requested backend : {}", opened.requested);
+        println!("active backend    : {}", opened.backend.name());
+        println!(
+            "fallback policy   : {}",
+            format!("{:?}", settings.fallback).to_lowercase()
+        );
+        if let Some(cause) = &opened.fallback_cause {
+            println!("fell back because : {cause}");
+        }
+        println!("status            : {}", health.status);
+        println!("message           : {}", health.message);
+        if let Some(ms) = health.latency_ms {
+            println!("latency           : {ms:.3} ms");
+        }
+        for (k, v) in &health.details {
+            println!("{:<18}: {v}", k);
+        }
+        println!("capabilities      : {caps:?}");
+    }
+    Ok(match health.status {
+        HealthStatus::Ok => ExitCode::SUCCESS,
+        HealthStatus::Down => ExitCode::from(1),
+        HealthStatus::Degraded => ExitCode::from(2),
+    })
+}
