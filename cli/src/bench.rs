@@ -26,6 +26,9 @@ pub struct Args {
     /// Concurrent tasks in the concurrent pass.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Rounds per mode; each row reports the median round (this machine is noisy).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
 }
 
 /// The simplest correct store: the same JSON bytes in a `RwLock<HashMap>`,
@@ -164,6 +167,12 @@ async fn measure(
     Ok(out)
 }
 
+/// The round with the median throughput.
+fn median(mut rounds: Vec<Summary>) -> Summary {
+    rounds.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
+    rounds.swap_remove(rounds.len() / 2)
+}
+
 #[derive(Serialize)]
 struct Row {
     mode: String,
@@ -194,8 +203,7 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         if !json {
             eprintln!("measuring {mode}: {} ops per operation...", args.ops);
         }
-        // warm up allocators and caches once per mode, then measure each
-        // side on a fresh store
+        // warm up allocators and caches once per mode
         let warm = Target::Store(TaskStore::new(Arc::new(MemoryBackend::new())));
         measure(
             &warm,
@@ -203,11 +211,23 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
             concurrency,
         )
         .await?;
-        let store = Target::Store(TaskStore::new(Arc::new(MemoryBackend::new())));
-        let s = measure(&store, &tasks, concurrency).await?;
-        let baseline = Target::Baseline(Arc::new(Baseline::default()));
-        let b = measure(&baseline, &tasks, concurrency).await?;
-        for (store, baseline) in s.into_iter().zip(b) {
+        let rounds = args.rounds.max(1);
+        let (mut store_rounds, mut baseline_rounds) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            // fresh stores each round; alternate who goes first
+            let store = Target::Store(TaskStore::new(Arc::new(MemoryBackend::new())));
+            let baseline = Target::Baseline(Arc::new(Baseline::default()));
+            if round % 2 == 0 {
+                store_rounds.push(measure(&store, &tasks, concurrency).await?);
+                baseline_rounds.push(measure(&baseline, &tasks, concurrency).await?);
+            } else {
+                baseline_rounds.push(measure(&baseline, &tasks, concurrency).await?);
+                store_rounds.push(measure(&store, &tasks, concurrency).await?);
+            }
+        }
+        for i in 0..OPS.len() {
+            let store = median(store_rounds.iter().map(|r| r[i].clone()).collect());
+            let baseline = median(baseline_rounds.iter().map(|r| r[i].clone()).collect());
             rows.push(Row {
                 mode: mode.clone(),
                 op: store.op.clone(),
@@ -218,13 +238,13 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         }
     }
     if json {
-        let out = serde_json::json!({ "backend": "memory", "task_bytes": size, "ops": args.ops, "rows": rows });
+        let out = serde_json::json!({ "backend": "memory", "task_bytes": size, "ops": args.ops, "rounds": args.rounds, "rows": rows });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "TaskStore on the memory backend vs a bare RwLock<HashMap> with the same serde work; {size}-byte tasks of 3 items, {} ops per row",
-        args.ops
+        "TaskStore on the memory backend vs a bare RwLock<HashMap> with the same serde work; {size}-byte tasks of 3 items, {} ops per phase, median of {} rounds",
+        args.ops, args.rounds.max(1)
     );
     let mut t = table(&[
         "mode",

@@ -26,7 +26,8 @@ pub fn three_item_task(task_id: &str, n: usize) -> AgentTask {
     let r1 = format!("req-{n}-a");
     let r2 = format!("req-{n}-b");
     let filler = "The customer asks about the charge on their card for the last order and \
-                  wants the refund policy explained before deciding what to do next; ";
+                  wants the refund policy explained before deciding what to do next, and the \
+                  shipping record checked; ";
     let now = Timestamp::now();
     AgentTask {
         task_id: task_id.into(),

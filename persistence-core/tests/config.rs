@@ -197,3 +197,22 @@ async fn task_store_gets_namespace_and_ttl_from_settings() {
     assert_eq!(store.collection().namespace(), "tasks2");
     assert_eq!(s.task_ttl(), Some(std::time::Duration::from_secs(60)));
 }
+
+#[test]
+fn every_shipped_config_file_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Settings::from_sources(Some(&path), env(&[]))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "expected the shipped config files in {}",
+        dir.display()
+    );
+}

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -20,28 +21,63 @@ use crate::error::{Error, Result};
 /// bounded however many documents expire at once.
 const PURGE_PER_WRITE: usize = 16;
 
+/// Shards per namespace: writers to different shards run in parallel.
+const SHARDS: usize = 16;
+
 /// A concurrent in-memory [`Backend`] with every capability but durability.
 ///
-/// Each namespace has its own reader-writer lock, held only for the map
-/// operations of one call (never across an `.await`), so reads run in
-/// parallel and serialization happens outside any lock. Index terms change
-/// under the same lock as their document. Expired documents are invisible at
-/// once and purged a few at a time by later writes.
+/// Each namespace is split into shards by key hash, each shard behind its own
+/// reader-writer lock held only for the map operations of one call (never
+/// across an `.await`). Reads run in parallel; writes to different shards do
+/// too. A document and its index terms live in the same shard and change
+/// under one lock; lookups and scans read every shard and merge by creation
+/// stamp or key. Serialization happens outside any lock. Expired documents
+/// are invisible at once and purged a few at a time by later writes.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    spaces: RwLock<HashMap<String, RwLock<Space>>>,
+    spaces: RwLock<HashMap<String, Namespace>>,
     /// Source of versions and creation stamps, shared by all namespaces so a
     /// re-created key never gets an old version back.
     clock: AtomicU64,
 }
 
+#[derive(Debug)]
+struct Namespace {
+    shards: Box<[RwLock<Space>]>,
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Namespace {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+        }
+    }
+}
+
+impl Namespace {
+    fn shard(&self, key: &str) -> &RwLock<Space> {
+        // A fixed hasher: the shard only spreads load, it is never exposed.
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(key, &mut h);
+        &self.shards[std::hash::Hasher::finish(&h) as usize % SHARDS]
+    }
+}
+
+/// One namespace. Creation stamps are unique (drawn from the backend's
+/// clock at insert), so the ordered structures are keyed by stamp alone and
+/// removing from them allocates nothing.
 #[derive(Debug, Default)]
 struct Space {
-    docs: BTreeMap<String, Entry>,
-    by_created: BTreeSet<(u64, String)>,
-    /// index name -> term -> documents in (created, key) order.
-    index: HashMap<String, HashMap<String, BTreeSet<(u64, String)>>>,
-    expiry: BTreeSet<(SystemTime, String)>,
+    /// Point operations hash; `by_key` keeps key order for scans. Keys are
+    /// shared by every structure, so removing a document frees nothing under
+    /// the lock but refcounts.
+    docs: HashMap<Arc<str>, Entry>,
+    by_key: BTreeSet<Arc<str>>,
+    by_created: BTreeMap<u64, Arc<str>>,
+    /// index name -> term -> created -> key: documents in (created, key) order.
+    index: Index,
+    /// (expires_at, created) of documents with a TTL.
+    expiry: BTreeSet<(SystemTime, u64)>,
 }
 
 #[derive(Debug)]
@@ -68,59 +104,108 @@ impl Entry {
     }
 }
 
+type Index = HashMap<String, HashMap<String, BTreeMap<u64, Arc<str>>>>;
+
+fn index_add(index: &mut Index, terms: &[IndexTerm], created: u64, key: &Arc<str>) {
+    for term in terms {
+        index
+            .entry(term.index.clone())
+            .or_default()
+            .entry(term.term.clone())
+            .or_default()
+            .insert(created, key.clone());
+    }
+}
+
+fn index_remove(index: &mut Index, terms: &[IndexTerm], created: u64) {
+    for term in terms {
+        if let Some(by_term) = index.get_mut(&term.index) {
+            if let Some(keys) = by_term.get_mut(&term.term) {
+                keys.remove(&created);
+                if keys.is_empty() {
+                    by_term.remove(&term.term);
+                }
+            }
+        }
+    }
+}
+
 impl Space {
     fn live(&self, key: &str, now: SystemTime) -> Option<&Entry> {
         self.docs.get(key).filter(|e| e.live(now))
     }
 
-    fn unlink(&mut self, key: &str) -> Option<Entry> {
-        let entry = self.docs.remove(key)?;
-        self.by_created.remove(&(entry.created, key.to_string()));
+    /// Removes a document with its index and expiry entries; the caller
+    /// drops what it returns after releasing the lock.
+    fn unlink(&mut self, key: &str) -> Option<(Arc<str>, Entry)> {
+        let (key, entry) = self.docs.remove_entry(key)?;
+        self.by_key.remove(&key);
+        self.by_created.remove(&entry.created);
         if let Some(t) = entry.expires_at {
-            self.expiry.remove(&(t, key.to_string()));
+            self.expiry.remove(&(t, entry.created));
         }
-        for term in &entry.terms {
-            self.unindex(term, entry.created, key);
-        }
-        Some(entry)
+        index_remove(&mut self.index, &entry.terms, entry.created);
+        Some((key, entry))
     }
 
-    fn unindex(&mut self, term: &IndexTerm, created: u64, key: &str) {
-        if let Some(terms) = self.index.get_mut(&term.index) {
-            if let Some(keys) = terms.get_mut(&term.term) {
-                keys.remove(&(created, key.to_string()));
-                if keys.is_empty() {
-                    terms.remove(&term.term);
-                }
-            }
-        }
-    }
-
-    fn link(&mut self, key: String, entry: Entry) {
-        self.by_created.insert((entry.created, key.clone()));
+    fn link(&mut self, key: &str, entry: Entry) {
+        let key: Arc<str> = Arc::from(key);
+        self.by_key.insert(key.clone());
+        self.by_created.insert(entry.created, key.clone());
         if let Some(t) = entry.expires_at {
-            self.expiry.insert((t, key.clone()));
+            self.expiry.insert((t, entry.created));
         }
-        for term in &entry.terms {
-            self.index
-                .entry(term.index.clone())
-                .or_default()
-                .entry(term.term.clone())
-                .or_default()
-                .insert((entry.created, key.clone()));
-        }
+        index_add(&mut self.index, &entry.terms, entry.created, &key);
         self.docs.insert(key, entry);
+    }
+
+    /// Replaces a live document in place, touching the index and the expiry
+    /// set only where they change (an update rarely changes its terms).
+    /// Returns the old value, for the caller to drop outside the lock.
+    fn overwrite(&mut self, key: &str, write: NewContent) -> Option<Bytes> {
+        let Space {
+            docs,
+            by_created,
+            index,
+            expiry,
+            ..
+        } = self;
+        let entry = docs.get_mut(key)?;
+        if entry.terms != write.terms {
+            let shared_key = by_created.get(&entry.created)?.clone();
+            index_remove(index, &entry.terms, entry.created);
+            index_add(index, &write.terms, entry.created, &shared_key);
+            entry.terms = write.terms;
+        }
+        if entry.expires_at != write.expires_at {
+            if let Some(t) = entry.expires_at {
+                expiry.remove(&(t, entry.created));
+            }
+            if let Some(t) = write.expires_at {
+                expiry.insert((t, entry.created));
+            }
+            entry.expires_at = write.expires_at;
+        }
+        entry.version = write.version;
+        Some(std::mem::replace(&mut entry.value, write.value))
     }
 
     fn purge_expired(&mut self, now: SystemTime, max: usize) {
         for _ in 0..max {
-            let Some((t, key)) = self.expiry.first().cloned() else {
+            let Some(&(t, created)) = self.expiry.first() else {
                 return;
             };
             if t > now {
                 return;
             }
-            self.unlink(&key);
+            match self.by_created.get(&created).cloned() {
+                Some(key) => {
+                    self.unlink(&key);
+                }
+                None => {
+                    self.expiry.remove(&(t, created));
+                }
+            }
         }
     }
 
@@ -143,6 +228,14 @@ impl Space {
             }),
         }
     }
+}
+
+/// What a put changes in a document.
+struct NewContent {
+    value: Bytes,
+    version: u64,
+    expires_at: Option<SystemTime>,
+    terms: Vec<IndexTerm>,
 }
 
 fn dedup_terms(mut terms: Vec<IndexTerm>) -> Vec<IndexTerm> {
@@ -169,25 +262,36 @@ impl MemoryBackend {
         self.clock.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Runs `f` with the namespace's write lock, creating the namespace.
-    fn write<T>(&self, namespace: &str, f: impl FnOnce(&mut Space) -> T) -> T {
+    /// Runs `f` with the write lock of `key`'s shard, creating the namespace.
+    fn write<T>(&self, namespace: &str, key: &str, f: impl FnOnce(&mut Space) -> T) -> T {
         {
             let spaces = self.spaces.read();
-            if let Some(space) = spaces.get(namespace) {
-                return f(&mut space.write());
+            if let Some(ns) = spaces.get(namespace) {
+                return f(&mut ns.shard(key).write());
             }
         }
         let mut spaces = self.spaces.write();
-        let space = spaces.entry(namespace.to_string()).or_default();
-        f(space.get_mut())
+        let ns = spaces.entry(namespace.to_string()).or_default();
+        let out = f(&mut ns.shard(key).write());
+        out
     }
 
-    /// Runs `f` with the namespace's read lock (`None` for an unknown namespace).
-    fn read<T>(&self, namespace: &str, f: impl FnOnce(Option<&Space>) -> T) -> T {
+    /// Runs `f` with the read lock of `key`'s shard (`None` for an unknown namespace).
+    fn read<T>(&self, namespace: &str, key: &str, f: impl FnOnce(Option<&Space>) -> T) -> T {
         let spaces = self.spaces.read();
         match spaces.get(namespace) {
-            Some(space) => f(Some(&space.read())),
+            Some(ns) => f(Some(&ns.shard(key).read())),
             None => f(None),
+        }
+    }
+
+    /// Runs `f` on every shard of the namespace in turn, under its read lock.
+    fn each_shard(&self, namespace: &str, mut f: impl FnMut(&Space)) {
+        let spaces = self.spaces.read();
+        if let Some(ns) = spaces.get(namespace) {
+            for shard in ns.shards.iter() {
+                f(&shard.read());
+            }
         }
     }
 }
@@ -212,7 +316,7 @@ impl Backend for MemoryBackend {
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
         let now = SystemTime::now();
-        Ok(self.read(namespace, |s| {
+        Ok(self.read(namespace, key, |s| {
             s.and_then(|s| s.live(key, now)).map(Entry::document)
         }))
     }
@@ -227,26 +331,35 @@ impl Backend for MemoryBackend {
         let now = SystemTime::now();
         let expires = expires_at(now, write.ttl)?;
         let terms = dedup_terms(write.index);
-        self.write(namespace, |space| {
+        self.write(namespace, key, |space| {
             space.purge_expired(now, PURGE_PER_WRITE);
             space.check(namespace, key, precondition, now)?;
             let version = self.tick();
-            let created = match space.unlink(key) {
-                Some(old) if old.live(now) => old.created,
-                _ => version,
+            let content = NewContent {
+                value: write.value,
+                version,
+                expires_at: expires,
+                terms,
             };
-            space.link(
-                key.to_string(),
-                Entry {
-                    value: write.value,
-                    version,
-                    created,
-                    expires_at: expires,
-                    terms,
-                },
-            );
-            Ok(Version(version))
+            let garbage = if space.live(key, now).is_some() {
+                (space.overwrite(key, content), None)
+            } else {
+                let leftover = space.unlink(key); // an expired leftover, if any
+                space.link(
+                    key,
+                    Entry {
+                        value: content.value,
+                        version,
+                        created: version,
+                        expires_at: content.expires_at,
+                        terms: content.terms,
+                    },
+                );
+                (None, leftover)
+            };
+            Ok((Version(version), garbage))
         })
+        .map(|(version, _garbage)| version)
     }
 
     async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
@@ -256,92 +369,89 @@ impl Backend for MemoryBackend {
             )));
         }
         let now = SystemTime::now();
-        self.write(namespace, |space| {
+        self.write(namespace, key, |space| {
             space.purge_expired(now, PURGE_PER_WRITE);
             space.check(namespace, key, precondition, now)?;
-            Ok(space.unlink(key).is_some_and(|e| e.live(now)))
+            Ok(space.unlink(key))
         })
+        .map(|removed| removed.is_some_and(|(_, e)| e.live(now)))
     }
 
     async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
         let now = SystemTime::now();
-        Ok(self.read(namespace, |s| {
-            let Some(s) = s else { return Vec::new() };
-            let Some(keys) = s.index.get(index).and_then(|t| t.get(term)) else {
-                return Vec::new();
-            };
-            keys.iter()
-                .filter(|(_, k)| s.live(k, now).is_some())
-                .map(|(_, k)| k.clone())
-                .collect()
-        }))
+        let mut hits: Vec<(u64, Arc<str>)> = Vec::new();
+        self.each_shard(namespace, |s| {
+            if let Some(keys) = s.index.get(index).and_then(|t| t.get(term)) {
+                hits.extend(
+                    keys.iter()
+                        .filter(|(_, k)| s.live(k, now).is_some())
+                        .map(|(c, k)| (*c, k.clone())),
+                );
+            }
+        });
+        // creation stamps are unique, so this is (created, key) order
+        hits.sort_unstable_by_key(|(c, _)| *c);
+        Ok(hits.into_iter().map(|(_, k)| k.to_string()).collect())
     }
 
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
         let now = SystemTime::now();
         let limit = request.limit.max(1);
-        let cursor = request.cursor;
-        self.read(namespace, |s| {
-            let Some(s) = s else {
-                return Ok(ScanPage::default());
-            };
-            let mut entries = Vec::with_capacity(limit.min(1024));
-            let mut more = false;
-            let mut take = |key: &String, e: &Entry| {
-                if !e.live(now) {
-                    return true;
-                }
-                if entries.len() == limit {
-                    more = true;
-                    return false;
-                }
-                entries.push((key.clone(), e.document()));
-                true
+        let after_created = match (&request.order, &request.cursor) {
+            (ScanOrder::Created, Some(c)) => Some(decode_created_cursor(c)?),
+            _ => None,
+        };
+        // Each shard's first `limit + 1` live entries after the cursor hold
+        // the namespace's first `limit + 1`.
+        let mut entries: Vec<(Arc<str>, Document)> = Vec::new();
+        self.each_shard(namespace, |s| {
+            let mut take = |k: &Arc<str>| {
+                let e = &s.docs[k];
+                e.live(now).then(|| (k.clone(), e.document()))
             };
             match request.order {
                 ScanOrder::Key => {
-                    let start = match &cursor {
-                        Some(c) => Bound::Excluded(c.clone()),
+                    let start: Bound<&str> = match &request.cursor {
+                        Some(c) => Bound::Excluded(c.as_str()),
                         None => Bound::Unbounded,
                     };
-                    for (k, e) in s.docs.range((start, Bound::Unbounded)) {
-                        if !take(k, e) {
-                            break;
-                        }
-                    }
+                    let range = s.by_key.range::<str, _>((start, Bound::Unbounded));
+                    entries.extend(range.filter_map(&mut take).take(limit + 1));
                 }
                 ScanOrder::Created => {
-                    let start = match &cursor {
-                        Some(c) => Bound::Excluded(decode_created_cursor(c)?),
-                        None => Bound::Unbounded,
-                    };
-                    for (_, k) in s.by_created.range((start, Bound::Unbounded)) {
-                        if !take(k, &s.docs[k]) {
-                            break;
-                        }
-                    }
+                    let start = after_created.map_or(Bound::Unbounded, Bound::Excluded);
+                    let range = s.by_created.range((start, Bound::Unbounded));
+                    entries.extend(range.filter_map(|(_, k)| take(k)).take(limit + 1));
                 }
             }
-            let cursor = if more {
-                entries.last().map(|(k, d)| match request.order {
-                    ScanOrder::Key => k.clone(),
-                    ScanOrder::Created => format!("{}:{k}", d.created),
-                })
-            } else {
-                None
-            };
-            Ok(ScanPage { entries, cursor })
+        });
+        match request.order {
+            ScanOrder::Key => entries.sort_unstable_by(|a, b| a.0.cmp(&b.0)),
+            ScanOrder::Created => entries.sort_unstable_by_key(|(_, d)| d.created),
+        }
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let cursor = more.then(|| match request.order {
+            ScanOrder::Key => entries.last().map(|(k, _)| k.to_string()),
+            ScanOrder::Created => entries.last().map(|(_, d)| d.created.to_string()),
+        });
+        Ok(ScanPage {
+            entries: entries
+                .into_iter()
+                .map(|(k, d)| (k.to_string(), d))
+                .collect(),
+            cursor: cursor.flatten(),
         })
     }
 
     async fn count(&self, namespace: &str) -> Result<u64> {
         let now = SystemTime::now();
-        Ok(self.read(namespace, |s| {
-            s.map_or(0, |s| {
-                let expired = s.expiry.iter().take_while(|(t, _)| *t <= now).count();
-                (s.docs.len() - expired) as u64
-            })
-        }))
+        let mut n = 0u64;
+        self.each_shard(namespace, |s| {
+            let expired = s.expiry.iter().take_while(|(t, _)| *t <= now).count();
+            n += (s.docs.len() - expired) as u64;
+        });
+        Ok(n)
     }
 
     async fn health(&self) -> Health {
@@ -350,15 +460,19 @@ impl Backend for MemoryBackend {
         health
             .details
             .insert("namespaces".into(), spaces.len().to_string());
-        let docs: usize = spaces.values().map(|s| s.read().docs.len()).sum();
+        let docs: usize = spaces
+            .values()
+            .flat_map(|ns| ns.shards.iter())
+            .map(|s| s.read().docs.len())
+            .sum();
         health.details.insert("documents".into(), docs.to_string());
         health
     }
 }
 
-/// Creation cursors are `{created}:{key}`: the last entry of the previous page.
-fn decode_created_cursor(cursor: &str) -> Result<(u64, String)> {
-    let bad = || Error::InvalidInput(format!("scan cursor {cursor:?} is not a creation cursor"));
-    let (stamp, key) = cursor.split_once(':').ok_or_else(bad)?;
-    Ok((stamp.parse().map_err(|_| bad())?, key.to_string()))
+/// Creation cursors are the stamp of the previous page's last entry.
+fn decode_created_cursor(cursor: &str) -> Result<u64> {
+    cursor.parse().map_err(|_| {
+        Error::InvalidInput(format!("scan cursor {cursor:?} is not a creation cursor"))
+    })
 }
