@@ -597,7 +597,7 @@ pub async fn concurrent_inserts_of_one_key_one_wins(ctx: Ctx) {
                 .insert(
                     &ns,
                     "contended",
-                    doc(&n.to_string()).with_term(IDX, &format!("t{n}")),
+                    doc(&n.to_string()).with_term(IDX, format!("t{n}")),
                 )
                 .await
         }));

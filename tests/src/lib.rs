@@ -5,7 +5,7 @@
 //! closure returning a future of a fresh [`SharedBackend`]); every case
 //! becomes its own named test:
 //!
-//! ```ignore
+//! ```no_run
 //! persistence_conformance::conformance_tests!(|| async {
 //!     std::sync::Arc::new(persistence_core::memory::MemoryBackend::new())
 //!         as persistence_core::SharedBackend
