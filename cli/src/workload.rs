@@ -20,70 +20,45 @@ fn item(task_id: &str, request_id: &str, role: Role, content: String) -> AgentTa
     }
 }
 
-/// A task of three items (user, assistant, user) over two requests, about
-/// 1.8 KB of JSON: the size the benchmark targets.
-pub fn three_item_task(task_id: &str, n: usize) -> AgentTask {
-    let r1 = format!("req-{n}-a");
-    let r2 = format!("req-{n}-b");
-    let filler = "The customer asks about the charge on their card for the last order and \
-                  wants the refund policy explained before deciding what to do next, and the \
-                  shipping record checked; ";
+/// A running task `task_id` of user `n` with these items.
+fn task(task_id: &str, n: usize, items: Vec<AgentTaskItem>) -> AgentTask {
     let now = Timestamp::now();
     AgentTask {
         task_id: task_id.into(),
         session_id: format!("session-{}", n % 97),
         user_id: format!("user-{:04}", n % 1000),
-        items: vec![
-            item(
-                task_id,
-                &r1,
-                Role::User,
-                format!("Order ORD-{n:05}: {filler}{filler}"),
-            ),
-            item(
-                task_id,
-                &r1,
-                Role::Assistant,
-                format!("Looking up ORD-{n:05}. {filler}{filler}"),
-            ),
-            item(
-                task_id,
-                &r2,
-                Role::User,
-                format!("Please refund ORD-{n:05}. {filler}{filler}"),
-            ),
-        ],
+        items,
         created_at: now,
         last_updated: now,
         status: TaskStatus::Running,
     }
 }
 
+/// A task of three items (user, assistant, user) over two requests, about
+/// 1.8 KB of JSON: the size the benchmark targets.
+pub fn three_item_task(task_id: &str, n: usize) -> AgentTask {
+    let (r1, r2) = (format!("req-{n}-a"), format!("req-{n}-b"));
+    let filler = "The customer asks about the charge on their card for the last order and \
+                  wants the refund policy explained before deciding what to do next, and the \
+                  shipping record checked; ";
+    let text = |what: &str| format!("{what} ORD-{n:05}. {filler}{filler}");
+    let items = vec![
+        item(task_id, &r1, Role::User, text("Order")),
+        item(task_id, &r1, Role::Assistant, text("Looking up")),
+        item(task_id, &r2, Role::User, text("Please refund")),
+    ];
+    task(task_id, n, items)
+}
+
 /// A new task opened by a user request.
 pub fn opened_task(task_id: &str, request_id: &str, n: usize) -> AgentTask {
-    let now = Timestamp::now();
-    AgentTask {
-        task_id: task_id.into(),
-        session_id: format!("session-{}", n % 97),
-        user_id: format!("user-{:04}", n % 1000),
-        items: vec![
-            item(
-                task_id,
-                request_id,
-                Role::User,
-                format!("What did I pay for order ORD-{n:05}?"),
-            ),
-            item(
-                task_id,
-                request_id,
-                Role::Assistant,
-                format!("Order ORD-{n:05} was charged $129.99."),
-            ),
-        ],
-        created_at: now,
-        last_updated: now,
-        status: TaskStatus::Running,
-    }
+    let question = format!("What did I pay for order ORD-{n:05}?");
+    let answer = format!("Order ORD-{n:05} was charged $129.99.");
+    let items = vec![
+        item(task_id, request_id, Role::User, question),
+        item(task_id, request_id, Role::Assistant, answer),
+    ];
+    task(task_id, n, items)
 }
 
 /// The task paused for a human to approve a refund tool call (request `request_id`).

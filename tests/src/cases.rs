@@ -937,6 +937,11 @@ pub async fn count_tracks_writes_and_removes(ctx: Ctx) {
 
 // ---- the typed task store ----
 
+/// Task `t{n}` with request id `r{n}`.
+fn numbered(n: usize) -> persistence_core::model::AgentTask {
+    sample_task(&format!("t{n}"), &[&format!("r{n}")])
+}
+
 pub async fn task_fixture_round_trips_through_store(ctx: Ctx) {
     let (task, json) = fixture_task();
     let store = ctx.store();
@@ -1306,11 +1311,7 @@ pub async fn task_concurrent_creates_of_distinct_ids(ctx: Ctx) {
     let handles: Vec<_> = (0..100)
         .map(|n| {
             let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .create(&sample_task(&format!("t{n}"), &[&format!("r{n}")]))
-                    .await
-            })
+            tokio::spawn(async move { store.create(&numbered(n)).await })
         })
         .collect();
     for h in handles {
@@ -1329,10 +1330,7 @@ pub async fn task_concurrent_creates_of_distinct_ids(ctx: Ctx) {
 pub async fn task_concurrent_updates(ctx: Ctx) {
     let store = ctx.store();
     for n in 0..50 {
-        store
-            .create(&sample_task(&format!("t{n}"), &[&format!("r{n}")]))
-            .await
-            .unwrap();
+        store.create(&numbered(n)).await.unwrap();
     }
     let handles: Vec<_> = (0..50)
         .map(|n| {
@@ -1367,10 +1365,7 @@ pub async fn task_concurrent_updates(ctx: Ctx) {
 pub async fn task_mixed_concurrent_operations(ctx: Ctx) {
     let store = ctx.store();
     for n in 0..30 {
-        store
-            .create(&sample_task(&format!("t{n}"), &[&format!("r{n}")]))
-            .await
-            .unwrap();
+        store.create(&numbered(n)).await.unwrap();
     }
     let mut handles = Vec::new();
     for n in 0..30 {
@@ -1419,10 +1414,7 @@ pub async fn task_lookups_racing_creates(ctx: Ctx) {
         let store = store.clone();
         tokio::spawn(async move {
             for n in 0..100 {
-                store
-                    .create(&sample_task(&format!("t{n}"), &[&format!("r{n}")]))
-                    .await
-                    .unwrap();
+                store.create(&numbered(n)).await.unwrap();
             }
         })
     };
