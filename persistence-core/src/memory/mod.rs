@@ -44,12 +44,16 @@ pub struct MemoryBackend {
 #[derive(Debug)]
 struct Namespace {
     shards: Box<[RwLock<Space>]>,
+    /// The shard the next write sweeps for expired documents, round-robin,
+    /// so shards nobody writes to are purged too.
+    next_sweep: AtomicU64,
 }
 
 impl Default for Namespace {
     fn default() -> Self {
         Namespace {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            next_sweep: AtomicU64::new(0),
         }
     }
 }
@@ -60,6 +64,15 @@ impl Namespace {
         let mut h = std::hash::DefaultHasher::new();
         std::hash::Hash::hash(key, &mut h);
         &self.shards[std::hash::Hasher::finish(&h) as usize % SHARDS]
+    }
+
+    /// Purges a few expired documents of the next shard in turn, unless
+    /// someone holds it: bounded work, never a wait.
+    fn sweep_one(&self, now: SystemTime) {
+        let n = self.next_sweep.fetch_add(1, Ordering::Relaxed) as usize % SHARDS;
+        if let Some(mut shard) = self.shards[n].try_write() {
+            shard.purge_expired(now, PURGE_PER_WRITE);
+        }
     }
 }
 
@@ -190,13 +203,14 @@ impl Space {
         Some(std::mem::replace(&mut entry.value, write.value))
     }
 
-    fn purge_expired(&mut self, now: SystemTime, max: usize) {
-        for _ in 0..max {
+    /// Frees up to `max` expired documents; returns how many it freed.
+    fn purge_expired(&mut self, now: SystemTime, max: usize) -> usize {
+        for purged in 0..max {
             let Some(&(t, created)) = self.expiry.first() else {
-                return;
+                return purged;
             };
             if t > now {
-                return;
+                return purged;
             }
             match self.by_created.get(&created).cloned() {
                 Some(key) => {
@@ -207,6 +221,7 @@ impl Space {
                 }
             }
         }
+        max
     }
 
     fn check(&self, namespace: &str, key: &str, pre: Precondition, now: SystemTime) -> Result<()> {
@@ -262,12 +277,28 @@ impl MemoryBackend {
         self.clock.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Runs `f` with the write lock of `key`'s shard, creating the namespace.
+    /// Frees every expired document now, in every namespace, and returns
+    /// how many. Writes already free a few each; call this where a namespace
+    /// may stop receiving writes while holding many expired documents.
+    pub fn purge_expired(&self) -> usize {
+        let now = SystemTime::now();
+        let spaces = self.spaces.read();
+        spaces
+            .values()
+            .flat_map(|ns| ns.shards.iter())
+            .map(|shard| shard.write().purge_expired(now, usize::MAX))
+            .sum()
+    }
+
+    /// Runs `f` with the write lock of `key`'s shard, creating the namespace;
+    /// then sweeps another shard a little.
     fn write<T>(&self, namespace: &str, key: &str, f: impl FnOnce(&mut Space) -> T) -> T {
         {
             let spaces = self.spaces.read();
             if let Some(ns) = spaces.get(namespace) {
-                return f(&mut ns.shard(key).write());
+                let out = f(&mut ns.shard(key).write());
+                ns.sweep_one(SystemTime::now());
+                return out;
             }
         }
         let mut spaces = self.spaces.write();
@@ -475,4 +506,79 @@ fn decode_created_cursor(cursor: &str) -> Result<u64> {
     cursor.parse().map_err(|_| {
         Error::InvalidInput(format!("scan cursor {cursor:?} is not a creation cursor"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendExt;
+
+    fn stored(backend: &MemoryBackend) -> usize {
+        let spaces = backend.spaces.read();
+        spaces
+            .values()
+            .flat_map(|ns| ns.shards.iter())
+            .map(|s| {
+                let s = s.read();
+                assert_eq!(s.docs.len(), s.by_key.len());
+                assert_eq!(s.docs.len(), s.by_created.len());
+                s.docs.len()
+            })
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn expired_documents_are_freed_a_bounded_number_per_write() {
+        let b = MemoryBackend::new();
+        let ttl = Some(Duration::from_millis(50));
+        for n in 0..200 {
+            let w = DocumentWrite::new(vec![1])
+                .with_term("i", "t")
+                .with_ttl(ttl);
+            b.insert("ns", &n.to_string(), w).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(
+            b.count("ns").await.unwrap(),
+            0,
+            "expired documents still counted"
+        );
+        assert_eq!(stored(&b), 200, "nothing purges without writes");
+        // one write to each shard's keys purges at most PURGE_PER_WRITE there
+        for n in 0..64 {
+            b.upsert("ns", &format!("live{n}"), DocumentWrite::new(vec![2]))
+                .await
+                .unwrap();
+        }
+        let left = stored(&b) - 64;
+        assert!(left < 200, "writes purged nothing");
+        for n in 0..400 {
+            b.upsert(
+                "ns",
+                &format!("live{}", n % 64),
+                DocumentWrite::new(vec![2]),
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(stored(&b), 64, "expired documents were never freed");
+        let w = DocumentWrite::new(vec![1]).with_ttl(ttl);
+        b.insert("quiet", "x", w).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(
+            b.purge_expired(),
+            1,
+            "an explicit purge frees what writes did not"
+        );
+        assert_eq!(b.purge_expired(), 0);
+        let spaces = b.spaces.read();
+        for shard in spaces["ns"].shards.iter() {
+            let s = shard.read();
+            assert!(
+                s.index.get("i").is_none_or(|t| t.is_empty()),
+                "index kept expired entries"
+            );
+            assert!(s.expiry.is_empty());
+        }
+    }
 }
