@@ -79,6 +79,7 @@ pub struct TaskStoreError {
 enum Subject {
     Task(String),
     Request(String),
+    All,
 }
 
 impl fmt::Display for Subject {
@@ -86,6 +87,7 @@ impl fmt::Display for Subject {
         match self {
             Subject::Task(id) => write!(f, "task {id:?}"),
             Subject::Request(id) => write!(f, "task by request id {id:?}"),
+            Subject::All => f.write_str("all tasks"),
         }
     }
 }
@@ -110,7 +112,7 @@ impl TaskStoreError {
     pub fn task_id(&self) -> Option<&str> {
         match &self.subject {
             Subject::Task(id) => Some(id),
-            Subject::Request(_) => None,
+            Subject::Request(_) | Subject::All => None,
         }
     }
 }
@@ -260,7 +262,7 @@ impl TaskStore {
         self.tasks
             .count()
             .await
-            .map_err(|e| err(TaskOperation::Load, Subject::Task(String::new()), e))
+            .map_err(|e| err(TaskOperation::Load, Subject::All, e))
     }
 }
 
