@@ -85,8 +85,11 @@ pub struct TaskStoreSettings {
 pub struct SledSettings {
     /// Directory of the database.
     pub path: PathBuf,
-    /// How often sled flushes to disk; `None` keeps sled's default.
+    /// How often sled flushes to disk in the background, in milliseconds;
+    /// absent keeps sled's default (500), 0 turns background flushing off.
     pub flush_every_ms: Option<u64>,
+    /// Flush before every write returns (durable once acknowledged).
+    pub flush_on_write: bool,
 }
 
 impl Default for SledSettings {
@@ -94,6 +97,7 @@ impl Default for SledSettings {
         SledSettings {
             path: PathBuf::from("./data/sled"),
             flush_every_ms: None,
+            flush_on_write: false,
         }
     }
 }

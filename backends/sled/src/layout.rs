@@ -1,0 +1,217 @@
+//! How documents and their index entries are laid out in sled's trees.
+//!
+//! Four trees, every key built from length-prefixed components so that no
+//! two `(namespace, key)` or `(namespace, index, term)` can collide, whatever
+//! bytes they contain (`docs/sled.md` draws the layout):
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `docs` | `lp(ns) key` | [`Record`] |
+//! | `index` | `lp(ns) lp(index) lp(term) created` | `expires key` |
+//! | `created` | `lp(ns) created` | `expires key` |
+//! | `expiry` | `expires lp(ns) created` | `key` |
+//!
+//! `lp(s)` is `s`'s length as 4 big-endian bytes, then `s`; `created` and
+//! `expires` (Unix milliseconds, 0 = never) are 8 big-endian bytes, so
+//! entries sort by creation and by expiry.
+
+use persistence_core::backend::IndexTerm;
+
+/// Version of the record format, first byte of every record.
+const RECORD_FORMAT: u8 = 1;
+const HEADER: usize = 1 + 8 + 8 + 8 + 4;
+
+fn push_lp(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s);
+}
+
+/// `lp(ns)`: the prefix of every key of a namespace.
+pub fn ns_prefix(ns: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + ns.len());
+    push_lp(&mut out, ns.as_bytes());
+    out
+}
+
+/// Key in `docs`.
+pub fn doc_key(ns: &str, key: &str) -> Vec<u8> {
+    let mut out = ns_prefix(ns);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+/// Prefix in `index` of the entries for one term.
+pub fn term_prefix(ns: &str, index: &str, term: &str) -> Vec<u8> {
+    let mut out = ns_prefix(ns);
+    push_lp(&mut out, index.as_bytes());
+    push_lp(&mut out, term.as_bytes());
+    out
+}
+
+/// Key in `index`.
+pub fn index_key(ns: &str, term: &IndexTerm, created: u64) -> Vec<u8> {
+    let mut out = term_prefix(ns, &term.index, &term.term);
+    out.extend_from_slice(&created.to_be_bytes());
+    out
+}
+
+/// Key in `created`.
+pub fn created_key(ns: &str, created: u64) -> Vec<u8> {
+    let mut out = ns_prefix(ns);
+    out.extend_from_slice(&created.to_be_bytes());
+    out
+}
+
+/// Key in `expiry`.
+pub fn expiry_key(expires: u64, ns: &str, created: u64) -> Vec<u8> {
+    let mut out = expires.to_be_bytes().to_vec();
+    push_lp(&mut out, ns.as_bytes());
+    out.extend_from_slice(&created.to_be_bytes());
+    out
+}
+
+/// Splits an `expiry` key into `(expires, namespace, created)`.
+pub fn parse_expiry_key(k: &[u8]) -> Option<(u64, String, u64)> {
+    let expires = u64::from_be_bytes(k.get(..8)?.try_into().ok()?);
+    let len = u32::from_be_bytes(k.get(8..12)?.try_into().ok()?) as usize;
+    let ns = std::str::from_utf8(k.get(12..12 + len)?).ok()?.to_string();
+    let created = u64::from_be_bytes(k.get(12 + len..20 + len)?.try_into().ok()?);
+    Some((expires, ns, created))
+}
+
+/// Value of `index` and `created` entries: `expires key`.
+pub fn pointer(expires: u64, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + key.len());
+    out.extend_from_slice(&expires.to_be_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+/// Splits a pointer into `(expires, key)`.
+pub fn parse_pointer(v: &[u8]) -> Option<(u64, &str)> {
+    let expires = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+    Some((expires, std::str::from_utf8(&v[8..]).ok()?))
+}
+
+/// Whether something expiring at `expires` (0 = never) is still live at `now`.
+pub fn live(expires: u64, now: u64) -> bool {
+    expires == 0 || expires > now
+}
+
+/// A stored document: its metadata, its index terms and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub version: u64,
+    pub created: u64,
+    /// Unix milliseconds, 0 = never.
+    pub expires: u64,
+    pub terms: Vec<IndexTerm>,
+    pub value: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    pub fn encode(&self) -> Vec<u8> {
+        let terms_len: usize = self
+            .terms
+            .iter()
+            .map(|t| 8 + t.index.len() + t.term.len())
+            .sum();
+        let mut out = Vec::with_capacity(HEADER + terms_len + self.value.len());
+        out.push(RECORD_FORMAT);
+        out.extend_from_slice(&self.version.to_be_bytes());
+        out.extend_from_slice(&self.created.to_be_bytes());
+        out.extend_from_slice(&self.expires.to_be_bytes());
+        out.extend_from_slice(&(self.terms.len() as u32).to_be_bytes());
+        for t in &self.terms {
+            push_lp(&mut out, t.index.as_bytes());
+            push_lp(&mut out, t.term.as_bytes());
+        }
+        out.extend_from_slice(self.value);
+        out
+    }
+
+    /// Decodes a record, or says what is wrong with it.
+    pub fn decode(bytes: &'a [u8]) -> Result<Record<'a>, String> {
+        if bytes.len() < HEADER {
+            return Err(format!(
+                "record of {} bytes is shorter than its header",
+                bytes.len()
+            ));
+        }
+        if bytes[0] != RECORD_FORMAT {
+            return Err(format!("unknown record format {}", bytes[0]));
+        }
+        let u64_at = |i: usize| u64::from_be_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        let n_terms = u32::from_be_bytes(bytes[25..29].try_into().expect("4 bytes")) as usize;
+        let mut at = HEADER;
+        let read_lp = |at: &mut usize| -> Result<String, String> {
+            let len_bytes = bytes.get(*at..*at + 4).ok_or("truncated index term")?;
+            let len = u32::from_be_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
+            let s = bytes
+                .get(*at + 4..*at + 4 + len)
+                .ok_or("truncated index term")?;
+            *at += 4 + len;
+            String::from_utf8(s.to_vec()).map_err(|_| "index term is not UTF-8".to_string())
+        };
+        let mut terms = Vec::with_capacity(n_terms.min(1024));
+        for _ in 0..n_terms {
+            let index = read_lp(&mut at)?;
+            let term = read_lp(&mut at)?;
+            terms.push(IndexTerm { index, term });
+        }
+        Ok(Record {
+            version: u64_at(1),
+            created: u64_at(9),
+            expires: u64_at(17),
+            terms,
+            value: &bytes[at..],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let r = Record {
+            version: 7,
+            created: 3,
+            expires: 99,
+            terms: vec![IndexTerm::new("i", "a:b"), IndexTerm::new("", "")],
+            value: b"{\"x\":1}",
+        };
+        assert_eq!(Record::decode(&r.encode()).unwrap(), r);
+    }
+
+    #[test]
+    fn damaged_records_are_errors_not_panics() {
+        let good = Record {
+            version: 1,
+            created: 1,
+            expires: 0,
+            terms: vec![IndexTerm::new("index", "term")],
+            value: b"v",
+        }
+        .encode();
+        for cut in 0..good.len() - 1 {
+            let _ = Record::decode(&good[..cut]); // must not panic
+        }
+        assert!(Record::decode(&good[..10]).is_err());
+        assert!(Record::decode(&good[..HEADER + 6]).is_err());
+        let mut bad = good.clone();
+        bad[0] = 9;
+        assert!(Record::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn keys_of_different_components_never_collide() {
+        assert_ne!(doc_key("a", "bc"), doc_key("ab", "c"));
+        assert_ne!(term_prefix("n", "a", "bc"), term_prefix("n", "ab", "c"));
+        let t = |s: &str| term_prefix("n", "i", s);
+        assert!(!t("ab").starts_with(&t("a")));
+        let parsed = parse_expiry_key(&expiry_key(5, "n:s", 9)).unwrap();
+        assert_eq!(parsed, (5, "n:s".to_string(), 9));
+    }
+}
