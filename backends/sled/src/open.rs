@@ -67,7 +67,8 @@ pub fn error(path: &Path, e: sled::Error) -> Error {
                 reason: format!("cannot write the database there: {io}"),
             }
         }
-        sled::Error::Corruption { .. } => Error::Corrupted {
+        // sled says Unsupported when its own files no longer parse
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => Error::Corrupted {
             namespace: String::new(),
             key: shown,
             reason: format!("{e}; restore a backup or move the directory aside"),
