@@ -44,8 +44,9 @@ enum Command {
     /// tasks, resume them by request id, pause for a tool call, complete,
     /// delete; then print counts and ops/s.
     Demo(demo::Args),
-    /// Benchmark the task store on the memory backend against a bare
-    /// RwLock<HashMap> doing the same serde work; prints ops/s, p50/p99 and ratios.
+    /// Benchmark the task store against a baseline doing the same work in the
+    /// same run (memory: a bare RwLock<HashMap>; sled: raw sled); prints
+    /// ops/s, p50/p99 and ratios.
     Bench(bench::Args),
     /// Run the conformance suite against the configured backend and print a
     /// pass/fail table (exit code 1 on any failure).
@@ -94,7 +95,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
 
 /// The backends this binary was built with.
 fn factory() -> Factory {
-    Factory::new()
+    let mut factory = Factory::new();
+    factory.register(std::sync::Arc::new(persistence_sled::SledProvider));
+    factory
 }
 
 fn load_settings(cli: &Cli) -> Result<Settings, persistence_core::Error> {

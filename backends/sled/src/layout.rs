@@ -1,15 +1,17 @@
-//! How documents and their index entries are laid out in sled's trees.
+//! How documents and their index entries are laid out in one sled tree.
 //!
-//! Four trees, every key built from length-prefixed components so that no
-//! two `(namespace, key)` or `(namespace, index, term)` can collide, whatever
-//! bytes they contain (`docs/sled.md` draws the layout):
+//! One tree, so that a document and all its entries change in one atomic
+//! `apply_batch`. Each key starts with a tag byte saying what it is, and is
+//! built from length-prefixed components so that no two `(namespace, key)`
+//! or `(namespace, index, term)` can collide, whatever bytes they contain
+//! (`docs/sled.md` draws the layout):
 //!
-//! | tree | key | value |
+//! | tag | key | value |
 //! |---|---|---|
-//! | `docs` | `lp(ns) key` | [`Record`] |
-//! | `index` | `lp(ns) lp(index) lp(term) created` | `expires key` |
-//! | `created` | `lp(ns) created` | `expires key` |
-//! | `expiry` | `expires lp(ns) created` | `key` |
+//! | `d` document | `d lp(ns) key` | [`Record`] |
+//! | `i` index entry | `i lp(ns) lp(index) lp(term) created` | `expires key` |
+//! | `c` creation order | `c lp(ns) created` | `expires key` |
+//! | `e` expiry | `e expires lp(ns) created` | `key` |
 //!
 //! `lp(s)` is `s`'s length as 4 big-endian bytes, then `s`; `created` and
 //! `expires` (Unix milliseconds, 0 = never) are 8 big-endian bytes, so
@@ -26,52 +28,64 @@ fn push_lp(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
-/// `lp(ns)`: the prefix of every key of a namespace.
-pub fn ns_prefix(ns: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + ns.len());
+/// Tag of document keys.
+pub const DOC: u8 = b'd';
+/// Tag of index entries.
+pub const INDEX: u8 = b'i';
+/// Tag of creation-order entries.
+pub const CREATED: u8 = b'c';
+/// Tag of expiry entries.
+pub const EXPIRY: u8 = b'e';
+
+/// `tag lp(ns)`: the prefix of every key of one kind in a namespace.
+pub fn ns_prefix(tag: u8, ns: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + ns.len());
+    out.push(tag);
     push_lp(&mut out, ns.as_bytes());
     out
 }
 
-/// Key in `docs`.
+/// Key of a document.
 pub fn doc_key(ns: &str, key: &str) -> Vec<u8> {
-    let mut out = ns_prefix(ns);
+    let mut out = ns_prefix(DOC, ns);
     out.extend_from_slice(key.as_bytes());
     out
 }
 
-/// Prefix in `index` of the entries for one term.
+/// Prefix of the index entries for one term.
 pub fn term_prefix(ns: &str, index: &str, term: &str) -> Vec<u8> {
-    let mut out = ns_prefix(ns);
+    let mut out = ns_prefix(INDEX, ns);
     push_lp(&mut out, index.as_bytes());
     push_lp(&mut out, term.as_bytes());
     out
 }
 
-/// Key in `index`.
+/// Key of an index entry.
 pub fn index_key(ns: &str, term: &IndexTerm, created: u64) -> Vec<u8> {
     let mut out = term_prefix(ns, &term.index, &term.term);
     out.extend_from_slice(&created.to_be_bytes());
     out
 }
 
-/// Key in `created`.
+/// Key of a creation-order entry.
 pub fn created_key(ns: &str, created: u64) -> Vec<u8> {
-    let mut out = ns_prefix(ns);
+    let mut out = ns_prefix(CREATED, ns);
     out.extend_from_slice(&created.to_be_bytes());
     out
 }
 
-/// Key in `expiry`.
+/// Key of an expiry entry.
 pub fn expiry_key(expires: u64, ns: &str, created: u64) -> Vec<u8> {
-    let mut out = expires.to_be_bytes().to_vec();
+    let mut out = vec![EXPIRY];
+    out.extend_from_slice(&expires.to_be_bytes());
     push_lp(&mut out, ns.as_bytes());
     out.extend_from_slice(&created.to_be_bytes());
     out
 }
 
-/// Splits an `expiry` key into `(expires, namespace, created)`.
+/// Splits an expiry key into `(expires, namespace, created)`.
 pub fn parse_expiry_key(k: &[u8]) -> Option<(u64, String, u64)> {
+    let k = k.strip_prefix(&[EXPIRY])?;
     let expires = u64::from_be_bytes(k.get(..8)?.try_into().ok()?);
     let len = u32::from_be_bytes(k.get(8..12)?.try_into().ok()?) as usize;
     let ns = std::str::from_utf8(k.get(12..12 + len)?).ok()?.to_string();
@@ -79,7 +93,7 @@ pub fn parse_expiry_key(k: &[u8]) -> Option<(u64, String, u64)> {
     Some((expires, ns, created))
 }
 
-/// Value of `index` and `created` entries: `expires key`.
+/// Value of index and creation-order entries: `expires key`.
 pub fn pointer(expires: u64, key: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + key.len());
     out.extend_from_slice(&expires.to_be_bytes());

@@ -1,10 +1,13 @@
 //! The sled backend: an embedded, durable [`Backend`], no server to run.
 //!
-//! Every write is one sled transaction over the document and all its index,
-//! creation-order and expiry entries, so a crash leaves either the old state
-//! or the new one (`docs/sled.md` says exactly when a write is durable).
-//! Versions and creation stamps come from sled's persistent id generator, so
-//! they survive restarts and never repeat.
+//! A document and all its index, creation-order and expiry entries live in
+//! one sled tree and change in one atomic `apply_batch`, so readers and crash
+//! recovery see either the old state or the new one. Writers to the same key
+//! are serialized by an in-process lock while they check the precondition
+//! (sled lets one process at a time open a database, so in-process is
+//! enough). `docs/sled.md` says exactly when a write is durable. Versions and
+//! creation stamps come from sled's persistent id generator, so they survive
+//! restarts and never repeat.
 //!
 //! ```
 //! use persistence_sled::{SledBackend, SledOptions};
@@ -21,6 +24,7 @@
 mod layout;
 mod open;
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use persistence_core::backend::{
     Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, IndexTerm, Precondition,
     ScanOrder, ScanPage, ScanRequest, Version,
@@ -36,13 +41,14 @@ use persistence_core::backend::{
 use persistence_core::config::Settings;
 use persistence_core::factory::BackendProvider;
 use persistence_core::{Error, Result, SharedBackend};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
-use sled::Transactional;
 
 use layout::Record;
 
 /// Expired documents purged after one write, at most: bounded work per call.
 const PURGE_PER_WRITE: usize = 16;
+
+/// Stripes of the per-key writer lock.
+const KEY_LOCKS: usize = 64;
 
 /// How to open a sled database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +56,7 @@ pub struct SledOptions {
     /// Directory of the database (created if missing).
     pub path: PathBuf,
     /// How often sled flushes to disk in the background, in milliseconds;
-    /// `None` keeps sled's default (500 ms).
+    /// `None` keeps sled's default (500 ms), `Some(0)` turns it off.
     pub flush_every_ms: Option<u64>,
     /// Flush (fsync) before every write returns: a write is durable once
     /// acknowledged, at the cost of one fsync per write.
@@ -72,19 +78,17 @@ impl SledOptions {
     }
 }
 
-/// The sled backend. Cheap to share behind an `Arc`; one per database
-/// directory per process (sled locks the directory).
+/// The sled backend. Share it behind an `Arc`; one per database directory
+/// (sled locks the directory against every other handle).
 #[derive(Debug)]
 pub struct SledBackend {
     db: sled::Db,
-    docs: sled::Tree,
-    index: sled::Tree,
-    created: sled::Tree,
-    expiry: sled::Tree,
+    tree: sled::Tree,
+    key_locks: Box<[Mutex<()>]>,
     path: PathBuf,
     flush_on_write: bool,
-    /// Whether the expiry tree may hold entries, so writes without TTLs in
-    /// a database without TTLs skip the purge step entirely.
+    /// Whether expiry entries may exist, so that databases without TTLs
+    /// skip the purge step entirely.
     has_expiry: AtomicBool,
 }
 
@@ -106,39 +110,35 @@ fn to_system_time(expires: u64) -> Option<SystemTime> {
     (expires != 0).then(|| UNIX_EPOCH + Duration::from_millis(expires))
 }
 
-/// An error inside a transaction: ours (abort) or sled's.
-type TxError = ConflictableTransactionError<Error>;
-
-fn abort<T>(e: Error) -> Result<T, TxError> {
-    Err(ConflictableTransactionError::Abort(e))
+fn document(rec: &Record<'_>) -> Document {
+    Document {
+        value: Bytes::copy_from_slice(rec.value),
+        version: Version(rec.version),
+        created: rec.created,
+        expires_at: to_system_time(rec.expires),
+    }
 }
 
 impl SledBackend {
     /// Opens (or creates) the database at `options.path`.
     ///
     /// Errors name the path: `Config` when it is a file or not writable,
-    /// `Unavailable` when another process holds it, `Corrupted` when its
-    /// files are damaged. Never panics.
+    /// `Unavailable` when another process or handle holds it, `Corrupted`
+    /// when its files cannot be read. Never panics.
     pub fn open(options: &SledOptions) -> Result<Self> {
         let db = open::open_db(options)?;
-        let tree = |name: &str| {
-            db.open_tree(name)
-                .map_err(|e| open::error(&options.path, e))
-        };
-        let backend = SledBackend {
-            docs: tree("docs")?,
-            index: tree("index")?,
-            created: tree("created")?,
-            expiry: tree("expiry")?,
+        let tree = db
+            .open_tree("persistence")
+            .map_err(|e| open::error(&options.path, e))?;
+        let has_expiry = tree.scan_prefix([layout::EXPIRY]).next().is_some();
+        Ok(SledBackend {
+            tree,
+            key_locks: (0..KEY_LOCKS).map(|_| Mutex::new(())).collect(),
             path: options.path.clone(),
             flush_on_write: options.flush_on_write,
-            has_expiry: AtomicBool::new(true),
+            has_expiry: AtomicBool::new(has_expiry),
             db,
-        };
-        backend
-            .has_expiry
-            .store(!backend.expiry.is_empty(), Ordering::Relaxed);
-        Ok(backend)
+        })
     }
 
     /// The database directory.
@@ -182,13 +182,6 @@ impl SledBackend {
         }
     }
 
-    fn tx_error(&self, e: TransactionError<Error>) -> Error {
-        match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => self.io_error("transaction", e),
-        }
-    }
-
     fn corrupted(ns: &str, key: &str, reason: String, len: usize) -> Error {
         Error::Corrupted {
             namespace: ns.into(),
@@ -199,11 +192,23 @@ impl SledBackend {
     }
 
     fn next_id(&self) -> Result<u64> {
-        // +1: 0 means "never" in expiry fields and "no version" to readers
+        // +1: 0 means "never" in expiry fields
         self.db
             .generate_id()
             .map(|id| id + 1)
             .map_err(|e| self.io_error("generate_id", e))
+    }
+
+    /// The writer lock of `(ns, key)`.
+    fn lock(&self, ns: &str, key: &str) -> parking_lot::MutexGuard<'_, ()> {
+        let mut h = DefaultHasher::new();
+        (ns, key).hash(&mut h);
+        self.key_locks[h.finish() as usize % KEY_LOCKS].lock()
+    }
+
+    /// The stored record at `dk`, still encoded.
+    fn read(&self, dk: &[u8]) -> Result<Option<sled::IVec>> {
+        self.tree.get(dk).map_err(|e| self.io_error("get", e))
     }
 
     async fn after_write(&self) -> Result<()> {
@@ -216,32 +221,40 @@ impl SledBackend {
         Ok(())
     }
 
-    /// Removes a record's index, creation and expiry entries.
-    fn unlink(
-        ns: &str,
-        rec: &Record<'_>,
-        index: &TransactionalTree,
-        created: &TransactionalTree,
-        expiry: &TransactionalTree,
-    ) -> Result<(), TxError> {
+    /// Adds to `batch` the removal of a record's index, creation and expiry entries.
+    fn unlink(batch: &mut sled::Batch, ns: &str, rec: &Record<'_>) {
         for t in &rec.terms {
-            index.remove(layout::index_key(ns, t, rec.created))?;
+            batch.remove(layout::index_key(ns, t, rec.created));
         }
-        created.remove(layout::created_key(ns, rec.created))?;
+        batch.remove(layout::created_key(ns, rec.created));
         if rec.expires != 0 {
-            expiry.remove(layout::expiry_key(rec.expires, ns, rec.created))?;
+            batch.remove(layout::expiry_key(rec.expires, ns, rec.created));
         }
-        Ok(())
+    }
+
+    /// Adds to `batch` a record's index, creation and expiry entries.
+    fn link(batch: &mut sled::Batch, ns: &str, key: &str, rec: &Record<'_>) {
+        let pointer = layout::pointer(rec.expires, key);
+        for t in &rec.terms {
+            batch.insert(layout::index_key(ns, t, rec.created), &*pointer);
+        }
+        batch.insert(layout::created_key(ns, rec.created), &*pointer);
+        if rec.expires != 0 {
+            batch.insert(
+                layout::expiry_key(rec.expires, ns, rec.created),
+                key.as_bytes(),
+            );
+        }
     }
 
     fn purge(&self, max: usize) -> Result<usize> {
         let now = now_ms();
+        let upto = [&[layout::EXPIRY][..], &(now + 1).to_be_bytes()].concat();
         let mut purged = 0;
-        let upto = (now + 1).to_be_bytes();
         while purged < max {
             let batch: Vec<_> = self
-                .expiry
-                .range(..&upto[..])
+                .tree
+                .range(&[layout::EXPIRY][..]..&upto[..])
                 .take((max - purged).min(64))
                 .collect::<Result<_, _>>()
                 .map_err(|e| self.io_error("purge", e))?;
@@ -249,31 +262,30 @@ impl SledBackend {
                 break;
             }
             for (k, v) in batch {
-                let (expires, ns, created_at) = layout::parse_expiry_key(&k).ok_or_else(|| {
+                let (expires, ns, created) = layout::parse_expiry_key(&k).ok_or_else(|| {
                     Self::corrupted("", "expiry entry", "bad key".into(), k.len())
                 })?;
                 let key = String::from_utf8_lossy(&v).into_owned();
-                (&self.docs, &self.index, &self.created, &self.expiry)
-                    .transaction(|(docs, index, created, expiry)| {
-                        expiry.remove(&*k)?;
-                        let dk = layout::doc_key(&ns, &key);
-                        let Some(bytes) = docs.get(&dk)? else {
-                            return Ok(());
-                        };
-                        let Ok(rec) = Record::decode(&bytes) else {
-                            return Ok(()); // a damaged record stays for an operator
-                        };
-                        if rec.created == created_at && rec.expires == expires {
-                            Self::unlink(&ns, &rec, index, created, expiry)?;
-                            docs.remove(dk)?;
+                let _writer = self.lock(&ns, &key);
+                let dk = layout::doc_key(&ns, &key);
+                let mut changes = sled::Batch::default();
+                changes.remove(&*k);
+                if let Some(bytes) = self.read(&dk)? {
+                    // a damaged record stays for an operator
+                    if let Ok(rec) = Record::decode(&bytes) {
+                        if rec.created == created && rec.expires == expires {
+                            Self::unlink(&mut changes, &ns, &rec);
+                            changes.remove(dk);
                         }
-                        Ok(())
-                    })
-                    .map_err(|e| self.tx_error(e))?;
+                    }
+                }
+                self.tree
+                    .apply_batch(changes)
+                    .map_err(|e| self.io_error("purge", e))?;
                 purged += 1;
             }
         }
-        if self.expiry.is_empty() {
+        if self.tree.scan_prefix([layout::EXPIRY]).next().is_none() {
             self.has_expiry.store(false, Ordering::Relaxed);
         }
         Ok(purged)
@@ -286,10 +298,6 @@ fn check(
     pre: Precondition,
     current: Option<&Record<'_>>,
 ) -> Result<(), Error> {
-    let missing = || Error::NotFound {
-        namespace: ns.into(),
-        key: key.into(),
-    };
     match (pre, current) {
         (Precondition::Any, _)
         | (Precondition::Absent, None)
@@ -298,7 +306,10 @@ fn check(
             namespace: ns.into(),
             key: key.into(),
         }),
-        (Precondition::Present | Precondition::Version(_), None) => Err(missing()),
+        (Precondition::Present | Precondition::Version(_), None) => Err(Error::NotFound {
+            namespace: ns.into(),
+            key: key.into(),
+        }),
         (Precondition::Version(v), Some(r)) if r.version == v.0 => Ok(()),
         (Precondition::Version(v), Some(r)) => Err(Error::Conflict {
             namespace: ns.into(),
@@ -334,24 +345,12 @@ impl Backend for SledBackend {
     }
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
-        let Some(bytes) = self
-            .docs
-            .get(layout::doc_key(namespace, key))
-            .map_err(|e| self.io_error("get", e))?
-        else {
+        let Some(bytes) = self.read(&layout::doc_key(namespace, key))? else {
             return Ok(None);
         };
         let rec =
             Record::decode(&bytes).map_err(|r| Self::corrupted(namespace, key, r, bytes.len()))?;
-        if !layout::live(rec.expires, now_ms()) {
-            return Ok(None);
-        }
-        Ok(Some(Document {
-            value: Bytes::copy_from_slice(rec.value),
-            version: Version(rec.version),
-            created: rec.created,
-            expires_at: to_system_time(rec.expires),
-        }))
+        Ok(layout::live(rec.expires, now_ms()).then(|| document(&rec)))
     }
 
     async fn put(
@@ -364,54 +363,39 @@ impl Backend for SledBackend {
         let now = now_ms();
         let expires = expires_ms(now, write.ttl);
         let terms = dedup(write.index);
-        let id = self.next_id()?;
         let dk = layout::doc_key(namespace, key);
-        (&self.docs, &self.index, &self.created, &self.expiry)
-            .transaction(|(docs, index, created, expiry)| {
-                let old_bytes = docs.get(&dk)?;
-                let old = match &old_bytes {
-                    Some(b) => match Record::decode(b) {
-                        Ok(r) => Some(r),
-                        Err(reason) => {
-                            return abort(Self::corrupted(namespace, key, reason, b.len()))
-                        }
-                    },
-                    None => None,
-                };
-                let live = old.as_ref().filter(|r| layout::live(r.expires, now));
-                if let Err(e) = check(namespace, key, precondition, live) {
-                    return abort(e);
+        let id = self.next_id()?;
+        {
+            let _writer = self.lock(namespace, key);
+            let old_bytes = self.read(&dk)?;
+            let old = match &old_bytes {
+                Some(b) => Some(
+                    Record::decode(b).map_err(|r| Self::corrupted(namespace, key, r, b.len()))?,
+                ),
+                None => None,
+            };
+            let live = old.as_ref().filter(|r| layout::live(r.expires, now));
+            check(namespace, key, precondition, live)?;
+            let rec = Record {
+                version: id,
+                created: live.map_or(id, |r| r.created),
+                expires,
+                terms,
+                value: &write.value,
+            };
+            let mut batch = sled::Batch::default();
+            // an update that keeps its terms and expiry rewrites only the document
+            if !live.is_some_and(|r| r.terms == rec.terms && r.expires == rec.expires) {
+                if let Some(old) = &old {
+                    Self::unlink(&mut batch, namespace, old);
                 }
-                let created_at = live.map_or(id, |r| r.created);
-                let rec = Record {
-                    version: id,
-                    created: created_at,
-                    expires,
-                    terms: terms.clone(),
-                    value: &write.value,
-                };
-                let unchanged_entries =
-                    live.is_some_and(|r| r.terms == terms && r.expires == expires);
-                if !unchanged_entries {
-                    if let Some(old) = &old {
-                        Self::unlink(namespace, old, index, created, expiry)?;
-                    }
-                    let pointer = layout::pointer(expires, key);
-                    for t in &terms {
-                        index.insert(layout::index_key(namespace, t, created_at), &*pointer)?;
-                    }
-                    created.insert(layout::created_key(namespace, created_at), &*pointer)?;
-                    if expires != 0 {
-                        expiry.insert(
-                            layout::expiry_key(expires, namespace, created_at),
-                            key.as_bytes(),
-                        )?;
-                    }
-                }
-                docs.insert(&*dk, rec.encode())?;
-                Ok(())
-            })
-            .map_err(|e| self.tx_error(e))?;
+                Self::link(&mut batch, namespace, key, &rec);
+            }
+            batch.insert(dk, rec.encode());
+            self.tree
+                .apply_batch(batch)
+                .map_err(|e| self.io_error("put", e))?;
+        }
         if expires != 0 {
             self.has_expiry.store(true, Ordering::Relaxed);
         }
@@ -427,29 +411,24 @@ impl Backend for SledBackend {
         }
         let now = now_ms();
         let dk = layout::doc_key(namespace, key);
-        let removed = (&self.docs, &self.index, &self.created, &self.expiry)
-            .transaction(|(docs, index, created, expiry)| {
-                let Some(bytes) = docs.get(&dk)? else {
-                    return match check(namespace, key, precondition, None) {
-                        Ok(()) => Ok(false),
-                        Err(e) => abort(e),
-                    };
-                };
-                let old = match Record::decode(&bytes) {
-                    Ok(r) => r,
-                    Err(reason) => {
-                        return abort(Self::corrupted(namespace, key, reason, bytes.len()))
-                    }
-                };
-                let live = layout::live(old.expires, now);
-                if let Err(e) = check(namespace, key, precondition, live.then_some(&old)) {
-                    return abort(e);
-                }
-                Self::unlink(namespace, &old, index, created, expiry)?;
-                docs.remove(&*dk)?;
-                Ok(live)
-            })
-            .map_err(|e| self.tx_error(e))?;
+        let removed = {
+            let _writer = self.lock(namespace, key);
+            let Some(bytes) = self.read(&dk)? else {
+                check(namespace, key, precondition, None)?;
+                return Ok(false);
+            };
+            let old = Record::decode(&bytes)
+                .map_err(|r| Self::corrupted(namespace, key, r, bytes.len()))?;
+            let live = layout::live(old.expires, now);
+            check(namespace, key, precondition, live.then_some(&old))?;
+            let mut batch = sled::Batch::default();
+            Self::unlink(&mut batch, namespace, &old);
+            batch.remove(dk);
+            self.tree
+                .apply_batch(batch)
+                .map_err(|e| self.io_error("remove", e))?;
+            live
+        };
         self.after_write().await?;
         Ok(removed)
     }
@@ -458,7 +437,7 @@ impl Backend for SledBackend {
         let now = now_ms();
         let mut keys = Vec::new();
         for entry in self
-            .index
+            .tree
             .scan_prefix(layout::term_prefix(namespace, index, term))
         {
             let (k, v) = entry.map_err(|e| self.io_error("lookup", e))?;
@@ -475,16 +454,16 @@ impl Backend for SledBackend {
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
         let now = now_ms();
         let limit = request.limit.max(1);
-        let prefix = layout::ns_prefix(namespace);
         let mut entries = Vec::new();
         let mut more = false;
         match request.order {
             ScanOrder::Key => {
+                let prefix = layout::ns_prefix(layout::DOC, namespace);
                 let start = match &request.cursor {
                     Some(c) => Bound::Excluded(layout::doc_key(namespace, c)),
                     None => Bound::Included(prefix.clone()),
                 };
-                for entry in self.docs.range((start, Bound::Unbounded)) {
+                for entry in self.tree.range((start, Bound::Unbounded)) {
                     let (k, bytes) = entry.map_err(|e| self.io_error("scan", e))?;
                     if !k.starts_with(&prefix) {
                         break;
@@ -499,13 +478,7 @@ impl Backend for SledBackend {
                         more = true;
                         break;
                     }
-                    let doc = Document {
-                        value: Bytes::copy_from_slice(rec.value),
-                        version: Version(rec.version),
-                        created: rec.created,
-                        expires_at: to_system_time(rec.expires),
-                    };
-                    entries.push((key, doc));
+                    entries.push((key, document(&rec)));
                 }
             }
             ScanOrder::Created => {
@@ -515,11 +488,9 @@ impl Backend for SledBackend {
                     })?,
                     None => 0,
                 };
+                let prefix = layout::ns_prefix(layout::CREATED, namespace);
                 let start = layout::created_key(namespace, after);
-                for entry in self
-                    .created
-                    .range((Bound::Excluded(start), Bound::Unbounded))
-                {
+                for entry in self.tree.range((Bound::Excluded(start), Bound::Unbounded)) {
                     let (k, v) = entry.map_err(|e| self.io_error("scan", e))?;
                     if !k.starts_with(&prefix) {
                         break;
@@ -562,7 +533,10 @@ impl Backend for SledBackend {
     async fn count(&self, namespace: &str) -> Result<u64> {
         let now = now_ms();
         let mut n = 0;
-        for entry in self.created.scan_prefix(layout::ns_prefix(namespace)) {
+        for entry in self
+            .tree
+            .scan_prefix(layout::ns_prefix(layout::CREATED, namespace))
+        {
             let (_, v) = entry.map_err(|e| self.io_error("count", e))?;
             if layout::parse_pointer(&v).is_some_and(|(expires, _)| layout::live(expires, now)) {
                 n += 1;
@@ -573,7 +547,7 @@ impl Backend for SledBackend {
 
     async fn health(&self) -> Health {
         let started = std::time::Instant::now();
-        let probe = self.docs.get(b"\xff health probe");
+        let probe = self.tree.get(b"\xff health probe");
         let mut health = match probe {
             Ok(_) => Health::ok("sled", format!("sled database at {}", self.path.display())),
             Err(e) => Health {
