@@ -60,12 +60,11 @@ fn pauses(mut seed: u64) -> impl FnMut() -> Duration {
     }
 }
 
+/// A write of the protocol: the operation and the task number.
+type Op = (String, u64);
+
 /// Runs one writer until killed; returns the acknowledged ops and the one in flight.
-fn run_writer(
-    dir: &std::path::Path,
-    first: u64,
-    pause: Duration,
-) -> (Vec<(String, u64)>, Option<(String, u64)>) {
+fn run_writer(dir: &std::path::Path, first: u64, pause: Duration) -> (Vec<Op>, Option<Op>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sled-crash-writer"))
         .arg(dir)
         .arg(first.to_string())
@@ -208,7 +207,7 @@ async fn acknowledged_writes_survive_sigkill() {
         let live = model.values().filter(|s| **s != State::Deleted).count();
         assert_eq!(docs, live, "round {round}: documents that no write created");
         // 3. every index entry points at a document that carries its term
-        for (&n, _) in &model {
+        for &n in model.keys() {
             for state in [State::Created, State::Updated] {
                 for rid in request_ids(n, state) {
                     for key in backend.lookup(NS, REQUEST_INDEX, &rid).await.unwrap() {
