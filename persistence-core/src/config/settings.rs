@@ -122,6 +122,12 @@ pub struct RedisSettings {
     pub ssl: bool,
     /// Key prefix (default `task_persistence`, the seed's layout).
     pub prefix: String,
+    /// Longest wait to connect, in ms (default 2000, as in seed 002).
+    pub connect_timeout_ms: u64,
+    /// Longest wait for a reply, in ms (default 2000).
+    pub command_timeout_ms: u64,
+    /// Renew a task's TTL on every load (opt-in; default off, as the seed).
+    pub sliding_ttl: bool,
 }
 
 impl Default for RedisSettings {
@@ -135,6 +141,9 @@ impl Default for RedisSettings {
             password: None,
             ssl: false,
             prefix: "task_persistence".into(),
+            connect_timeout_ms: 2000,
+            command_timeout_ms: 2000,
+            sliding_ttl: false,
         }
     }
 }

@@ -1,0 +1,148 @@
+//! Redis key names.
+//!
+//! In the seed namespace (`task` by default) documents and the request index
+//! use the Python system's exact layout, so both systems can share a Redis:
+//!
+//! | what | key | type |
+//! |---|---|---|
+//! | document | `{prefix}:task:{key}` | string: the document bytes |
+//! | request index | `{prefix}:request_index:{term}` | set of keys |
+//!
+//! Everything this library adds lives under a second segment starting with
+//! `~`, which the seed never uses, and names its namespace (and index) with a
+//! length prefix, so no two namespaces, keys, indexes or terms can collide:
+//!
+//! | what | key | type |
+//! |---|---|---|
+//! | metadata | `{prefix}:~m:{len}:{ns}:{key}` | hash: `v` version, `c` created, `t` index keys (JSON) |
+//! | document, other namespaces | `{prefix}:~d:{len}:{ns}:{key}` | string |
+//! | index, other namespaces or indexes | `{prefix}:~i:{len}:{ns}:{len}:{index}:{term}` | set of keys |
+//! | key order | `{prefix}:~k:{len}:{ns}` | sorted set, all scores 0 (lexicographic) |
+//! | creation order | `{prefix}:~c:{len}:{ns}` | sorted set scored by creation stamp |
+
+/// The seed's request index name.
+pub const SEED_INDEX: &str = "request_index";
+
+/// Key names for one prefix and seed namespace.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    prefix: String,
+    seed_ns: String,
+}
+
+fn lp(s: &str) -> String {
+    format!("{}:{s}", s.len())
+}
+
+impl Layout {
+    /// A layout under `prefix` whose namespace `seed_ns` uses the seed's keys.
+    pub fn new(prefix: &str, seed_ns: &str) -> Self {
+        Layout {
+            prefix: prefix.to_string(),
+            seed_ns: seed_ns.to_string(),
+        }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Document keys of `ns` are this followed by the key.
+    pub fn doc_prefix(&self, ns: &str) -> String {
+        if ns == self.seed_ns {
+            format!("{}:{ns}:", self.prefix)
+        } else {
+            format!("{}:~d:{}:", self.prefix, lp(ns))
+        }
+    }
+
+    /// Metadata keys of `ns` are this followed by the key.
+    pub fn meta_prefix(&self, ns: &str) -> String {
+        format!("{}:~m:{}:", self.prefix, lp(ns))
+    }
+
+    /// Key of a document.
+    pub fn doc(&self, ns: &str, key: &str) -> String {
+        self.doc_prefix(ns) + key
+    }
+
+    /// Key of a document's metadata.
+    pub fn meta(&self, ns: &str, key: &str) -> String {
+        self.meta_prefix(ns) + key
+    }
+
+    /// Key of the set of documents carrying `term` in `index`.
+    pub fn index(&self, ns: &str, index: &str, term: &str) -> String {
+        if ns == self.seed_ns && index == SEED_INDEX {
+            format!("{}:{SEED_INDEX}:{term}", self.prefix)
+        } else {
+            format!("{}:~i:{}:{}:{term}", self.prefix, lp(ns), lp(index))
+        }
+    }
+
+    /// Key of the namespace's key-ordered set.
+    pub fn by_key(&self, ns: &str) -> String {
+        format!("{}:~k:{}", self.prefix, lp(ns))
+    }
+
+    /// Key of the namespace's creation-ordered set.
+    pub fn by_created(&self, ns: &str) -> String {
+        format!("{}:~c:{}", self.prefix, lp(ns))
+    }
+
+    /// Glob patterns (for `SCAN MATCH`) covering every key of `ns`.
+    pub fn patterns(&self, ns: &str) -> Vec<String> {
+        let mut out = vec![
+            glob_escape(&self.doc_prefix(ns)) + "*",
+            glob_escape(&self.meta_prefix(ns)) + "*",
+            glob_escape(&format!("{}:~i:{}:", self.prefix, lp(ns))) + "*",
+            glob_escape(&self.by_key(ns)),
+            glob_escape(&self.by_created(ns)),
+        ];
+        if ns == self.seed_ns {
+            out.push(glob_escape(&format!("{}:{SEED_INDEX}:", self.prefix)) + "*");
+        }
+        out
+    }
+}
+
+/// Escapes glob metacharacters for `SCAN MATCH`.
+pub fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^' | '-') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_namespace_uses_the_python_layout() {
+        let l = Layout::new("task_persistence", "task");
+        assert_eq!(l.doc("task", "abc"), "task_persistence:task:abc");
+        assert_eq!(
+            l.index("task", "request_index", "r1"),
+            "task_persistence:request_index:r1"
+        );
+    }
+
+    #[test]
+    fn other_namespaces_cannot_collide() {
+        let l = Layout::new("p", "task");
+        assert_ne!(l.doc("a", "b:c"), l.doc("a:b", "c"));
+        assert_ne!(l.index("n", "a", "b:c"), l.index("n", "a:b", "c"));
+        assert_ne!(
+            l.doc("request_index", "x"),
+            l.index("task", "request_index", "x")
+        );
+        assert_ne!(l.doc("task", "~m:1:x"), l.meta("task", "x"));
+        assert!(!l.doc("task", "x").starts_with(&l.meta_prefix("task")));
+    }
+}

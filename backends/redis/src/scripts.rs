@@ -1,0 +1,142 @@
+//! The Lua scripts: each contract operation is one script, one round trip,
+//! atomic on the server (the TTL is set inside the same script).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// KEYS: doc, meta, by_key, by_created, then every new index key.
+/// ARGV: key, value, precondition (any|absent|present|version), expected
+/// version, pttl (ms, 0 = none), new index keys as JSON.
+/// Returns {status, version, created}; status ok|exists|missing|conflict.
+pub static PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local doc, meta, by_key, by_created = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local key, value, pre = ARGV[1], ARGV[2], ARGV[3]
+local expected, pttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local exists = redis.call('EXISTS', doc) == 1
+local m = redis.call('HMGET', meta, 'v', 'c', 't')
+local oldv = tonumber(m[1]) or 0
+if pre == 'absent' and exists then return {'exists', oldv, 0} end
+if (pre == 'present' or pre == 'version') and not exists then return {'missing', 0, 0} end
+if pre == 'version' and oldv ~= expected then return {'conflict', oldv, 0} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local v = math.max(now, oldv + 1)
+local created
+if exists and m[2] then
+  created = tonumber(m[2])
+else
+  -- unique and increasing within the namespace
+  local last = redis.call('ZRANGE', by_created, -1, -1, 'WITHSCORES')
+  created = now
+  if last[2] then created = math.max(now, tonumber(last[2]) + 1) end
+  v = math.max(v, created)
+end
+if m[3] then
+  for _, ik in ipairs(cjson.decode(m[3])) do redis.call('SREM', ik, key) end
+end
+if pttl > 0 then
+  redis.call('SET', doc, value, 'PX', pttl)
+else
+  redis.call('SET', doc, value)
+end
+redis.call('DEL', meta)
+redis.call('HSET', meta, 'v', v, 'c', created, 't', ARGV[6])
+if pttl > 0 then redis.call('PEXPIRE', meta, pttl) end
+for i = 5, #KEYS do
+  local ik = KEYS[i]
+  redis.call('SADD', ik, key)
+  local cur = redis.call('PTTL', ik)
+  if pttl == 0 then
+    -- a member without TTL: the set must outlive every TTL
+    if cur >= 0 then redis.call('PERSIST', ik) end
+  elseif cur == -1 then
+    -- persistent set: give it a TTL only if we are its only member
+    if redis.call('SCARD', ik) == 1 then redis.call('PEXPIRE', ik, pttl) end
+  elseif cur < pttl then
+    redis.call('PEXPIRE', ik, pttl)
+  end
+end
+redis.call('ZADD', by_key, 0, key)
+redis.call('ZADD', by_created, created, key)
+return {'ok', v, created}
+"#,
+    )
+});
+
+/// KEYS: doc, meta, by_key, by_created. ARGV: key, precondition, expected.
+/// Returns {status, removed}; status ok|missing|conflict.
+pub static REMOVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local doc, meta, by_key, by_created = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local key, pre, expected = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local exists = redis.call('EXISTS', doc) == 1
+local m = redis.call('HMGET', meta, 'v', 't')
+local oldv = tonumber(m[1]) or 0
+if exists and pre == 'version' and oldv ~= expected then return {'conflict', oldv} end
+-- remove the document, or the leftovers of one that expired
+if m[2] then
+  for _, ik in ipairs(cjson.decode(m[2])) do redis.call('SREM', ik, key) end
+end
+redis.call('DEL', doc, meta)
+redis.call('ZREM', by_key, key)
+redis.call('ZREM', by_created, key)
+if not exists then
+  if pre == 'any' then return {'ok', 0} end
+  return {'missing', 0}
+end
+return {'ok', 1}
+"#,
+    )
+});
+
+/// KEYS: doc, meta. ARGV: sliding TTL in ms (0 = none).
+/// Returns nil, or {value, version, created, pttl}; with a sliding TTL, a
+/// document that has a TTL gets it renewed, with its index sets.
+pub static GET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local value = redis.call('GET', KEYS[1])
+if not value then return nil end
+local m = redis.call('HMGET', KEYS[2], 'v', 'c', 't')
+local pttl = redis.call('PTTL', KEYS[1])
+local sliding = tonumber(ARGV[1])
+if sliding > 0 and pttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], sliding)
+  redis.call('PEXPIRE', KEYS[2], sliding)
+  if m[3] then
+    for _, ik in ipairs(cjson.decode(m[3])) do
+      local cur = redis.call('PTTL', ik)
+      if cur >= 0 and cur < sliding then redis.call('PEXPIRE', ik, sliding) end
+    end
+  end
+  pttl = sliding
+end
+return {value, tonumber(m[1]) or 0, tonumber(m[2]) or 0, pttl}
+"#,
+    )
+});
+
+/// KEYS: the index set. ARGV: document key prefix, metadata key prefix.
+/// Returns {created, key, created, key, ...} for the members whose document
+/// exists, and removes the others from the set (entries that outlived an
+/// expired or deleted document).
+pub static LOOKUP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local out = {}
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. k) == 1 then
+    out[#out + 1] = tonumber(redis.call('HGET', ARGV[2] .. k, 'c')) or 0
+    out[#out + 1] = k
+  else
+    redis.call('SREM', KEYS[1], k)
+  end
+end
+return out
+"#,
+    )
+});
