@@ -27,6 +27,9 @@ pub enum Store {
     Memory,
     /// The sled backend (in a temp dir) against raw sled.
     Sled,
+    /// The Redis backend against raw SET/GET/DEL of the same bytes, both on
+    /// one multiplexed connection, on a redis-server the bench starts (or --redis-url).
+    Redis,
 }
 
 #[derive(Debug, clap::Args)]
@@ -40,6 +43,10 @@ pub struct Args {
     /// Concurrent tasks in the concurrent pass.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Redis to measure against instead of starting one (its data is not touched
+    /// outside keys starting with `bench:`).
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
     /// Rounds per mode; each row reports the median round (this machine is noisy).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
@@ -187,6 +194,8 @@ enum Target {
     Store(TaskStore),
     Baseline(Arc<Baseline>),
     RawSled(Arc<RawSled>),
+    /// Raw SET/GET/DEL under `bench:raw:{n}:{id}`: one round trip per operation.
+    RawRedis(redis::aio::ConnectionManager, Arc<str>),
 }
 
 const OPS: [&str; 5] = ["create", "load", "update", "load_by_request_id", "delete"];
@@ -213,6 +222,9 @@ impl Target {
             (Target::RawSled(r), "update") => r.write(updated, false).map(|_| true)?,
             (Target::RawSled(r), "load_by_request_id") => r.load_by_request_id(rid)?.is_some(),
             (Target::RawSled(r), _) => r.delete(task).map(|_| true)?,
+            (Target::RawRedis(con, ns), op) => {
+                raw_redis(con.clone(), ns, op, task, updated).await?
+            }
         };
         if found {
             Ok(())
@@ -255,8 +267,69 @@ async fn measure(
     Ok(out)
 }
 
+/// One raw Redis round trip doing what `op` does for the store.
+async fn raw_redis(
+    mut con: redis::aio::ConnectionManager,
+    ns: &str,
+    op: &str,
+    task: &AgentTask,
+    updated: &AgentTask,
+) -> Result<bool, String> {
+    use redis::AsyncCommands;
+    let key = format!("bench:raw:{ns}:{}", task.task_id);
+    let e = |e: redis::RedisError| e.to_string();
+    let json = |t: &AgentTask| serde_json::to_vec(t).map_err(|e| e.to_string());
+    Ok(match op {
+        "create" => {
+            let _: () = con.set(&key, json(task)?).await.map_err(e)?;
+            true
+        }
+        "update" => {
+            let _: () = con.set(&key, json(updated)?).await.map_err(e)?;
+            true
+        }
+        "delete" => con.del::<_, u64>(&key).await.map_err(e)? == 1,
+        // the store finds a task by request id in two round trips (the
+        // index, then the task): the ceiling gets the same two
+        "load_by_request_id" => {
+            let _: Option<Vec<u8>> = con.get(format!("{key}:index")).await.map_err(e)?;
+            let bytes: Option<Vec<u8>> = con.get(&key).await.map_err(e)?;
+            bytes.is_some_and(|b| serde_json::from_slice::<AgentTask>(&b).is_ok())
+        }
+        // load: one GET and the same decoding
+        _ => {
+            let bytes: Option<Vec<u8>> = con.get(&key).await.map_err(e)?;
+            match bytes {
+                Some(b) => serde_json::from_slice::<AgentTask>(&b).is_ok(),
+                None => false,
+            }
+        }
+    })
+}
+
+/// Where the Redis measurements run.
+struct RedisTarget {
+    _server: Option<redis_test_server::RedisServer>,
+    url: String,
+}
+
+static REDIS: std::sync::OnceLock<RedisTarget> = std::sync::OnceLock::new();
+
+fn redis_url() -> &'static str {
+    &REDIS.get().expect("redis target set up").url
+}
+
+fn next_ns() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 /// A fresh task store on `store` (sled: in a temp dir removed on drop).
-fn store_target(store: Store) -> Result<Target, Box<dyn std::error::Error>> {
+async fn store_target(store: Store) -> Result<Target, Box<dyn std::error::Error>> {
     let backend: persistence_core::SharedBackend = match store {
         Store::Memory => Arc::new(MemoryBackend::new()),
         Store::Sled => {
@@ -266,17 +339,27 @@ fn store_target(store: Store) -> Result<Target, Box<dyn std::error::Error>> {
             };
             Arc::new(SledBackend::open(&options)?)
         }
+        Store::Redis => {
+            let mut options = persistence_redis::RedisOptions::new("unused", 0);
+            options.url = Some(persistence_core::config::Secret::new(redis_url()));
+            options.prefix = format!("bench:store:{}", next_ns());
+            Arc::new(persistence_redis::RedisBackend::connect(options).await?)
+        }
     };
     Ok(Target::Store(TaskStore::new(backend)))
 }
 
 /// A fresh baseline for `store`.
-fn baseline_target(store: Store) -> Result<Target, Box<dyn std::error::Error>> {
+async fn baseline_target(store: Store) -> Result<Target, Box<dyn std::error::Error>> {
     Ok(match store {
         Store::Memory => Target::Baseline(Arc::new(Baseline::default())),
         Store::Sled => Target::RawSled(Arc::new(RawSled::open(
             &tempfile::tempdir()?.keep().join("db"),
         )?)),
+        Store::Redis => {
+            let client = redis::Client::open(redis_url())?;
+            Target::RawRedis(client.get_connection_manager().await?, next_ns().into())
+        }
     })
 }
 
@@ -320,6 +403,22 @@ struct Row {
 }
 
 pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    if args.store == Store::Redis {
+        let target = match &args.redis_url {
+            Some(url) => RedisTarget {
+                _server: None,
+                url: url.clone(),
+            },
+            None => {
+                let server = redis_test_server::RedisServer::start();
+                RedisTarget {
+                    url: server.url(),
+                    _server: Some(server),
+                }
+            }
+        };
+        let _ = REDIS.set(target);
+    }
     let tasks: Vec<(AgentTask, AgentTask)> = (0..args.ops)
         .map(|n| {
             let task = workload::three_item_task(&format!("bench-{n}"), n);
@@ -352,8 +451,8 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         let (mut store_rounds, mut baseline_rounds) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             // fresh stores each round; alternate who goes first
-            let store = store_target(args.store)?;
-            let baseline = baseline_target(args.store)?;
+            let store = store_target(args.store).await?;
+            let baseline = baseline_target(args.store).await?;
             if round % 2 == 0 {
                 store_rounds.push(measure(&store, &tasks, concurrency).await?);
                 baseline_rounds.push(measure(&baseline, &tasks, concurrency).await?);
@@ -376,11 +475,12 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
     }
     let space = match args.store {
         Store::Sled => Some(sled_space(10_000).await?),
-        Store::Memory => None,
+        Store::Memory | Store::Redis => None,
     };
     let (name, baseline_name) = match args.store {
         Store::Memory => ("memory", "a bare RwLock<HashMap> with the same serde work"),
         Store::Sled => ("sled", "raw sled inserts and reads of the same bytes"),
+        Store::Redis => ("redis", "raw SET/GET/DEL of the same bytes with the same round trips (the ceiling: 1 each, 2 for load_by_request_id)"),
     };
     if json {
         let space = space.map(|(json, full, emptied)| {
@@ -422,7 +522,7 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
     let worst = rows.iter().map(|r| r.ratio).fold(f64::INFINITY, f64::min);
     let target = match args.store {
         Store::Memory => 0.5,
-        Store::Sled => 0.6,
+        Store::Sled | Store::Redis => 0.6,
     };
     println!("lowest ratio: {worst:.2} (target >= {target:.2})");
     if let Some((json, full, emptied)) = space {

@@ -97,6 +97,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
 fn factory() -> Factory {
     let mut factory = Factory::new();
     factory.register(std::sync::Arc::new(persistence_sled::SledProvider));
+    factory.register(std::sync::Arc::new(persistence_redis::RedisProvider));
     factory
 }
 

@@ -530,6 +530,20 @@ impl Backend for RedisBackend {
         Ok(reply.map(document))
     }
 
+    async fn get_value(&self, namespace: &str, key: &str) -> Result<Option<Bytes>> {
+        if self.options.sliding_ttl.is_some() {
+            // reads renew the TTL: that takes the script
+            return Ok(self.get(namespace, key).await?.map(|d| d.value));
+        }
+        let mut con = self.con.clone();
+        let value: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.layout.doc(namespace, key))
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.error("get", e))?;
+        Ok(value.map(Bytes::from))
+    }
+
     async fn put(
         &self,
         namespace: &str,

@@ -7,16 +7,20 @@ use redis::Script;
 
 /// KEYS: doc, meta, by_key, by_created, then every new index key.
 /// ARGV: key, value, precondition (any|absent|present|version), expected
-/// version, pttl (ms, 0 = none), new index keys as JSON.
+/// version, pttl (ms, 0 = none), new index keys as JSON (sorted, so equal
+/// term sets compare equal as text).
 /// Returns {status, version, created}; status ok|exists|missing|conflict.
+///
+/// Work is kept to what changed: an update that keeps its terms and has no
+/// TTL runs five commands (EXISTS, HMGET, TIME, SET, HSET).
 pub static PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local doc, meta, by_key, by_created = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local key, value, pre = ARGV[1], ARGV[2], ARGV[3]
-local expected, pttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local expected, pttl, terms = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local exists = redis.call('EXISTS', doc) == 1
-local m = redis.call('HMGET', meta, 'v', 'c', 't')
+local m = redis.call('HMGET', meta, 'v', 'c', 't', 'x')
 local oldv = tonumber(m[1]) or 0
 if pre == 'absent' and exists then return {'exists', oldv, 0} end
 if (pre == 'present' or pre == 'version') and not exists then return {'missing', 0, 0} end
@@ -24,8 +28,10 @@ if pre == 'version' and oldv ~= expected then return {'conflict', oldv, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local v = math.max(now, oldv + 1)
+-- a live document this library wrote (the seed's have no metadata)
+local known = exists and m[2]
 local created
-if exists and m[2] then
+if known then
   created = tonumber(m[2])
 else
   -- unique and increasing within the namespace
@@ -34,33 +40,42 @@ else
   if last[2] then created = math.max(now, tonumber(last[2]) + 1) end
   v = math.max(v, created)
 end
-if m[3] then
+local same_terms = known and m[3] == terms
+local had_ttl = m[4] == '1'
+if m[3] and not same_terms then
   for _, ik in ipairs(cjson.decode(m[3])) do redis.call('SREM', ik, key) end
 end
+-- metadata left by a document someone else deleted starts over
+if m[1] and not known then redis.call('DEL', meta) end
 if pttl > 0 then
   redis.call('SET', doc, value, 'PX', pttl)
+  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '1')
+  redis.call('PEXPIRE', meta, pttl)
 else
   redis.call('SET', doc, value)
+  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '0')
+  if had_ttl then redis.call('PERSIST', meta) end
 end
-redis.call('DEL', meta)
-redis.call('HSET', meta, 'v', v, 'c', created, 't', ARGV[6])
-if pttl > 0 then redis.call('PEXPIRE', meta, pttl) end
 for i = 5, #KEYS do
   local ik = KEYS[i]
-  redis.call('SADD', ik, key)
-  local cur = redis.call('PTTL', ik)
+  if not same_terms then redis.call('SADD', ik, key) end
   if pttl == 0 then
     -- a member without TTL: the set must outlive every TTL
-    if cur >= 0 then redis.call('PERSIST', ik) end
-  elseif cur == -1 then
-    -- persistent set: give it a TTL only if we are its only member
-    if redis.call('SCARD', ik) == 1 then redis.call('PEXPIRE', ik, pttl) end
-  elseif cur < pttl then
-    redis.call('PEXPIRE', ik, pttl)
+    if had_ttl or not same_terms then redis.call('PERSIST', ik) end
+  else
+    local cur = redis.call('PTTL', ik)
+    if cur == -1 then
+      -- persistent set: give it a TTL only if we are its only member
+      if redis.call('SCARD', ik) == 1 then redis.call('PEXPIRE', ik, pttl) end
+    elseif cur < pttl then
+      redis.call('PEXPIRE', ik, pttl)
+    end
   end
 end
-redis.call('ZADD', by_key, 0, key)
-redis.call('ZADD', by_created, created, key)
+if not known then
+  redis.call('ZADD', by_key, 0, key)
+  redis.call('ZADD', by_created, created, key)
+end
 return {'ok', v, created}
 "#,
     )

@@ -10,6 +10,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 pub use document::{
     Capabilities, Document, DocumentWrite, Health, HealthStatus, IndexTerm, Precondition, Put,
@@ -63,6 +64,14 @@ pub trait Backend: Send + Sync + Debug + 'static {
 
     /// The document at `key`, or `None` when absent or expired.
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>>;
+
+    /// Only the bytes of the document at `key`, for readers that need no
+    /// version or expiry. Same visibility as [`get`](Backend::get); a backend
+    /// overrides it when bytes alone are cheaper to fetch (one plain `GET`
+    /// on Redis instead of a script).
+    async fn get_value(&self, namespace: &str, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.get(namespace, key).await?.map(|d| d.value))
+    }
 
     /// Stores `write` at `key` if `precondition` holds, atomically with its
     /// index terms and TTL, and returns the new version.
@@ -202,6 +211,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
         (**self).get(namespace, key).await
+    }
+    async fn get_value(&self, namespace: &str, key: &str) -> Result<Option<Bytes>> {
+        (**self).get_value(namespace, key).await
     }
     async fn put(
         &self,

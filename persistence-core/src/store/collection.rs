@@ -145,6 +145,22 @@ impl<T: Record> Collection<T> {
         }
     }
 
+    /// The record at `key` without its version: one cheap read where the
+    /// backend offers it.
+    pub async fn get_record(&self, key: &str) -> Result<Option<T>> {
+        match self.backend.get_value(&self.namespace, key).await? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Corrupted {
+                    namespace: self.namespace.clone(),
+                    key: key.to_string(),
+                    reason: e.to_string(),
+                    len: bytes.len(),
+                }),
+            None => Ok(None),
+        }
+    }
+
     /// Replaces an existing record, only at `expected` version if given.
     pub async fn replace(&self, record: &T, expected: Option<Version>) -> Result<Version> {
         let write = self.encode(record)?;
@@ -170,15 +186,15 @@ impl<T: Record> Collection<T> {
         term: &str,
         limit: usize,
         still_matches: impl Fn(&T) -> bool,
-    ) -> Result<Vec<Versioned<T>>> {
+    ) -> Result<Vec<T>> {
         let mut found = Vec::new();
         for key in self.backend.lookup(&self.namespace, index, term).await? {
             if found.len() >= limit {
                 break;
             }
-            if let Some(v) = self.get(&key).await? {
-                if still_matches(&v.record) {
-                    found.push(v);
+            if let Some(record) = self.get_record(&key).await? {
+                if still_matches(&record) {
+                    found.push(record);
                 }
             }
         }

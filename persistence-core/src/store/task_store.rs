@@ -191,7 +191,10 @@ impl TaskStore {
 
     /// The task with `task_id`, or `None`.
     pub async fn load(&self, task_id: &str) -> Result<Option<AgentTask>, TaskStoreError> {
-        Ok(self.load_versioned(task_id).await?.map(|v| v.record))
+        self.tasks
+            .get_record(task_id)
+            .await
+            .map_err(|e| err(TaskOperation::Load, Subject::Task(task_id.into()), e))
     }
 
     /// The task with `task_id` and its version, or `None`.
@@ -254,7 +257,7 @@ impl TaskStore {
             })
             .await
             .map_err(|e| err(TaskOperation::Load, Subject::Request(request_id.into()), e))?;
-        Ok(found.into_iter().next().map(|v| v.record))
+        Ok(found.into_iter().next())
     }
 
     /// Number of stored tasks (needs a backend that can count or scan).
