@@ -14,7 +14,7 @@
 //!
 //! | what | key | type |
 //! |---|---|---|
-//! | metadata | `{prefix}:~m:{len}:{ns}:{key}` | hash: `v` version, `c` created, `t` index keys (JSON) |
+//! | metadata | `{prefix}:~m:{len}:{ns}:{key}` (on a cluster `{tag}` first, `tag` hashing to the document's slot) | hash: `v` version, `c` created, `t` index keys (JSON), `x` had a TTL |
 //! | document, other namespaces | `{prefix}:~d:{len}:{ns}:{key}` | string |
 //! | index, other namespaces or indexes | `{prefix}:~i:{len}:{ns}:{len}:{index}:{term}` | set of keys |
 //! | key order | `{prefix}:~k:{len}:{ns}` | sorted set, all scores 0 (lexicographic) |
@@ -28,6 +28,7 @@ pub const SEED_INDEX: &str = "request_index";
 pub struct Layout {
     prefix: String,
     seed_ns: String,
+    cluster: bool,
 }
 
 fn lp(s: &str) -> String {
@@ -40,6 +41,16 @@ impl Layout {
         Layout {
             prefix: prefix.to_string(),
             seed_ns: seed_ns.to_string(),
+            cluster: false,
+        }
+    }
+
+    /// The same layout for Redis Cluster: metadata keys start with a
+    /// `{tag}` that puts them in their document's hash slot.
+    pub fn for_cluster(prefix: &str, seed_ns: &str) -> Self {
+        Layout {
+            cluster: true,
+            ..Layout::new(prefix, seed_ns)
         }
     }
 
@@ -67,9 +78,15 @@ impl Layout {
         self.doc_prefix(ns) + key
     }
 
-    /// Key of a document's metadata.
+    /// Key of a document's metadata (in cluster mode, in the document's slot).
     pub fn meta(&self, ns: &str, key: &str) -> String {
-        self.meta_prefix(ns) + key
+        let base = self.meta_prefix(ns) + key;
+        if self.cluster {
+            let tag = crate::slots::tag_for(self.doc(ns, key).as_bytes());
+            format!("{{{tag}}}{base}")
+        } else {
+            base
+        }
     }
 
     /// Key of the set of documents carrying `term` in `index`.
@@ -131,6 +148,19 @@ mod tests {
             l.index("task", "request_index", "r1"),
             "task_persistence:request_index:r1"
         );
+    }
+
+    #[test]
+    fn cluster_metadata_shares_the_document_slot() {
+        let l = Layout::for_cluster("task_persistence", "task");
+        for key in ["abc", "a{b}c", "}{", ""] {
+            let doc = crate::slots::slot(l.doc("task", key).as_bytes());
+            assert_eq!(
+                crate::slots::slot(l.meta("task", key).as_bytes()),
+                doc,
+                "{key}"
+            );
+        }
     }
 
     #[test]

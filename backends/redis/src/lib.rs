@@ -11,8 +11,11 @@
 //! [`layout`] and `docs/redis.md`.
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod cluster;
+mod conn;
 pub mod layout;
 mod scripts;
+mod slots;
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,9 +30,10 @@ use persistence_core::backend::{
 use persistence_core::config::{Secret, Settings};
 use persistence_core::factory::BackendProvider;
 use persistence_core::{Error, Result, SharedBackend};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, RedisError};
 
+use conn::Conn;
 pub use layout::Layout;
 
 /// How to reach Redis and lay out keys.
@@ -58,6 +62,9 @@ pub struct RedisOptions {
     pub command_timeout: Duration,
     /// Renew a document's TTL to this on every read (opt-in sliding TTL).
     pub sliding_ttl: Option<Duration>,
+    /// Redis Cluster seed nodes (`host:port`); when not empty, the backend
+    /// talks to a cluster and `host`/`port`/`url`/`db` are not used.
+    pub cluster_nodes: Vec<String>,
 }
 
 impl RedisOptions {
@@ -76,6 +83,7 @@ impl RedisOptions {
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
             sliding_ttl: None,
+            cluster_nodes: Vec::new(),
         }
     }
 
@@ -98,12 +106,24 @@ impl RedisOptions {
             connect_timeout: Duration::from_millis(r.connect_timeout_ms),
             command_timeout: Duration::from_millis(r.command_timeout_ms),
             sliding_ttl: r.sliding_ttl.then(|| settings.task_ttl()).flatten(),
+            cluster_nodes: r
+                .cluster_nodes
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
         }
     }
 
     /// Where it connects, for messages: `redis://host:port/db` or
     /// `rediss://...`, never with credentials.
     pub fn endpoint(&self) -> String {
+        if !self.cluster_nodes.is_empty() {
+            return format!("the cluster at {}", self.cluster_nodes.join(","));
+        }
         match &self.url {
             Some(_) => "the configured redis.url".into(),
             None => {
@@ -158,6 +178,7 @@ impl fmt::Debug for RedisOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("sliding_ttl", &self.sliding_ttl)
+            .field("cluster_nodes", &self.cluster_nodes)
             .finish()
     }
 }
@@ -176,7 +197,7 @@ impl KindName for RedisError {
 /// The Redis backend. Cheap to clone; clones share one multiplexed connection.
 #[derive(Clone)]
 pub struct RedisBackend {
-    con: ConnectionManager,
+    con: Conn,
     layout: Layout,
     options: Arc<RedisOptions>,
 }
@@ -236,6 +257,29 @@ impl RedisBackend {
                         .into(),
             });
         }
+        let con = if options.cluster_nodes.is_empty() {
+            Self::connect_single(&options).await?
+        } else {
+            Self::connect_cluster(&options).await?
+        };
+        let layout = match con {
+            Conn::Single(_) => Layout::new(&options.prefix, &options.seed_namespace),
+            Conn::Cluster(_) => Layout::for_cluster(&options.prefix, &options.seed_namespace),
+        };
+        let backend = RedisBackend {
+            con,
+            layout,
+            options: Arc::new(options),
+        };
+        let mut con = backend.con.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut con)
+            .await
+            .map_err(|e| connect_error(&backend.options, &e))?;
+        Ok(backend)
+    }
+
+    async fn connect_single(options: &RedisOptions) -> Result<Conn> {
         let info = options.connection_info()?;
         let client = redis::Client::open(info).map_err(|e| Error::Config {
             key: "redis".into(),
@@ -247,31 +291,110 @@ impl RedisBackend {
             .set_response_timeout(Some(options.command_timeout))
             .set_number_of_retries(2);
         let connecting = client.get_connection_manager_with_config(config);
-        let con = match tokio::time::timeout(options.connect_timeout * 2, connecting).await {
-            Ok(Ok(con)) => con,
-            Ok(Err(e)) => return Err(connect_error(&options, &e)),
-            Err(_) => {
-                return Err(Error::Unavailable {
-                    backend: "redis".into(),
-                    reason: format!(
-                        "no connection to {} within {:?}",
-                        options.endpoint(),
-                        options.connect_timeout * 2
-                    ),
-                })
+        match tokio::time::timeout(options.connect_timeout * 2, connecting).await {
+            Ok(Ok(con)) => Ok(Conn::Single(con)),
+            Ok(Err(e)) => Err(connect_error(options, &e)),
+            Err(_) => Err(Error::Unavailable {
+                backend: "redis".into(),
+                reason: format!(
+                    "no connection to {} within {:?}",
+                    options.endpoint(),
+                    options.connect_timeout * 2
+                ),
+            }),
+        }
+    }
+
+    async fn connect_cluster(options: &RedisOptions) -> Result<Conn> {
+        let scheme = if options.ssl { "rediss" } else { "redis" };
+        let nodes: Vec<String> = options
+            .cluster_nodes
+            .iter()
+            .map(|n| format!("{scheme}://{n}"))
+            .collect();
+        let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
+            .connection_timeout(options.connect_timeout)
+            .response_timeout(options.command_timeout);
+        if let Some(pw) = &options.password {
+            builder = builder.password(pw.expose());
+        }
+        let client = builder.build().map_err(|e| Error::Config {
+            key: "redis.cluster_nodes".into(),
+            value: options.cluster_nodes.join(","),
+            reason: e.kind_name(),
+        })?;
+        match tokio::time::timeout(options.connect_timeout * 2, client.get_async_connection()).await
+        {
+            Ok(Ok(con)) => Ok(Conn::Cluster(con)),
+            Ok(Err(e)) => Err(connect_error(options, &e)),
+            Err(_) => Err(Error::Unavailable {
+                backend: "redis".into(),
+                reason: format!(
+                    "no connection to {} within {:?}",
+                    options.endpoint(),
+                    options.connect_timeout * 2
+                ),
+            }),
+        }
+    }
+
+    /// Up to `n` `(key, created)` after the creation cursor `{created}:{key}`.
+    /// Stamps can tie on a cluster (they come from each node's clock), so
+    /// the cursor names the key too and ties resume in member order.
+    async fn created_after(
+        &self,
+        ns: &str,
+        cursor: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<(String, u64)>> {
+        let after: Option<(u64, String)> = match cursor {
+            None => None,
+            Some(c) => {
+                let (score, key) = c.split_once(':').ok_or_else(|| {
+                    Error::InvalidInput(format!("scan cursor {c:?} is not a creation cursor"))
+                })?;
+                let score = score.parse().map_err(|_| {
+                    Error::InvalidInput(format!("scan cursor {c:?} is not a creation cursor"))
+                })?;
+                Some((score, key.to_string()))
             }
         };
-        let backend = RedisBackend {
-            con,
-            layout: Layout::new(&options.prefix, &options.seed_namespace),
-            options: Arc::new(options),
-        };
-        let mut con = backend.con.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut con)
-            .await
-            .map_err(|e| connect_error(&backend.options, &e))?;
-        Ok(backend)
+        let start = after
+            .as_ref()
+            .map_or("-inf".to_string(), |(s, _)| s.to_string());
+        let mut con = self.con.clone();
+        let mut out = Vec::with_capacity(n);
+        let mut offset = 0;
+        loop {
+            let batch: Vec<(String, u64)> = redis::cmd("ZRANGEBYSCORE")
+                .arg(self.layout.by_created(ns))
+                .arg(&start)
+                .arg("+inf")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(n)
+                .query_async(&mut con)
+                .await
+                .map_err(|e| self.error("scan", e))?;
+            let fetched = batch.len();
+            for (k, s) in batch {
+                let done = after
+                    .as_ref()
+                    .is_some_and(|(as_, ak)| s < *as_ || s == *as_ && k <= *ak);
+                if !done && out.len() < n {
+                    out.push((k, s));
+                }
+            }
+            if out.len() == n || fetched < n {
+                return Ok(out);
+            }
+            offset += fetched;
+        }
+    }
+
+    fn is_cluster(&self) -> bool {
+        matches!(self.con, Conn::Cluster(_))
     }
 
     /// The key layout in use.
@@ -282,6 +405,9 @@ impl RedisBackend {
     /// Deletes every key of `ns` (documents, metadata, indexes, orders) with
     /// `SCAN` + `UNLINK`, never `KEYS`, and returns how many keys it removed.
     pub async fn clear_namespace(&self, ns: &str) -> Result<u64> {
+        if self.is_cluster() {
+            return self.clear_cluster(ns).await;
+        }
         let mut con = self.con.clone();
         let mut removed = 0u64;
         for pattern in self.layout.patterns(ns) {
@@ -514,8 +640,8 @@ impl Backend for RedisBackend {
             scan: true,
             scan_by_creation: true,
             count: false,
-            native_batch: true,
-            atomic_index: true,
+            native_batch: !self.is_cluster(),
+            atomic_index: !self.is_cluster(),
             durable: true,
         }
     }
@@ -551,6 +677,9 @@ impl Backend for RedisBackend {
         write: DocumentWrite,
         precondition: Precondition,
     ) -> Result<Version> {
+        if self.is_cluster() {
+            return self.put_cluster(namespace, key, &write, precondition).await;
+        }
         let mut con = self.con.clone();
         let reply = self
             .put_invocation(namespace, key, &write, precondition)
@@ -566,6 +695,9 @@ impl Backend for RedisBackend {
                 "remove of {namespace}/{key:?} with precondition Absent can never apply"
             )));
         }
+        if self.is_cluster() {
+            return self.remove_cluster(namespace, key, precondition).await;
+        }
         let mut con = self.con.clone();
         let reply = self
             .remove_invocation(namespace, key, precondition)
@@ -576,6 +708,9 @@ impl Backend for RedisBackend {
     }
 
     async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
+        if self.is_cluster() {
+            return self.lookup_cluster(namespace, index, term).await;
+        }
         let mut con = self.con.clone();
         let flat: Vec<redis::Value> = scripts::LOOKUP
             .key(self.layout.index(namespace, index, term))
@@ -625,33 +760,15 @@ impl Backend for RedisBackend {
                 keys.into_iter().map(|k| (k, 0)).collect()
             }
             ScanOrder::Created => {
-                let start = match &request.cursor {
-                    Some(c) => format!(
-                        "({}",
-                        c.parse::<u64>().map_err(|_| Error::InvalidInput(format!(
-                            "scan cursor {c:?} is not a creation cursor"
-                        )))?
-                    ),
-                    None => "-inf".into(),
-                };
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(self.layout.by_created(namespace))
-                    .arg(start)
-                    .arg("+inf")
-                    .arg("WITHSCORES")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(limit + 1)
-                    .query_async(&mut con)
-                    .await
-                    .map_err(|e| self.error("scan", e))?
+                self.created_after(namespace, request.cursor.as_deref(), limit + 1)
+                    .await?
             }
         };
         let more = candidates.len() > limit;
         let page: Vec<(String, u64)> = candidates.into_iter().take(limit).collect();
         let cursor = more.then(|| match request.order {
             ScanOrder::Key => page.last().map(|(k, _)| k.clone()),
-            ScanOrder::Created => page.last().map(|(_, c)| c.to_string()),
+            ScanOrder::Created => page.last().map(|(k, c)| format!("{c}:{k}")),
         });
         let keys: Vec<String> = page.into_iter().map(|(k, _)| k).collect();
         let docs = self.get_many(namespace, &keys).await;
@@ -669,6 +786,11 @@ impl Backend for RedisBackend {
     }
 
     async fn get_many(&self, namespace: &str, keys: &[String]) -> Vec<Result<Option<Document>>> {
+        if self.is_cluster() {
+            // keys of a batch live in different slots: concurrent calls instead
+            let calls = keys.iter().map(|k| self.get(namespace, k));
+            return futures::future::join_all(calls).await;
+        }
         let mut pipe = redis::pipe();
         for key in keys {
             pipe.invoke_script(&self.get_invocation(namespace, key));
@@ -680,6 +802,12 @@ impl Backend for RedisBackend {
     }
 
     async fn put_many(&self, namespace: &str, puts: Vec<Put>) -> Vec<Result<Version>> {
+        if self.is_cluster() {
+            let calls = puts
+                .into_iter()
+                .map(|p| async move { self.put(namespace, &p.key, p.write, p.precondition).await });
+            return futures::future::join_all(calls).await;
+        }
         let mut pipe = redis::pipe();
         for p in &puts {
             pipe.invoke_script(&self.put_invocation(namespace, &p.key, &p.write, p.precondition));
@@ -698,6 +826,12 @@ impl Backend for RedisBackend {
     }
 
     async fn remove_many(&self, namespace: &str, removes: Vec<Remove>) -> Vec<Result<bool>> {
+        if self.is_cluster() {
+            let calls = removes
+                .iter()
+                .map(|r| self.remove(namespace, &r.key, r.precondition));
+            return futures::future::join_all(calls).await;
+        }
         let mut out: Vec<Option<Result<bool>>> = Vec::with_capacity(removes.len());
         let mut pipe = redis::pipe();
         let mut sent = Vec::new();

@@ -155,3 +155,95 @@ return out
 "#,
     )
 });
+
+/// Cluster mode, where only a document and its metadata share a slot.
+/// KEYS: doc, meta. ARGV as [`PUT`]. Returns {status, version, created,
+/// old index keys (JSON or ""), known (1 if this library wrote it before)};
+/// the caller updates index and order sets around it.
+pub static PUT_DOC: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local doc, meta = KEYS[1], KEYS[2]
+local value, pre = ARGV[2], ARGV[3]
+local expected, pttl, terms = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local exists = redis.call('EXISTS', doc) == 1
+local m = redis.call('HMGET', meta, 'v', 'c', 't', 'x')
+local oldv = tonumber(m[1]) or 0
+if pre == 'absent' and exists then return {'exists', oldv, 0, '', 0} end
+if (pre == 'present' or pre == 'version') and not exists then return {'missing', 0, 0, '', 0} end
+if pre == 'version' and oldv ~= expected then return {'conflict', oldv, 0, '', 0} end
+local t = redis.call('TIME')
+local v = math.max(tonumber(t[1]) * 1000000 + tonumber(t[2]), oldv + 1)
+local known = exists and m[2]
+local created = v
+if known then created = tonumber(m[2]) end
+local old_terms = ''
+if exists and m[3] then old_terms = m[3] end
+if m[1] and not known then redis.call('DEL', meta) end
+if pttl > 0 then
+  redis.call('SET', doc, value, 'PX', pttl)
+  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '1')
+  redis.call('PEXPIRE', meta, pttl)
+else
+  redis.call('SET', doc, value)
+  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '0')
+  if m[4] == '1' then redis.call('PERSIST', meta) end
+end
+local k = 0
+if known then k = 1 end
+return {'ok', v, created, old_terms, k}
+"#,
+    )
+});
+
+/// Cluster mode. KEYS: doc, meta. ARGV: precondition, expected.
+/// Returns {status, removed, old index keys (JSON or "")}.
+pub static REMOVE_DOC: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local doc, meta = KEYS[1], KEYS[2]
+local pre, expected = ARGV[1], tonumber(ARGV[2])
+local exists = redis.call('EXISTS', doc) == 1
+local m = redis.call('HMGET', meta, 'v', 't')
+local oldv = tonumber(m[1]) or 0
+if exists and pre == 'version' and oldv ~= expected then return {'conflict', oldv, ''} end
+redis.call('DEL', doc, meta)
+if not exists then
+  if pre == 'any' then return {'ok', 0, m[2] or ''} end
+  return {'missing', 0, m[2] or ''}
+end
+return {'ok', 1, m[2] or ''}
+"#,
+    )
+});
+
+/// Cluster mode. KEYS: one index set. ARGV: key, pttl. Adds the key and
+/// keeps the set alive at least as long as the document (as [`PUT`] does).
+pub static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local ik, pttl = KEYS[1], tonumber(ARGV[2])
+redis.call('SADD', ik, ARGV[1])
+local cur = redis.call('PTTL', ik)
+if pttl == 0 then
+  if cur >= 0 then redis.call('PERSIST', ik) end
+elseif cur == -1 then
+  if redis.call('SCARD', ik) == 1 then redis.call('PEXPIRE', ik, pttl) end
+elseif cur < pttl then
+  redis.call('PEXPIRE', ik, pttl)
+end
+return 1
+"#,
+    )
+});
+
+/// Cluster mode. KEYS: doc, meta. Returns {exists, created or false,
+/// index keys JSON or false}: what a lookup needs to verify a hint.
+pub static CHECK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local m = redis.call('HMGET', KEYS[2], 'c', 't')
+return {redis.call('EXISTS', KEYS[1]), m[1] or false, m[2] or false}
+"#,
+    )
+});

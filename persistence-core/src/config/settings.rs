@@ -128,6 +128,8 @@ pub struct RedisSettings {
     pub command_timeout_ms: u64,
     /// Renew a task's TTL on every load (opt-in; default off, as the seed).
     pub sliding_ttl: bool,
+    /// Redis Cluster seed nodes, `host:port,host:port`; set = cluster mode.
+    pub cluster_nodes: Option<String>,
 }
 
 impl Default for RedisSettings {
@@ -144,6 +146,7 @@ impl Default for RedisSettings {
             connect_timeout_ms: 2000,
             command_timeout_ms: 2000,
             sliding_ttl: false,
+            cluster_nodes: None,
         }
     }
 }

@@ -1,0 +1,252 @@
+//! Redis Cluster: a document and its metadata change atomically in their
+//! slot; index and order sets live elsewhere and are kept as verified hints.
+//!
+//! A write adds its index entries before the document script and again
+//! after it (so a concurrent lookup's clean-up never leaves a live document
+//! unindexed), then removes the entries it dropped. A lookup keeps an entry
+//! only if the document exists and its metadata still lists that index key,
+//! and removes the others. A crash between the steps leaves extra entries,
+//! never missing ones, and lookups clean the extras.
+
+use std::collections::BTreeSet;
+
+use futures::future::{join_all, try_join_all};
+use persistence_core::backend::{DocumentWrite, Precondition, Version};
+use persistence_core::Result;
+
+use crate::{dedup, pre_arg, scripts, ttl_ms, RedisBackend};
+
+/// A document script's reply: status, version, created, old index keys, known.
+type PutDocReply = (String, u64, u64, String, u8);
+
+impl RedisBackend {
+    /// Sends one command on its own clone of the connection.
+    async fn run(&self, cmd: redis::Cmd) -> redis::RedisResult<i64> {
+        let mut con = self.con.clone();
+        cmd.query_async(&mut con).await
+    }
+
+    async fn index_add(&self, index_keys: &[String], key: &str, pttl: u64) -> Result<()> {
+        let calls = index_keys.iter().map(|ik| {
+            let mut con = self.con.clone();
+            async move {
+                scripts::INDEX_ADD
+                    .key(ik)
+                    .arg(key)
+                    .arg(pttl)
+                    .invoke_async::<i64>(&mut con)
+                    .await
+            }
+        });
+        try_join_all(calls)
+            .await
+            .map_err(|e| self.error("index", e))?;
+        Ok(())
+    }
+
+    async fn index_remove(
+        &self,
+        index_keys: impl Iterator<Item = &String>,
+        key: &str,
+    ) -> Result<()> {
+        let calls = index_keys.map(|ik| {
+            let mut con = self.con.clone();
+            async move {
+                redis::cmd("SREM")
+                    .arg(ik)
+                    .arg(key)
+                    .query_async::<i64>(&mut con)
+                    .await
+            }
+        });
+        try_join_all(calls)
+            .await
+            .map_err(|e| self.error("index", e))?;
+        Ok(())
+    }
+
+    pub(crate) async fn put_cluster(
+        &self,
+        ns: &str,
+        key: &str,
+        write: &DocumentWrite,
+        precondition: Precondition,
+    ) -> Result<Version> {
+        let index_keys: Vec<String> = dedup(write.index.clone())
+            .iter()
+            .map(|t| self.layout.index(ns, &t.index, &t.term))
+            .collect();
+        let terms_json = serde_json::to_string(&index_keys).expect("strings encode");
+        let pttl = ttl_ms(write.ttl);
+        // 1. the new entries exist before the document does
+        self.index_add(&index_keys, key, pttl).await?;
+        // 2. the document and its metadata, atomically, precondition checked
+        let (pre, expected) = pre_arg(precondition);
+        let mut con = self.con.clone();
+        let (status, version, created, old_terms, known): PutDocReply = scripts::PUT_DOC
+            .key(self.layout.doc(ns, key))
+            .key(self.layout.meta(ns, key))
+            .arg(key)
+            .arg(&write.value[..])
+            .arg(pre)
+            .arg(expected)
+            .arg(pttl)
+            .arg(&terms_json)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.error("put", e))?;
+        if status != "ok" {
+            // entries added in step 1 for a write that did not happen are
+            // hints that lookups drop
+            return Self::put_result(ns, key, precondition, (status, version, created));
+        }
+        // 3. again (a lookup may have cleaned them meanwhile), drop the old
+        //    ones, and record the key in the order sets
+        self.index_add(&index_keys, key, pttl).await?;
+        let old: BTreeSet<String> = serde_json::from_str(&old_terms).unwrap_or_default();
+        let new: BTreeSet<&String> = index_keys.iter().collect();
+        self.index_remove(old.iter().filter(|k| !new.contains(k)), key)
+            .await?;
+        if known == 0 {
+            let mut by_key = redis::cmd("ZADD");
+            by_key.arg(self.layout.by_key(ns)).arg(0).arg(key);
+            let mut by_created = redis::cmd("ZADD");
+            by_created
+                .arg(self.layout.by_created(ns))
+                .arg(created)
+                .arg(key);
+            let (a, b) = futures::join!(self.run(by_key), self.run(by_created));
+            a.and(b).map_err(|e| self.error("put", e))?;
+        }
+        Ok(Version(version))
+    }
+
+    pub(crate) async fn remove_cluster(
+        &self,
+        ns: &str,
+        key: &str,
+        precondition: Precondition,
+    ) -> Result<bool> {
+        let (pre, expected) = pre_arg(precondition);
+        let mut con = self.con.clone();
+        let (status, n, old_terms): (String, u64, String) = scripts::REMOVE_DOC
+            .key(self.layout.doc(ns, key))
+            .key(self.layout.meta(ns, key))
+            .arg(pre)
+            .arg(expected)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.error("remove", e))?;
+        if status == "conflict" {
+            return Self::remove_result(ns, key, precondition, (status, n));
+        }
+        // the document is gone (or was already): its entries follow
+        let old: Vec<String> = serde_json::from_str(&old_terms).unwrap_or_default();
+        self.index_remove(old.iter(), key).await?;
+        let mut by_key = redis::cmd("ZREM");
+        by_key.arg(self.layout.by_key(ns)).arg(key);
+        let mut by_created = redis::cmd("ZREM");
+        by_created.arg(self.layout.by_created(ns)).arg(key);
+        let (a, b) = futures::join!(self.run(by_key), self.run(by_created));
+        a.and(b).map_err(|e| self.error("remove", e))?;
+        Self::remove_result(ns, key, precondition, (status, n))
+    }
+
+    pub(crate) async fn lookup_cluster(
+        &self,
+        ns: &str,
+        index: &str,
+        term: &str,
+    ) -> Result<Vec<String>> {
+        let ik = self.layout.index(ns, index, term);
+        let mut con = self.con.clone();
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&ik)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.error("lookup", e))?;
+        let checks = members.iter().map(|k| {
+            let mut con = self.con.clone();
+            async move {
+                scripts::CHECK
+                    .key(self.layout.doc(ns, k))
+                    .key(self.layout.meta(ns, k))
+                    .invoke_async::<(i64, Option<u64>, Option<String>)>(&mut con)
+                    .await
+            }
+        });
+        let results = join_all(checks).await;
+        let mut hits = Vec::new();
+        let mut stale = Vec::new();
+        for (k, check) in members.into_iter().zip(results) {
+            let (exists, created, terms) = check.map_err(|e| self.error("lookup", e))?;
+            let listed = match &terms {
+                // the seed's documents have no metadata: the caller verifies them
+                None => true,
+                Some(t) => serde_json::from_str::<Vec<String>>(t).is_ok_and(|t| t.contains(&ik)),
+            };
+            if exists == 1 && listed {
+                hits.push((created.unwrap_or(0), k));
+            } else {
+                stale.push(k);
+            }
+        }
+        if !stale.is_empty() {
+            redis::cmd("SREM")
+                .arg(&ik)
+                .arg(&stale)
+                .query_async::<i64>(&mut con)
+                .await
+                .map_err(|e| self.error("lookup", e))?;
+        }
+        hits.sort();
+        Ok(hits.into_iter().map(|(_, k)| k).collect())
+    }
+
+    /// Clears what this library knows of `ns` (documents in its key order
+    /// set, their metadata and index sets): a cluster has no single keyspace
+    /// to `SCAN`. Documents the seed wrote and no one rewrote are left.
+    pub(crate) async fn clear_cluster(&self, ns: &str) -> Result<u64> {
+        let mut con = self.con.clone();
+        let keys: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.layout.by_key(ns))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.error("clear_namespace", e))?;
+        let mut removed = 0;
+        let mut index_keys = BTreeSet::new();
+        for key in &keys {
+            let terms: Option<String> = redis::cmd("HGET")
+                .arg(self.layout.meta(ns, key))
+                .arg("t")
+                .query_async(&mut con)
+                .await
+                .map_err(|e| self.error("clear_namespace", e))?;
+            index_keys.extend(
+                terms
+                    .and_then(|t| serde_json::from_str::<Vec<String>>(&t).ok())
+                    .unwrap_or_default(),
+            );
+            for k in [self.layout.doc(ns, key), self.layout.meta(ns, key)] {
+                removed += redis::cmd("UNLINK")
+                    .arg(k)
+                    .query_async::<u64>(&mut con)
+                    .await
+                    .map_err(|e| self.error("clear_namespace", e))?;
+            }
+        }
+        for k in index_keys
+            .into_iter()
+            .chain([self.layout.by_key(ns), self.layout.by_created(ns)])
+        {
+            removed += redis::cmd("UNLINK")
+                .arg(k)
+                .query_async::<u64>(&mut con)
+                .await
+                .map_err(|e| self.error("clear_namespace", e))?;
+        }
+        Ok(removed)
+    }
+}
