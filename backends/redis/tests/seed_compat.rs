@@ -91,7 +91,7 @@ async fn a_task_written_here_is_in_the_python_layout() {
     for rid in task.request_ids() {
         let key = format!("{p}:request_index:{rid}");
         let members: Vec<String> = con.smembers(&key).await.unwrap();
-        assert_eq!(members, [task.task_id.clone()]);
+        assert_eq!(members, std::slice::from_ref(&task.task_id));
         let ttl: i64 = con.ttl(&key).await.unwrap();
         assert!((7000..=7200).contains(&ttl), "index TTL {ttl}");
     }
