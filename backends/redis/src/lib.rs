@@ -52,6 +52,9 @@ pub struct RedisOptions {
     pub password: Option<Secret>,
     /// TLS (`rediss`, rustls with the system's root certificates).
     pub ssl: bool,
+    /// A PEM file of the CA that signed the server's certificate, for
+    /// servers whose CA is not among the system's roots.
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Key prefix (`task_persistence`, the seed's).
     pub prefix: String,
     /// The namespace whose keys follow the seed's layout (`task`).
@@ -78,6 +81,7 @@ impl RedisOptions {
             db: 0,
             password: None,
             ssl: false,
+            tls_ca_file: None,
             prefix: "task_persistence".into(),
             seed_namespace: "task".into(),
             connect_timeout: Duration::from_secs(2),
@@ -97,6 +101,7 @@ impl RedisOptions {
             db: r.db,
             password: r.password.clone(),
             ssl: r.ssl,
+            tls_ca_file: r.tls_ca_file.clone(),
             prefix: r.prefix.clone(),
             seed_namespace: settings
                 .task_store
@@ -131,6 +136,22 @@ impl RedisOptions {
                 format!("{scheme}://{}:{}/{}", self.host, self.port, self.db)
             }
         }
+    }
+
+    /// The CA certificate to trust, read from `tls_ca_file` (TLS only).
+    fn tls_root(&self) -> Result<Option<redis::TlsCertificates>> {
+        let Some(path) = self.tls_ca_file.as_ref().filter(|_| self.ssl) else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(path).map_err(|e| Error::Config {
+            key: "redis.tls_ca_file".into(),
+            value: path.display().to_string(),
+            reason: format!("cannot read the CA certificate: {e}"),
+        })?;
+        Ok(Some(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        }))
     }
 
     /// The client's connection info: TLS exactly when `ssl` is true.
@@ -281,7 +302,11 @@ impl RedisBackend {
 
     async fn connect_single(options: &RedisOptions) -> Result<Conn> {
         let info = options.connection_info()?;
-        let client = redis::Client::open(info).map_err(|e| Error::Config {
+        let client = match options.tls_root()? {
+            Some(certs) => redis::Client::build_with_tls(info, certs),
+            None => redis::Client::open(info),
+        }
+        .map_err(|e| Error::Config {
             key: "redis".into(),
             value: options.endpoint(),
             reason: e.kind_name(),
@@ -317,6 +342,9 @@ impl RedisBackend {
             .response_timeout(options.command_timeout);
         if let Some(pw) = &options.password {
             builder = builder.password(pw.expose());
+        }
+        if let Some(certs) = options.tls_root()? {
+            builder = builder.certs(certs);
         }
         let client = builder.build().map_err(|e| Error::Config {
             key: "redis.cluster_nodes".into(),

@@ -120,6 +120,8 @@ pub struct RedisSettings {
     pub password: Option<Secret>,
     /// TLS (`TA_REDIS_SSL`): `true` means TLS on, `false` off.
     pub ssl: bool,
+    /// PEM file of the CA that signed the server's certificate (private CAs).
+    pub tls_ca_file: Option<PathBuf>,
     /// Key prefix (default `task_persistence`, the seed's layout).
     pub prefix: String,
     /// Longest wait to connect, in ms (default 2000, as in seed 002).
@@ -142,6 +144,7 @@ impl Default for RedisSettings {
             ttl: 3600,
             password: None,
             ssl: false,
+            tls_ca_file: None,
             prefix: "task_persistence".into(),
             connect_timeout_ms: 2000,
             command_timeout_ms: 2000,

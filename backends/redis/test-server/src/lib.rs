@@ -150,6 +150,27 @@ wait "$pid" 2>/dev/null"#;
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     }
 
+    /// Starts a server that also listens with TLS on a second port, using
+    /// `cert`/`key` (PEM) for the server and trusting `ca` (clients need no
+    /// certificate). The plain port stays for the readiness check.
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> (Self, u16) {
+        let tls_port = free_port();
+        let args = [
+            "--tls-port".to_string(),
+            tls_port.to_string(),
+            "--tls-cert-file".to_string(),
+            cert.display().to_string(),
+            "--tls-key-file".to_string(),
+            key.display().to_string(),
+            "--tls-ca-cert-file".to_string(),
+            ca.display().to_string(),
+            "--tls-auth-clients".to_string(),
+            "no".to_string(),
+        ];
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        (Self::start_with(&refs), tls_port)
+    }
+
     /// The port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
