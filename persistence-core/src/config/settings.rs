@@ -162,6 +162,9 @@ pub struct PluginSettings {
     pub module: Option<PathBuf>,
     /// Backend name inside the plugin (optional when it offers one).
     pub class: Option<String>,
-    /// Expected SHA-256 of the library, hex.
+    /// Expected SHA-256 of the library, hex (`TA_PERSISTENCE_MODULE_SHA256`).
     pub sha256: Option<String>,
+    /// Options for the plugin's backend (`[plugin.options]`,
+    /// `TA_PERSISTENCE__PLUGIN__OPTIONS__NAME`), passed to it as a JSON object.
+    pub options: std::collections::BTreeMap<String, String>,
 }

@@ -1,0 +1,277 @@
+//! A backend inside a plugin: every call goes through the envelope.
+
+use std::ffi::c_void;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use persistence_core::backend::{
+    Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, Precondition, ScanPage,
+    ScanRequest, Version,
+};
+use persistence_core::{Error, Result};
+use persistence_plugin_sdk::abi::{RBuffer, RStr, STATUS_OK, STATUS_PENDING};
+use persistence_plugin_sdk::codec::{decode_error, Request, Response};
+use tokio::sync::oneshot;
+
+use crate::library::PluginLibrary;
+
+/// A backend created by a plugin. Calls never block the caller's thread
+/// while the plugin waits: the plugin answers at once or calls back.
+pub struct PluginBackend {
+    library: Arc<PluginLibrary>,
+    instance: Instance,
+    backend: String,
+    capabilities: Capabilities,
+}
+
+struct Instance(*mut c_void);
+// SAFETY: the SDK's instances are an `Arc<dyn Backend>` behind a box: Send + Sync.
+unsafe impl Send for Instance {}
+// SAFETY: as above.
+unsafe impl Sync for Instance {}
+
+impl fmt::Debug for PluginBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginBackend")
+            .field("plugin", &self.library.name())
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the callback needs: where to send the answer, and how to free it
+/// if nobody waits any more.
+struct Waiting {
+    tx: oneshot::Sender<(i32, RBuffer)>,
+    free: unsafe extern "C" fn(RBuffer),
+}
+
+unsafe extern "C" fn answered(ctx: *mut c_void, status: i32, response: RBuffer) {
+    // SAFETY: `ctx` is the `Waiting` box given to exactly one `call`
+    let waiting = unsafe { Box::from_raw(ctx.cast::<Waiting>()) };
+    if let Err((_, buffer)) = waiting.tx.send((status, response)) {
+        // the caller went away: the plugin's buffer still goes back to it
+        // SAFETY: freed once, by the side that allocated it
+        unsafe { (waiting.free)(buffer) };
+    }
+}
+
+impl PluginBackend {
+    pub(crate) fn new(
+        library: Arc<PluginLibrary>,
+        instance: *mut c_void,
+        backend: String,
+        capabilities: Capabilities,
+    ) -> Self {
+        PluginBackend {
+            library,
+            instance: Instance(instance),
+            backend,
+            capabilities,
+        }
+    }
+
+    async fn call(&self, request: Request) -> Result<Response> {
+        let bytes = request.encode();
+        let descriptor = self.library.descriptor;
+        let (tx, rx) = oneshot::channel();
+        let ctx = Box::into_raw(Box::new(Waiting {
+            tx,
+            free: descriptor.free_buffer,
+        }))
+        .cast::<c_void>();
+        let mut response = RBuffer::EMPTY;
+        // SAFETY: the instance is live, the request outlives the call (the
+        // plugin copies it before returning), `ctx` is handed over once.
+        let status = unsafe {
+            (descriptor.call)(
+                self.instance.0,
+                RStr::new(&bytes),
+                answered,
+                ctx,
+                &mut response,
+            )
+        };
+        let (status, buffer) = if status == STATUS_PENDING {
+            rx.await.map_err(|_| Error::Plugin {
+                plugin: self.library.name().into(),
+                message: "the plugin dropped a call without answering".into(),
+            })?
+        } else {
+            // answered at once: the callback will never run, reclaim its context
+            // SAFETY: not handed to the callback
+            drop(unsafe { Box::from_raw(ctx.cast::<Waiting>()) });
+            (status, response)
+        };
+        // copy out, then give the buffer back to the plugin
+        // SAFETY: a live plugin buffer, freed exactly once right after
+        let decoded = unsafe {
+            let body = buffer.as_bytes();
+            let out = if status == STATUS_OK {
+                Response::decode(&request, body)
+            } else {
+                Err(decode_error(body))
+            };
+            (descriptor.free_buffer)(buffer);
+            out
+        };
+        decoded
+    }
+
+    fn unexpected(&self) -> Error {
+        Error::Plugin {
+            plugin: self.library.name().into(),
+            message: "answered with the wrong kind of response".into(),
+        }
+    }
+}
+
+impl Drop for PluginBackend {
+    fn drop(&mut self) {
+        // SAFETY: the instance came from this library's `create`, destroyed once
+        unsafe { (self.library.descriptor.destroy)(self.instance.0) };
+    }
+}
+
+#[async_trait]
+impl Backend for PluginBackend {
+    fn name(&self) -> &str {
+        &self.backend
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
+        match self
+            .call(Request::Get {
+                ns: namespace.into(),
+                key: key.into(),
+            })
+            .await?
+        {
+            Response::Document(d) => Ok(d),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn get_value(&self, namespace: &str, key: &str) -> Result<Option<Bytes>> {
+        match self
+            .call(Request::GetValue {
+                ns: namespace.into(),
+                key: key.into(),
+            })
+            .await?
+        {
+            Response::Value(v) => Ok(v),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn put(
+        &self,
+        namespace: &str,
+        key: &str,
+        write: DocumentWrite,
+        precondition: Precondition,
+    ) -> Result<Version> {
+        match self
+            .call(Request::Put {
+                ns: namespace.into(),
+                key: key.into(),
+                write,
+                precondition,
+            })
+            .await?
+        {
+            Response::Version(v) => Ok(v),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
+        match self
+            .call(Request::Remove {
+                ns: namespace.into(),
+                key: key.into(),
+                precondition,
+            })
+            .await?
+        {
+            Response::Removed(b) => Ok(b),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
+        match self
+            .call(Request::Lookup {
+                ns: namespace.into(),
+                index: index.into(),
+                term: term.into(),
+            })
+            .await?
+        {
+            Response::Keys(k) => Ok(k),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        match self
+            .call(Request::Scan {
+                ns: namespace.into(),
+                request,
+            })
+            .await?
+        {
+            Response::Page(p) => Ok(p),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn count(&self, namespace: &str) -> Result<u64> {
+        match self
+            .call(Request::Count {
+                ns: namespace.into(),
+            })
+            .await?
+        {
+            Response::Count(n) => Ok(n),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn health(&self) -> Health {
+        match self.call(Request::Health).await {
+            Ok(Response::Health(mut h)) => {
+                h.details.insert(
+                    "plugin".into(),
+                    format!("{} {}", self.library.name(), self.library.version()),
+                );
+                h.details.insert(
+                    "plugin_path".into(),
+                    self.library.path().display().to_string(),
+                );
+                h
+            }
+            Ok(_) => Health {
+                status: HealthStatus::Down,
+                backend: self.backend.clone(),
+                message: self.unexpected().to_string(),
+                latency_ms: None,
+                details: Default::default(),
+            },
+            Err(e) => Health {
+                status: HealthStatus::Down,
+                backend: self.backend.clone(),
+                message: e.to_string(),
+                latency_ms: None,
+                details: Default::default(),
+            },
+        }
+    }
+}
