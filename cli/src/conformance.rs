@@ -9,11 +9,25 @@ use persistence_core::factory::Factory;
 
 use crate::report::{right, table};
 
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Longest a single case may run, in seconds.
     #[arg(long, default_value_t = 120)]
     case_timeout: u64,
+    /// A plugin library to test instead of the configured backend
+    /// (like TA_PERSISTENCE_MODULE).
+    #[arg(long, value_name = "PATH")]
+    module: Option<std::path::PathBuf>,
+    /// The plugin's backend to test, when it offers several (like TA_PERSISTENCE_CLASS).
+    #[arg(long, value_name = "NAME", requires = "module")]
+    class: Option<String>,
+    /// An option for the plugin's backend, KEY=VALUE (repeatable). For
+    /// plugin-example's json-dir, `--option path=DIR`; without one, each case
+    /// gets a fresh temporary directory as `path`.
+    #[arg(long = "option", value_name = "KEY=VALUE", requires = "module")]
+    options: Vec<String>,
 }
 
 pub async fn run(
@@ -26,11 +40,43 @@ pub async fn run(
     // a false pass: the backend must start.
     let mut settings = settings.clone();
     settings.fallback = FallbackPolicy::Fail;
-    let probe = factory.open(&settings).await?;
+    if let Some(module) = &args.module {
+        settings.backend = "plugin".into();
+        settings.plugin.module = Some(module.clone());
+        settings.plugin.class = args.class.clone();
+        for option in &args.options {
+            let (k, v) = option
+                .split_once('=')
+                .ok_or_else(|| format!("--option {option:?}: expected KEY=VALUE"))?;
+            settings.plugin.options.insert(k.to_string(), v.to_string());
+        }
+    }
+    let fresh_dirs = args.module.is_some() && !settings.plugin.options.contains_key("path");
+    // a directory of its own for every opening, removed with the backend
+    let for_case = move |settings: &Settings| {
+        let mut settings = settings.clone();
+        if fresh_dirs {
+            let dir = std::env::temp_dir().join(format!(
+                "ta-conformance-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            settings
+                .plugin
+                .options
+                .insert("path".into(), dir.display().to_string());
+            settings
+                .plugin
+                .options
+                .insert("temporary".into(), "true".into());
+        }
+        settings
+    };
+    let probe = factory.open(&for_case(&settings)).await?;
     let name = probe.backend.name().to_string();
     drop(probe);
     let open = || {
-        let settings = settings.clone();
+        let settings = for_case(&settings);
         let factory = factory.clone();
         async move {
             factory

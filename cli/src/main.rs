@@ -48,8 +48,9 @@ enum Command {
     /// same run (memory: a bare RwLock<HashMap>; sled: raw sled); prints
     /// ops/s, p50/p99 and ratios.
     Bench(bench::Args),
-    /// Run the conformance suite against the configured backend and print a
-    /// pass/fail table (exit code 1 on any failure).
+    /// Run the conformance suite against the configured backend, or against
+    /// a plugin library (--module PATH [--class NAME] [--option KEY=VALUE]),
+    /// and print a pass/fail table (exit code 1 on any failure).
     Conformance(conformance::Args),
 }
 
@@ -98,6 +99,7 @@ fn factory() -> Factory {
     let mut factory = Factory::new();
     factory.register(std::sync::Arc::new(persistence_sled::SledProvider));
     factory.register(std::sync::Arc::new(persistence_redis::RedisProvider));
+    factory.register(std::sync::Arc::new(persistence_plugin::PluginProvider));
     factory
 }
 
