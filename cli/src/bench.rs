@@ -30,6 +30,9 @@ pub enum Store {
     /// The Redis backend against raw SET/GET/DEL of the same bytes, both on
     /// one multiplexed connection, on a redis-server the bench starts (or --redis-url).
     Redis,
+    /// The in-memory backend exported by plugin-example through the plugin
+    /// ABI against the same backend linked in; also the example's json-dir.
+    Plugin,
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,6 +46,9 @@ pub struct Args {
     /// Concurrent tasks in the concurrent pass.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// The example plugin library for --store plugin (default: next to this binary).
+    #[arg(long, value_name = "PATH")]
+    module: Option<std::path::PathBuf>,
     /// Redis to measure against instead of starting one (its data is not touched
     /// outside keys starting with `bench:`).
     #[arg(long, value_name = "URL")]
@@ -307,6 +313,28 @@ async fn raw_redis(
     })
 }
 
+/// The example plugin library the plugin bench loads.
+static MODULE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Backend `class` of the example plugin (json-dir in a temp dir removed on drop).
+fn plugin_backend(
+    class: &str,
+) -> Result<persistence_core::SharedBackend, Box<dyn std::error::Error>> {
+    let module = MODULE.get().expect("plugin module resolved");
+    let library = persistence_plugin::PluginLibrary::load(module, None)?;
+    let mut options = std::collections::BTreeMap::new();
+    if class == "json-dir" {
+        options.insert(
+            "path".to_string(),
+            tempfile::tempdir()?.keep().display().to_string(),
+        );
+        options.insert("temporary".to_string(), "true".to_string());
+    }
+    Ok(Arc::new(
+        library.create(Some(class), &serde_json::to_vec(&options)?)?,
+    ))
+}
+
 /// Where the Redis measurements run.
 struct RedisTarget {
     _server: Option<redis_test_server::RedisServer>,
@@ -339,6 +367,7 @@ async fn store_target(store: Store) -> Result<Target, Box<dyn std::error::Error>
             };
             Arc::new(SledBackend::open(&options)?)
         }
+        Store::Plugin => plugin_backend("memory")?,
         Store::Redis => {
             let mut options = persistence_redis::RedisOptions::new("unused", 0);
             options.url = Some(persistence_core::config::Secret::new(redis_url()));
@@ -356,6 +385,7 @@ async fn baseline_target(store: Store) -> Result<Target, Box<dyn std::error::Err
         Store::Sled => Target::RawSled(Arc::new(RawSled::open(
             &tempfile::tempdir()?.keep().join("db"),
         )?)),
+        Store::Plugin => Target::Store(TaskStore::new(Arc::new(MemoryBackend::new()))),
         Store::Redis => {
             let client = redis::Client::open(redis_url())?;
             Target::RawRedis(client.get_connection_manager().await?, next_ns().into())
@@ -403,6 +433,20 @@ struct Row {
 }
 
 pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    if args.store == Store::Plugin {
+        let module = match &args.module {
+            Some(m) => m.clone(),
+            None => std::env::current_exe()?.with_file_name("libplugin_example.so"),
+        };
+        if !module.is_file() {
+            return Err(format!(
+                "{} not found: build it with `cargo build --release -p plugin-example` or pass --module",
+                module.display()
+            )
+            .into());
+        }
+        let _ = MODULE.set(module);
+    }
     if args.store == Store::Redis {
         let target = match &args.redis_url {
             Some(url) => RedisTarget {
@@ -473,20 +517,42 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
             });
         }
     }
+    let mut json_dir = Vec::new();
+    if args.store == Store::Plugin {
+        for (mode, concurrency) in [
+            ("sequential".to_string(), 1),
+            (
+                format!("{} tasks", args.concurrency),
+                args.concurrency.max(1),
+            ),
+        ] {
+            let n = tasks.len().min(2000);
+            let sample = Arc::new(tasks[..n].to_vec());
+            let target = Target::Store(TaskStore::new(plugin_backend("json-dir")?));
+            for s in measure(&target, &sample, concurrency).await? {
+                json_dir.push((mode.clone(), s));
+            }
+        }
+    }
     let space = match args.store {
         Store::Sled => Some(sled_space(10_000).await?),
-        Store::Memory | Store::Redis => None,
+        Store::Memory | Store::Redis | Store::Plugin => None,
     };
     let (name, baseline_name) = match args.store {
         Store::Memory => ("memory", "a bare RwLock<HashMap> with the same serde work"),
         Store::Sled => ("sled", "raw sled inserts and reads of the same bytes"),
         Store::Redis => ("redis", "raw SET/GET/DEL of the same bytes with the same round trips (the ceiling: 1 each, 2 for load_by_request_id)"),
+        Store::Plugin => ("memory exported through the plugin ABI", "the same memory backend linked in"),
     };
     if json {
         let space = space.map(|(json, full, emptied)| {
             serde_json::json!({"tasks": 10_000, "json_bytes": json, "on_disk_bytes": full, "after_delete_bytes": emptied})
         });
-        let out = serde_json::json!({ "backend": name, "task_bytes": size, "ops": args.ops, "rounds": args.rounds, "rows": rows, "space": space });
+        let json_dir: Vec<_> = json_dir
+            .iter()
+            .map(|(mode, s)| serde_json::json!({"mode": mode, "summary": s}))
+            .collect();
+        let out = serde_json::json!({ "backend": name, "task_bytes": size, "ops": args.ops, "rounds": args.rounds, "rows": rows, "space": space, "plugin_json_dir": json_dir });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -523,8 +589,25 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
     let target = match args.store {
         Store::Memory => 0.5,
         Store::Sled | Store::Redis => 0.6,
+        Store::Plugin => 0.8,
     };
     println!("lowest ratio: {worst:.2} (target >= {target:.2})");
+    if !json_dir.is_empty() {
+        println!(
+            "plugin-example json-dir through the ABI (files, fsync per write), 2,000 ops per row:"
+        );
+        let mut t = table(&["mode", "operation", "ops/s", "p50 µs", "p99 µs"]);
+        for (mode, s) in &json_dir {
+            t.add_row(vec![
+                mode.clone().into(),
+                s.op.clone().into(),
+                right(thousands(s.ops_per_sec)),
+                right(format!("{:.1}", s.p50_us)),
+                right(format!("{:.1}", s.p99_us)),
+            ]);
+        }
+        println!("{t}");
+    }
     if let Some((json, full, emptied)) = space {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         println!(
