@@ -154,26 +154,7 @@ fn io(path: &Path, e: std::io::Error) -> Error {
 }
 
 fn check(ns: &str, key: &str, pre: Precondition, current: Option<&Meta>) -> Result<()> {
-    match (pre, current) {
-        (Precondition::Any, _)
-        | (Precondition::Absent, None)
-        | (Precondition::Present, Some(_)) => Ok(()),
-        (Precondition::Absent, Some(_)) => Err(Error::AlreadyExists {
-            namespace: ns.into(),
-            key: key.into(),
-        }),
-        (Precondition::Present | Precondition::Version(_), None) => Err(Error::NotFound {
-            namespace: ns.into(),
-            key: key.into(),
-        }),
-        (Precondition::Version(v), Some(m)) if m.version == v.0 => Ok(()),
-        (Precondition::Version(v), Some(m)) => Err(Error::Conflict {
-            namespace: ns.into(),
-            key: key.into(),
-            expected: v,
-            actual: Version(m.version),
-        }),
-    }
+    pre.check(ns, key, current.map(|m| Version(m.version)))
 }
 
 impl JsonDirBackend {
@@ -327,9 +308,7 @@ impl Backend for JsonDirBackend {
             let space = state.spaces.entry(ns.clone()).or_default();
             let live = space.docs.get(&key).filter(|m| m.live(now));
             check(&ns, &key, precondition, live)?;
-            let mut terms = write.index;
-            terms.sort_unstable();
-            terms.dedup();
+            let terms = IndexTerm::dedup(write.index);
             let meta = Meta {
                 version,
                 created: live.map_or(version, |m| m.created),
@@ -346,11 +325,7 @@ impl Backend for JsonDirBackend {
     }
 
     async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
-        if precondition == Precondition::Absent {
-            return Err(Error::InvalidInput(format!(
-                "remove of {namespace}/{key:?} with precondition Absent can never apply"
-            )));
-        }
+        precondition.check_removal(namespace, key)?;
         let (ns, key) = (namespace.to_string(), key.to_string());
         self.blocking(move |root, state| {
             let mut state = state.lock().expect("json-dir state lock");

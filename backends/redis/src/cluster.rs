@@ -14,7 +14,9 @@ use futures::future::{join_all, try_join_all};
 use persistence_core::backend::{DocumentWrite, Precondition, Version};
 use persistence_core::Result;
 
-use crate::{dedup, pre_arg, scripts, ttl_ms, RedisBackend};
+use persistence_core::backend::IndexTerm;
+
+use crate::{pre_arg, scripts, ttl_ms, RedisBackend};
 
 /// A document script's reply: status, version, created, old index keys, known.
 type PutDocReply = (String, u64, u64, String, u8);
@@ -72,7 +74,7 @@ impl RedisBackend {
         write: &DocumentWrite,
         precondition: Precondition,
     ) -> Result<Version> {
-        let index_keys: Vec<String> = dedup(write.index.clone())
+        let index_keys: Vec<String> = IndexTerm::dedup(write.index.clone())
             .iter()
             .map(|t| self.layout.index(ns, &t.index, &t.term))
             .collect();
@@ -152,6 +154,39 @@ impl RedisBackend {
         Self::remove_result(ns, key, precondition, (status, n))
     }
 
+    /// For each member of index set `ik`: `Some(created)` when its document
+    /// exists and still lists `ik` (or has no metadata: the seed's), `None`
+    /// when the entry is stale.
+    async fn check_members(
+        &self,
+        ns: &str,
+        ik: &str,
+        members: &[String],
+    ) -> Result<Vec<Option<u64>>> {
+        let checks = members.iter().map(|k| {
+            let mut con = self.con.clone();
+            async move {
+                scripts::CHECK
+                    .key(self.layout.doc(ns, k))
+                    .key(self.layout.meta(ns, k))
+                    .invoke_async::<(i64, Option<u64>, Option<String>)>(&mut con)
+                    .await
+            }
+        });
+        let mut out = Vec::with_capacity(members.len());
+        for check in join_all(checks).await {
+            let (exists, created, terms) = check.map_err(|e| self.error("lookup", e))?;
+            let listed = match &terms {
+                None => true,
+                Some(t) => {
+                    serde_json::from_str::<Vec<String>>(t).is_ok_and(|t| t.iter().any(|x| x == ik))
+                }
+            };
+            out.push((exists == 1 && listed).then(|| created.unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn lookup_cluster(
         &self,
         ns: &str,
@@ -165,30 +200,13 @@ impl RedisBackend {
             .query_async(&mut con)
             .await
             .map_err(|e| self.error("lookup", e))?;
-        let checks = members.iter().map(|k| {
-            let mut con = self.con.clone();
-            async move {
-                scripts::CHECK
-                    .key(self.layout.doc(ns, k))
-                    .key(self.layout.meta(ns, k))
-                    .invoke_async::<(i64, Option<u64>, Option<String>)>(&mut con)
-                    .await
-            }
-        });
-        let results = join_all(checks).await;
+        let checked = self.check_members(ns, &ik, &members).await?;
         let mut hits = Vec::new();
         let mut stale = Vec::new();
-        for (k, check) in members.into_iter().zip(results) {
-            let (exists, created, terms) = check.map_err(|e| self.error("lookup", e))?;
-            let listed = match &terms {
-                // the seed's documents have no metadata: the caller verifies them
-                None => true,
-                Some(t) => serde_json::from_str::<Vec<String>>(t).is_ok_and(|t| t.contains(&ik)),
-            };
-            if exists == 1 && listed {
-                hits.push((created.unwrap_or(0), k));
-            } else {
-                stale.push(k);
+        for (k, valid) in members.into_iter().zip(checked) {
+            match valid {
+                Some(created) => hits.push((created, k)),
+                None => stale.push(k),
             }
         }
         if !stale.is_empty() {
@@ -198,6 +216,26 @@ impl RedisBackend {
                 .query_async::<i64>(&mut con)
                 .await
                 .map_err(|e| self.error("lookup", e))?;
+            // A write in flight may have finished between our check and the
+            // SREM, its re-add landing before our SREM: look again, and put
+            // back what is valid now. (If the SREM came before the write's
+            // re-add, the write restores the entry itself.)
+            let rechecked = self.check_members(ns, &ik, &stale).await?;
+            let revived: Vec<(u64, String)> = stale
+                .into_iter()
+                .zip(rechecked)
+                .filter_map(|(k, valid)| valid.map(|created| (created, k)))
+                .collect();
+            if !revived.is_empty() {
+                let keys: Vec<&String> = revived.iter().map(|(_, k)| k).collect();
+                redis::cmd("SADD")
+                    .arg(&ik)
+                    .arg(keys)
+                    .query_async::<i64>(&mut con)
+                    .await
+                    .map_err(|e| self.error("lookup", e))?;
+                hits.extend(revived);
+            }
         }
         hits.sort();
         Ok(hits.into_iter().map(|(_, k)| k).collect())

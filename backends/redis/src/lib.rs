@@ -244,12 +244,6 @@ fn ttl_ms(ttl: Option<Duration>) -> u64 {
     ttl.map_or(0, |t| (t.as_millis() as u64).max(1))
 }
 
-fn dedup(mut terms: Vec<IndexTerm>) -> Vec<IndexTerm> {
-    terms.sort_unstable();
-    terms.dedup();
-    terms
-}
-
 /// A GET script reply: value, version, created, pttl.
 type GetReply = Option<(Vec<u8>, u64, u64, i64)>;
 
@@ -505,7 +499,7 @@ impl RedisBackend {
         write: &DocumentWrite,
         precondition: Precondition,
     ) -> redis::ScriptInvocation<'static> {
-        let index_keys: Vec<String> = dedup(write.index.clone())
+        let index_keys: Vec<String> = IndexTerm::dedup(write.index.clone())
             .iter()
             .map(|t| self.layout.index(ns, &t.index, &t.term))
             .collect();
@@ -718,11 +712,7 @@ impl Backend for RedisBackend {
     }
 
     async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
-        if precondition == Precondition::Absent {
-            return Err(Error::InvalidInput(format!(
-                "remove of {namespace}/{key:?} with precondition Absent can never apply"
-            )));
-        }
+        precondition.check_removal(namespace, key)?;
         if self.is_cluster() {
             return self.remove_cluster(namespace, key, precondition).await;
         }
@@ -864,11 +854,8 @@ impl Backend for RedisBackend {
         let mut pipe = redis::pipe();
         let mut sent = Vec::new();
         for (i, r) in removes.iter().enumerate() {
-            if r.precondition == Precondition::Absent {
-                out.push(Some(Err(Error::InvalidInput(format!(
-                    "remove of {namespace}/{:?} with precondition Absent can never apply",
-                    r.key
-                )))));
+            if let Err(e) = r.precondition.check_removal(namespace, &r.key) {
+                out.push(Some(Err(e)));
             } else {
                 out.push(None);
                 sent.push(i);

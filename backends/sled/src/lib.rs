@@ -292,38 +292,9 @@ impl SledBackend {
     }
 }
 
-fn check(
-    ns: &str,
-    key: &str,
-    pre: Precondition,
-    current: Option<&Record<'_>>,
-) -> Result<(), Error> {
-    match (pre, current) {
-        (Precondition::Any, _)
-        | (Precondition::Absent, None)
-        | (Precondition::Present, Some(_)) => Ok(()),
-        (Precondition::Absent, Some(_)) => Err(Error::AlreadyExists {
-            namespace: ns.into(),
-            key: key.into(),
-        }),
-        (Precondition::Present | Precondition::Version(_), None) => Err(Error::NotFound {
-            namespace: ns.into(),
-            key: key.into(),
-        }),
-        (Precondition::Version(v), Some(r)) if r.version == v.0 => Ok(()),
-        (Precondition::Version(v), Some(r)) => Err(Error::Conflict {
-            namespace: ns.into(),
-            key: key.into(),
-            expected: v,
-            actual: Version(r.version),
-        }),
-    }
-}
-
-fn dedup(mut terms: Vec<IndexTerm>) -> Vec<IndexTerm> {
-    terms.sort_unstable();
-    terms.dedup();
-    terms
+/// The precondition against a stored record (the live one, if any).
+fn check(ns: &str, key: &str, pre: Precondition, current: Option<&Record<'_>>) -> Result<()> {
+    pre.check(ns, key, current.map(|r| Version(r.version)))
 }
 
 #[async_trait]
@@ -362,7 +333,7 @@ impl Backend for SledBackend {
     ) -> Result<Version> {
         let now = now_ms();
         let expires = expires_ms(now, write.ttl);
-        let terms = dedup(write.index);
+        let terms = IndexTerm::dedup(write.index);
         let dk = layout::doc_key(namespace, key);
         let id = self.next_id()?;
         {
@@ -410,11 +381,7 @@ impl Backend for SledBackend {
     }
 
     async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
-        if precondition == Precondition::Absent {
-            return Err(Error::InvalidInput(format!(
-                "remove of {namespace}/{key:?} with precondition Absent can never apply"
-            )));
-        }
+        precondition.check_removal(namespace, key)?;
         let now = now_ms();
         let dk = layout::doc_key(namespace, key);
         let removed = {

@@ -110,6 +110,60 @@ pub enum Precondition {
     Version(Version),
 }
 
+impl Precondition {
+    /// Checks the precondition against the key's live document (`current`
+    /// is its version, `None` when absent or expired), giving the error the
+    /// contract demands when it does not hold. Every backend uses this, so
+    /// they all answer alike.
+    ///
+    /// ```
+    /// # use persistence_core::backend::{Precondition, Version};
+    /// # use persistence_core::ErrorKind;
+    /// assert!(Precondition::Absent.check("ns", "k", None).is_ok());
+    /// let e = Precondition::Version(Version(1)).check("ns", "k", Some(Version(2))).unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::Conflict);
+    /// ```
+    pub fn check(self, namespace: &str, key: &str, current: Option<Version>) -> crate::Result<()> {
+        use crate::Error;
+        match (self, current) {
+            (Precondition::Any, _)
+            | (Precondition::Absent, None)
+            | (Precondition::Present, Some(_)) => Ok(()),
+            (Precondition::Absent, Some(_)) => Err(Error::already_exists(namespace, key)),
+            (Precondition::Present | Precondition::Version(_), None) => {
+                Err(Error::not_found(namespace, key))
+            }
+            (Precondition::Version(v), Some(actual)) if v == actual => Ok(()),
+            (Precondition::Version(expected), Some(actual)) => Err(Error::Conflict {
+                namespace: namespace.into(),
+                key: key.into(),
+                expected,
+                actual,
+            }),
+        }
+    }
+
+    /// The `InvalidInput` error for a removal that can never apply
+    /// ([`Precondition::Absent`]); `Ok` for every other precondition.
+    pub fn check_removal(self, namespace: &str, key: &str) -> crate::Result<()> {
+        if self == Precondition::Absent {
+            return Err(crate::Error::InvalidInput(format!(
+                "remove of {namespace}/{key:?} with precondition Absent can never apply"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl IndexTerm {
+    /// The terms sorted and without duplicates: what a backend stores.
+    pub fn dedup(mut terms: Vec<IndexTerm>) -> Vec<IndexTerm> {
+        terms.sort_unstable();
+        terms.dedup();
+        terms
+    }
+}
+
 /// One put of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Put {

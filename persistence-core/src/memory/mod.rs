@@ -225,23 +225,11 @@ impl Space {
     }
 
     fn check(&self, namespace: &str, key: &str, pre: Precondition, now: SystemTime) -> Result<()> {
-        let current = self.live(key, now);
-        match (pre, current) {
-            (Precondition::Any, _) => Ok(()),
-            (Precondition::Absent, None) => Ok(()),
-            (Precondition::Absent, Some(_)) => Err(Error::already_exists(namespace, key)),
-            (Precondition::Present | Precondition::Version(_), None) => {
-                Err(Error::not_found(namespace, key))
-            }
-            (Precondition::Present, Some(_)) => Ok(()),
-            (Precondition::Version(v), Some(e)) if e.version == v.0 => Ok(()),
-            (Precondition::Version(v), Some(e)) => Err(Error::Conflict {
-                namespace: namespace.into(),
-                key: key.into(),
-                expected: v,
-                actual: Version(e.version),
-            }),
-        }
+        pre.check(
+            namespace,
+            key,
+            self.live(key, now).map(|e| Version(e.version)),
+        )
     }
 }
 
@@ -251,12 +239,6 @@ struct NewContent {
     version: u64,
     expires_at: Option<SystemTime>,
     terms: Vec<IndexTerm>,
-}
-
-fn dedup_terms(mut terms: Vec<IndexTerm>) -> Vec<IndexTerm> {
-    terms.sort_unstable();
-    terms.dedup();
-    terms
 }
 
 fn expires_at(now: SystemTime, ttl: Option<Duration>) -> Result<Option<SystemTime>> {
@@ -361,7 +343,7 @@ impl Backend for MemoryBackend {
     ) -> Result<Version> {
         let now = SystemTime::now();
         let expires = expires_at(now, write.ttl)?;
-        let terms = dedup_terms(write.index);
+        let terms = IndexTerm::dedup(write.index);
         self.write(namespace, key, |space| {
             space.purge_expired(now, PURGE_PER_WRITE);
             space.check(namespace, key, precondition, now)?;
@@ -394,11 +376,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
-        if precondition == Precondition::Absent {
-            return Err(Error::InvalidInput(format!(
-                "remove of {namespace}/{key:?} with precondition Absent can never apply"
-            )));
-        }
+        precondition.check_removal(namespace, key)?;
         let now = SystemTime::now();
         self.write(namespace, key, |space| {
             space.purge_expired(now, PURGE_PER_WRITE);
