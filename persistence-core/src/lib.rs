@@ -12,6 +12,7 @@ pub mod backend;
 pub mod config;
 mod error;
 pub mod factory;
+pub mod layers;
 pub mod memory;
 pub mod model;
 pub mod store;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use config::{ConfigError, File, FileFormat};
 
-use super::settings::{Settings, KNOWN_BACKENDS};
+use super::settings::{Settings, KNOWN_BACKENDS, KNOWN_LAYERS};
 use crate::error::{Error, Result};
 
 /// Variable naming the TOML file to read.
@@ -159,6 +159,21 @@ impl Settings {
                     &module.display().to_string(),
                     "no such file: give the path of the plugin's shared library",
                 ));
+            }
+        }
+        for name in &self.layers.0 {
+            if !KNOWN_LAYERS.contains(&name.as_str()) {
+                let reason = match name.as_str() {
+                    "recovery_queue" | "cache" => format!(
+                        "the {name} layer is not available in this build yet; available: {}",
+                        KNOWN_LAYERS.join(", ")
+                    ),
+                    _ => format!(
+                        "unknown layer: expected some of {}",
+                        KNOWN_LAYERS.join(", ")
+                    ),
+                };
+                return Err(bad("layers", name, &reason));
             }
         }
         if let Some(hash) = &self.plugin.sha256 {

@@ -27,6 +27,100 @@ pub struct Settings {
     pub redis: RedisSettings,
     /// Plugin settings.
     pub plugin: PluginSettings,
+    /// Resilience layers over the backend, listed from the backend outward
+    /// (`["timeout", "retry", "circuit_breaker"]`, or `"timeout,retry"`).
+    pub layers: LayerList,
+    /// `[timeout]` layer settings.
+    pub timeout: TimeoutSettings,
+    /// `[retry]` layer settings.
+    pub retry: RetrySettings,
+    /// `[circuit_breaker]` layer settings.
+    pub circuit_breaker: BreakerSettings,
+}
+
+/// Layer names, from a TOML list or a comma-separated string.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LayerList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for LayerList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            List(Vec<String>),
+            Text(String),
+        }
+        Ok(LayerList(match Form::deserialize(d)? {
+            Form::List(v) => v,
+            Form::Text(t) => t
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        }))
+    }
+}
+
+/// The layers this build has.
+pub const KNOWN_LAYERS: [&str; 3] = ["timeout", "retry", "circuit_breaker"];
+
+/// `[timeout]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutSettings {
+    /// Deadline per call in ms (default 2000, as seed 002).
+    pub ms: u64,
+}
+
+impl Default for TimeoutSettings {
+    fn default() -> Self {
+        TimeoutSettings { ms: 2000 }
+    }
+}
+
+/// `[retry]` (seed 002: 3 retries, 1 s base, × 2).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// First wait, ms.
+    pub base_ms: u64,
+    /// Growth of each wait.
+    pub factor: f64,
+    /// Longest wait, ms.
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_retries: 3,
+            base_ms: 1000,
+            factor: 2.0,
+            max_delay_ms: 30_000,
+        }
+    }
+}
+
+/// `[circuit_breaker]` (seed 002: opens after 3 failures, probes after 300 s).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSettings {
+    /// Consecutive failures that open the circuit.
+    pub failures: u32,
+    /// Time open before a probe, ms.
+    pub reset_ms: u64,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            failures: 3,
+            reset_ms: 300_000,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -38,6 +132,10 @@ impl Default for Settings {
             sled: SledSettings::default(),
             redis: RedisSettings::default(),
             plugin: PluginSettings::default(),
+            layers: LayerList::default(),
+            timeout: TimeoutSettings::default(),
+            retry: RetrySettings::default(),
+            circuit_breaker: BreakerSettings::default(),
         }
     }
 }

@@ -23,6 +23,42 @@ use crate::store::TaskStore;
 
 pub use fallback::FallbackBackend;
 
+/// Wraps `backend` in the configured layers, from the backend outward.
+pub fn stack(mut backend: SharedBackend, settings: &Settings) -> SharedBackend {
+    use crate::layers::{layer, CircuitBreaker, Retry, Timeout};
+    use std::time::Duration;
+    for name in &settings.layers.0 {
+        backend = match name.as_str() {
+            "timeout" => layer(
+                backend,
+                Timeout::new(Duration::from_millis(settings.timeout.ms)),
+            ),
+            "retry" => {
+                let r = &settings.retry;
+                layer(
+                    backend,
+                    Retry::new(
+                        r.max_retries,
+                        Duration::from_millis(r.base_ms),
+                        r.factor,
+                        Duration::from_millis(r.max_delay_ms),
+                    ),
+                )
+            }
+            "circuit_breaker" => {
+                let b = &settings.circuit_breaker;
+                layer(
+                    backend,
+                    CircuitBreaker::new(b.failures, Duration::from_millis(b.reset_ms)),
+                )
+            }
+            // Settings::validate refuses every other name
+            _ => backend,
+        };
+    }
+    backend
+}
+
 /// Opens one kind of backend from the settings.
 #[async_trait]
 pub trait BackendProvider: Send + Sync + Debug {
@@ -101,8 +137,15 @@ impl Factory {
         self.providers.keys().copied().collect()
     }
 
-    /// Opens the backend `settings` choose, applying the fallback policy.
+    /// Opens the backend `settings` choose, applying the fallback policy,
+    /// and stacks the configured layers over it.
     pub async fn open(&self, settings: &Settings) -> Result<Opened> {
+        let mut opened = self.open_bare(settings).await?;
+        opened.backend = stack(opened.backend, settings);
+        Ok(opened)
+    }
+
+    async fn open_bare(&self, settings: &Settings) -> Result<Opened> {
         let requested = settings.backend.clone();
         let attempt = match self.providers.get(requested.as_str()) {
             Some(provider) => provider.open(settings).await,

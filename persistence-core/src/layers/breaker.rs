@@ -1,0 +1,177 @@
+//! A circuit breaker: closed, open, half-open.
+
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::{BoxFuture, Op, Policy};
+use crate::backend::{Health, HealthStatus};
+use crate::error::{Error, Result};
+
+/// Where the breaker is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through; consecutive failures are counted.
+    Closed,
+    /// Calls fail at once with `Unavailable` until the reset timeout.
+    Open,
+    /// One probe call is let through: success closes, failure reopens.
+    HalfOpen,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: BreakerState,
+    failures: u32,
+    opened_at: Option<Instant>,
+    probing: bool,
+    opened: u64,
+    closed: u64,
+    rejected: u64,
+}
+
+/// Opens after `failures_to_open` consecutive failures that mean the
+/// backend is unreachable (`Unavailable`, `Timeout`; other errors prove it
+/// answers), fails calls fast while open, and after `reset_after` lets one
+/// probe through (half-open): its success closes the circuit, its failure
+/// opens it again. Seed defaults: 3 failures, 300 s.
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    failures_to_open: u32,
+    reset_after: Duration,
+    inner: Mutex<Inner>,
+}
+
+impl CircuitBreaker {
+    /// A closed breaker.
+    pub fn new(failures_to_open: u32, reset_after: Duration) -> Self {
+        CircuitBreaker {
+            failures_to_open: failures_to_open.max(1),
+            reset_after,
+            inner: Mutex::new(Inner {
+                state: BreakerState::Closed,
+                failures: 0,
+                opened_at: None,
+                probing: false,
+                opened: 0,
+                closed: 0,
+                rejected: 0,
+            }),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> BreakerState {
+        self.inner.lock().state
+    }
+
+    /// How many times it opened, and closed again.
+    pub fn transitions(&self) -> (u64, u64) {
+        let i = self.inner.lock();
+        (i.opened, i.closed)
+    }
+
+    /// Whether a call may go through now (and claims the probe if half-open).
+    fn admit(&self) -> std::result::Result<(), Duration> {
+        let mut i = self.inner.lock();
+        match i.state {
+            BreakerState::Closed => Ok(()),
+            BreakerState::Open => {
+                let since = i.opened_at.map_or(Duration::ZERO, |t| t.elapsed());
+                if since >= self.reset_after {
+                    i.state = BreakerState::HalfOpen;
+                    i.probing = true;
+                    Ok(())
+                } else {
+                    i.rejected += 1;
+                    Err(self.reset_after - since)
+                }
+            }
+            BreakerState::HalfOpen if !i.probing => {
+                i.probing = true;
+                Ok(())
+            }
+            BreakerState::HalfOpen => {
+                i.rejected += 1;
+                Err(Duration::ZERO)
+            }
+        }
+    }
+
+    fn record(&self, unreachable: bool) {
+        let mut i = self.inner.lock();
+        let was = i.state;
+        i.probing = false;
+        if unreachable {
+            i.failures += 1;
+            if was == BreakerState::HalfOpen || i.failures >= self.failures_to_open {
+                if was != BreakerState::Open {
+                    i.opened += 1;
+                    tracing::warn!(
+                        failures = i.failures,
+                        "circuit breaker opened: failing calls fast for {:?}",
+                        self.reset_after
+                    );
+                }
+                i.state = BreakerState::Open;
+                i.opened_at = Some(Instant::now());
+            }
+        } else {
+            if was != BreakerState::Closed {
+                i.closed += 1;
+                tracing::info!("circuit breaker closed: the backend answers again");
+            }
+            i.state = BreakerState::Closed;
+            i.failures = 0;
+        }
+    }
+}
+
+impl Policy for CircuitBreaker {
+    fn name(&self) -> &'static str {
+        "circuit_breaker"
+    }
+
+    fn run<'a, T: Send + 'a>(
+        &'a self,
+        op: Op,
+        call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
+    ) -> BoxFuture<'a, Result<T>> {
+        Box::pin(async move {
+            if let Err(wait) = self.admit() {
+                return Err(Error::Unavailable {
+                    backend: "circuit breaker".into(),
+                    reason: format!("the circuit is open after repeated failures; {} fails fast for another {wait:?}", op.name()),
+                });
+            }
+            let result = call().await;
+            self.record(result.as_ref().is_err_and(|e| e.is_retryable()));
+            result
+        })
+    }
+
+    fn report(&self, health: &mut Health) {
+        let i = self.inner.lock();
+        let state = match i.state {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        };
+        health.details.insert("breaker_state".into(), state.into());
+        health
+            .details
+            .insert("breaker_failures".into(), i.failures.to_string());
+        health
+            .details
+            .insert("breaker_opened".into(), i.opened.to_string());
+        health
+            .details
+            .insert("breaker_closed".into(), i.closed.to_string());
+        health
+            .details
+            .insert("breaker_rejected".into(), i.rejected.to_string());
+        if i.state == BreakerState::Open && health.status == HealthStatus::Ok {
+            health.status = HealthStatus::Degraded;
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Resilience layers: each is a [`Backend`] that wraps a [`Backend`], so
+//! they stack over any backend or plugin, in any order, from configuration
+//! (`layers = ["timeout", "retry", "circuit_breaker"]`, listed from the
+//! backend outward).
+//!
+//! A layer is a [`Policy`] deciding how each call runs (with a deadline,
+//! again after a failure, not at all while a circuit is open); [`Layered`]
+//! turns any policy into a backend. `docs/resilience.md` states the rules.
+
+mod breaker;
+mod retry;
+mod timeout;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use breaker::{BreakerState, CircuitBreaker};
+pub use retry::Retry;
+pub use timeout::Timeout;
+
+use crate::backend::{
+    Backend, Capabilities, Document, DocumentWrite, Health, Precondition, ScanPage, ScanRequest,
+    SharedBackend, Version,
+};
+use crate::error::Result;
+
+/// A boxed, sendable future (what `async_trait` methods return).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What a call does, for the policies that care (retry rules, messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A read: `get`, `lookup`, `scan`, `count`, `health`.
+    Read(&'static str),
+    /// A `put` with its precondition.
+    Put(Precondition),
+    /// A `remove` with its precondition.
+    Remove(Precondition),
+}
+
+impl Op {
+    /// The operation's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Read(name) => name,
+            Op::Put(_) => "put",
+            Op::Remove(_) => "remove",
+        }
+    }
+
+    /// Whether running the call again after an ambiguous failure can never
+    /// apply a change twice: reads always; writes when unconditional
+    /// (`Any`: upsert and remove-if-present are idempotent) or guarded by a
+    /// version (a replay of an applied write fails with `Conflict`, it does
+    /// not apply again). Insert (`Absent`) and replace-if-present
+    /// (`Present`) are not retried: a replay could apply after someone
+    /// else's write.
+    pub fn safe_to_retry(self) -> bool {
+        match self {
+            Op::Read(_) => true,
+            Op::Put(p) | Op::Remove(p) => matches!(p, Precondition::Any | Precondition::Version(_)),
+        }
+    }
+}
+
+/// How a layer runs each call. `call` makes a fresh attempt each time it
+/// is invoked.
+pub trait Policy: Send + Sync + Debug + 'static {
+    /// The layer's name in health details.
+    fn name(&self) -> &'static str;
+
+    /// Runs one call under the policy.
+    fn run<'a, T: Send + 'a>(
+        &'a self,
+        op: Op,
+        call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
+    ) -> BoxFuture<'a, Result<T>>;
+
+    /// Adds what the layer knows (state, counts) to a health report.
+    fn report(&self, health: &mut Health) {
+        let _ = health;
+    }
+}
+
+/// A backend whose every call runs under `policy`. Batch calls go through
+/// the policy one key at a time.
+#[derive(Debug)]
+pub struct Layered<P> {
+    inner: SharedBackend,
+    policy: P,
+}
+
+impl<P: Policy> Layered<P> {
+    /// `inner` under `policy`.
+    pub fn new(inner: SharedBackend, policy: P) -> Self {
+        Layered { inner, policy }
+    }
+
+    /// The policy (to read its state).
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+}
+
+/// Wraps `inner` in `policy`, type-erased for stacking.
+pub fn layer<P: Policy>(inner: SharedBackend, policy: P) -> SharedBackend {
+    Arc::new(Layered::new(inner, policy))
+}
+
+#[async_trait]
+impl<P: Policy> Backend for Layered<P> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            native_batch: false,
+            ..self.inner.capabilities()
+        }
+    }
+
+    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
+        self.policy
+            .run(Op::Read("get"), &|| self.inner.get(namespace, key))
+            .await
+    }
+
+    async fn get_value(&self, namespace: &str, key: &str) -> Result<Option<Bytes>> {
+        self.policy
+            .run(Op::Read("get"), &|| self.inner.get_value(namespace, key))
+            .await
+    }
+
+    async fn put(
+        &self,
+        namespace: &str,
+        key: &str,
+        write: DocumentWrite,
+        precondition: Precondition,
+    ) -> Result<Version> {
+        self.policy
+            .run(Op::Put(precondition), &|| {
+                self.inner.put(namespace, key, write.clone(), precondition)
+            })
+            .await
+    }
+
+    async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
+        self.policy
+            .run(Op::Remove(precondition), &|| {
+                self.inner.remove(namespace, key, precondition)
+            })
+            .await
+    }
+
+    async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
+        self.policy
+            .run(Op::Read("lookup"), &|| {
+                self.inner.lookup(namespace, index, term)
+            })
+            .await
+    }
+
+    async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        self.policy
+            .run(Op::Read("scan"), &|| {
+                self.inner.scan(namespace, request.clone())
+            })
+            .await
+    }
+
+    async fn count(&self, namespace: &str) -> Result<u64> {
+        self.policy
+            .run(Op::Read("count"), &|| self.inner.count(namespace))
+            .await
+    }
+
+    async fn health(&self) -> Health {
+        let mut health = self.inner.health().await;
+        self.policy.report(&mut health);
+        health
+    }
+}

@@ -1,0 +1,99 @@
+//! Retries with exponential backoff and jitter.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::{BoxFuture, Op, Policy};
+use crate::error::Result;
+
+/// Runs a call again when it failed with a retryable error (`Unavailable`,
+/// `Timeout`) and the operation is safe to repeat ([`Op::safe_to_retry`]):
+/// up to `max_retries` more times, waiting `base`, `base × factor`, ... (at
+/// most `max_delay`), each wait shortened by a random jitter of up to half,
+/// so that many clients do not retry in step. Seed defaults: 3 retries,
+/// 1 s base, × 2.
+#[derive(Debug)]
+pub struct Retry {
+    max_retries: u32,
+    base: Duration,
+    factor: f64,
+    max_delay: Duration,
+    retries: AtomicU64,
+    seed: AtomicU64,
+}
+
+impl Retry {
+    /// A retry policy.
+    pub fn new(max_retries: u32, base: Duration, factor: f64, max_delay: Duration) -> Self {
+        Retry {
+            max_retries,
+            base,
+            factor: factor.max(1.0),
+            max_delay,
+            retries: AtomicU64::new(0),
+            seed: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
+        }
+    }
+
+    /// The seed's defaults: 3 retries, 1 s, × 2, at most 30 s.
+    pub fn seed_defaults() -> Self {
+        Self::new(3, Duration::from_secs(1), 2.0, Duration::from_secs(30))
+    }
+
+    /// Retries made so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// The wait before retry number `attempt` (0-based), with jitter.
+    fn delay(&self, attempt: u32) -> Duration {
+        let full = self
+            .base
+            .mul_f64(self.factor.powi(attempt as i32))
+            .min(self.max_delay);
+        // xorshift: no shared RNG needed for jitter
+        let mut x = self
+            .seed
+            .fetch_add(0x6a09_e667_f3bc_c909, Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let keep = 0.5 + (x % 1000) as f64 / 2000.0; // 50%..100%
+        full.mul_f64(keep)
+    }
+}
+
+impl Policy for Retry {
+    fn name(&self) -> &'static str {
+        "retry"
+    }
+
+    fn run<'a, T: Send + 'a>(
+        &'a self,
+        op: Op,
+        call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
+    ) -> BoxFuture<'a, Result<T>> {
+        Box::pin(async move {
+            let mut attempt = 0;
+            loop {
+                match call().await {
+                    Err(e)
+                        if e.is_retryable() && op.safe_to_retry() && attempt < self.max_retries =>
+                    {
+                        tracing::debug!(operation = op.name(), attempt, error = %e, "retrying");
+                        self.retries.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(self.delay(attempt)).await;
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        })
+    }
+
+    fn report(&self, health: &mut crate::backend::Health) {
+        health
+            .details
+            .insert("retries".into(), self.retries().to_string());
+    }
+}

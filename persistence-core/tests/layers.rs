@@ -1,0 +1,223 @@
+//! Each layer's rules, over an in-memory backend that can be made to fail
+//! or stall (the layers' dependency, not the thing under test).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use persistence_core::backend::{
+    Backend, BackendExt, Capabilities, Document, DocumentWrite, Health, Precondition, Version,
+};
+use persistence_core::config::Settings;
+use persistence_core::layers::{layer, BreakerState, CircuitBreaker, Layered, Retry, Timeout};
+use persistence_core::memory::MemoryBackend;
+use persistence_core::{Error, ErrorKind, Result, SharedBackend};
+
+/// Memory that fails the next `fail_next` calls with `Unavailable` and
+/// sleeps `stall_ms` before each call; counts the calls that reach it.
+#[derive(Debug, Default)]
+struct Troubled {
+    inner: MemoryBackend,
+    fail_next: AtomicU32,
+    stall_ms: AtomicU64,
+    calls: AtomicU32,
+}
+
+impl Troubled {
+    async fn enter(&self) -> Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let stall = self.stall_ms.load(Ordering::SeqCst);
+        if stall > 0 {
+            tokio::time::sleep(Duration::from_millis(stall)).await;
+        }
+        let failing = self.fail_next.load(Ordering::SeqCst);
+        if failing > 0 {
+            self.fail_next.store(failing - 1, Ordering::SeqCst);
+            return Err(Error::Unavailable {
+                backend: "troubled".into(),
+                reason: "down".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Backend for Troubled {
+    fn name(&self) -> &str {
+        "troubled"
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn get(&self, ns: &str, key: &str) -> Result<Option<Document>> {
+        self.enter().await?;
+        self.inner.get(ns, key).await
+    }
+    async fn put(&self, ns: &str, key: &str, w: DocumentWrite, p: Precondition) -> Result<Version> {
+        self.enter().await?;
+        self.inner.put(ns, key, w, p).await
+    }
+    async fn remove(&self, ns: &str, key: &str, p: Precondition) -> Result<bool> {
+        self.enter().await?;
+        self.inner.remove(ns, key, p).await
+    }
+    async fn lookup(&self, ns: &str, i: &str, t: &str) -> Result<Vec<String>> {
+        self.enter().await?;
+        self.inner.lookup(ns, i, t).await
+    }
+    async fn health(&self) -> Health {
+        self.inner.health().await
+    }
+}
+
+#[tokio::test]
+async fn timeout_turns_a_stalled_call_into_a_timeout_error() {
+    let t = Arc::new(Troubled::default());
+    t.stall_ms.store(300, Ordering::SeqCst);
+    let b = layer(t.clone(), Timeout::new(Duration::from_millis(50)));
+    let started = Instant::now();
+    let e = b.get("ns", "k").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert!(e.to_string().contains("get"), "{e}");
+    assert!(started.elapsed() < Duration::from_millis(250));
+    t.stall_ms.store(0, Ordering::SeqCst);
+    assert_eq!(b.get("ns", "k").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn retry_repeats_safe_calls_and_not_inserts() {
+    let t = Arc::new(Troubled::default());
+    let retry = Layered::new(
+        t.clone(),
+        Retry::new(3, Duration::from_millis(5), 2.0, Duration::from_millis(50)),
+    );
+    t.fail_next.store(2, Ordering::SeqCst);
+    assert_eq!(
+        retry.get("ns", "k").await.unwrap(),
+        None,
+        "a read is retried through two failures"
+    );
+    assert_eq!(retry.policy().retries(), 2);
+    t.fail_next.store(2, Ordering::SeqCst);
+    retry
+        .upsert("ns", "k", DocumentWrite::new(vec![1]))
+        .await
+        .expect("an upsert is idempotent: retried");
+    t.fail_next.store(1, Ordering::SeqCst);
+    let e = retry
+        .insert("ns", "new", DocumentWrite::new(vec![1]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Unavailable,
+        "an insert is not replayed after an ambiguous failure"
+    );
+    t.fail_next.store(10, Ordering::SeqCst);
+    let before = t.calls.load(Ordering::SeqCst);
+    assert!(retry.get("ns", "k").await.is_err());
+    assert_eq!(
+        t.calls.load(Ordering::SeqCst) - before,
+        4,
+        "one call and 3 retries, no more"
+    );
+    t.fail_next.store(0, Ordering::SeqCst);
+    let e = retry
+        .insert("ns", "k", DocumentWrite::new(vec![2]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::AlreadyExists,
+        "answers that are not outages pass through at once"
+    );
+}
+
+#[tokio::test]
+async fn breaker_opens_fails_fast_probes_and_closes() {
+    let t = Arc::new(Troubled::default());
+    let b = Layered::new(
+        t.clone(),
+        CircuitBreaker::new(3, Duration::from_millis(200)),
+    );
+    t.fail_next.store(100, Ordering::SeqCst);
+    for _ in 0..3 {
+        assert_eq!(
+            b.get("ns", "k").await.unwrap_err().kind(),
+            ErrorKind::Unavailable
+        );
+    }
+    assert_eq!(b.policy().state(), BreakerState::Open);
+    let reached = t.calls.load(Ordering::SeqCst);
+    let e = b.get("ns", "k").await.unwrap_err();
+    assert!(e.to_string().contains("circuit is open"), "{e}");
+    assert_eq!(
+        t.calls.load(Ordering::SeqCst),
+        reached,
+        "open: the backend is not called"
+    );
+    let h = b.health().await;
+    assert_eq!(
+        (h.details["breaker_state"].as_str(), h.status),
+        ("open", persistence_core::backend::HealthStatus::Degraded)
+    );
+    // after the reset timeout one probe goes through; it fails: open again
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(b.get("ns", "k").await.is_err());
+    assert_eq!(t.calls.load(Ordering::SeqCst), reached + 1);
+    assert_eq!(b.policy().state(), BreakerState::Open);
+    // the backend recovers: the next probe closes the circuit
+    t.fail_next.store(0, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(b.get("ns", "k").await.unwrap(), None);
+    assert_eq!(b.policy().state(), BreakerState::Closed);
+    // opened twice (first failures, then the failed probe), closed once
+    assert_eq!(b.policy().transitions(), (2, 1));
+    // errors that prove the backend answers do not count as failures
+    for _ in 0..5 {
+        let _ = b.insert("ns", "dup", DocumentWrite::new(vec![1])).await;
+    }
+    assert_eq!(b.policy().state(), BreakerState::Closed);
+}
+
+#[tokio::test]
+async fn layers_come_from_settings_in_order() {
+    let env = [
+        ("TA_PERSISTENCE__LAYERS", "timeout, retry,circuit_breaker"),
+        ("TA_PERSISTENCE__TIMEOUT__MS", "1500"),
+        ("TA_PERSISTENCE__CIRCUIT_BREAKER__FAILURES", "5"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let s = Settings::from_sources(None, env).unwrap();
+    assert_eq!(s.layers.0, ["timeout", "retry", "circuit_breaker"]);
+    assert_eq!(
+        (
+            s.timeout.ms,
+            s.circuit_breaker.failures,
+            s.retry.max_retries
+        ),
+        (1500, 5, 3)
+    );
+    let opened = persistence_core::factory::Factory::new()
+        .open(&s)
+        .await
+        .unwrap();
+    let h = opened.backend.health().await;
+    for detail in ["timeout_ms", "retries", "breaker_state"] {
+        assert!(
+            h.details.contains_key(detail),
+            "{detail} missing from {h:?}"
+        );
+    }
+    let bad =
+        [("TA_PERSISTENCE__LAYERS", "timeout,cache")].map(|(k, v)| (k.to_string(), v.to_string()));
+    let e = Settings::from_sources(None, bad).unwrap_err();
+    assert!(
+        e.to_string().contains("cache")
+            && e.to_string().contains("not available in this build yet"),
+        "{e}"
+    );
+    let _: SharedBackend = opened.backend;
+}

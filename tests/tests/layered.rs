@@ -1,0 +1,13 @@
+//! The conformance suite on the memory backend under every layer this build
+//! has, stacked from settings the way an operator configures them.
+
+persistence_conformance::conformance_tests!(|| async {
+    let env = [("TA_PERSISTENCE__LAYERS", "timeout,retry,circuit_breaker")]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    let settings = persistence_core::config::Settings::from_sources(None, env).expect("settings");
+    persistence_core::factory::Factory::new()
+        .open(&settings)
+        .await
+        .expect("open")
+        .backend
+});
