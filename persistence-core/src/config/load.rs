@@ -164,7 +164,7 @@ impl Settings {
         for name in &self.layers.0 {
             if !KNOWN_LAYERS.contains(&name.as_str()) {
                 let reason = match name.as_str() {
-                    "recovery_queue" | "cache" => format!(
+                    "cache" => format!(
                         "the {name} layer is not available in this build yet; available: {}",
                         KNOWN_LAYERS.join(", ")
                     ),

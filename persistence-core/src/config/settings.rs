@@ -36,6 +36,30 @@ pub struct Settings {
     pub retry: RetrySettings,
     /// `[circuit_breaker]` layer settings.
     pub circuit_breaker: BreakerSettings,
+    /// `[recovery_queue]` layer settings.
+    pub recovery_queue: RecoverySettings,
+}
+
+/// `[recovery_queue]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoverySettings {
+    /// Most writes held while the backend is unavailable.
+    pub capacity: usize,
+    /// Retries of a CRITICAL write before its error goes to the caller.
+    pub critical_retries: u32,
+    /// First wait between CRITICAL retries, ms (doubling).
+    pub backoff_ms: u64,
+}
+
+impl Default for RecoverySettings {
+    fn default() -> Self {
+        RecoverySettings {
+            capacity: 10_000,
+            critical_retries: 3,
+            backoff_ms: 100,
+        }
+    }
 }
 
 /// Layer names, from a TOML list or a comma-separated string.
@@ -63,7 +87,7 @@ impl<'de> Deserialize<'de> for LayerList {
 }
 
 /// The layers this build has.
-pub const KNOWN_LAYERS: [&str; 3] = ["timeout", "retry", "circuit_breaker"];
+pub const KNOWN_LAYERS: [&str; 4] = ["timeout", "retry", "circuit_breaker", "recovery_queue"];
 
 /// `[timeout]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -136,6 +160,7 @@ impl Default for Settings {
             timeout: TimeoutSettings::default(),
             retry: RetrySettings::default(),
             circuit_breaker: BreakerSettings::default(),
+            recovery_queue: RecoverySettings::default(),
         }
     }
 }

@@ -23,9 +23,10 @@ use crate::store::TaskStore;
 
 pub use fallback::FallbackBackend;
 
-/// Wraps `backend` in the configured layers, from the backend outward.
+/// Wraps `backend` in the configured layers, from the backend outward
+/// (call inside a tokio runtime: the recovery queue replays in the background).
 pub fn stack(mut backend: SharedBackend, settings: &Settings) -> SharedBackend {
-    use crate::layers::{layer, CircuitBreaker, Retry, Timeout};
+    use crate::layers::{layer, CircuitBreaker, RecoveryQueue, Retry, Timeout};
     use std::time::Duration;
     for name in &settings.layers.0 {
         backend = match name.as_str() {
@@ -50,6 +51,15 @@ pub fn stack(mut backend: SharedBackend, settings: &Settings) -> SharedBackend {
                 layer(
                     backend,
                     CircuitBreaker::new(b.failures, Duration::from_millis(b.reset_ms)),
+                )
+            }
+            "recovery_queue" => {
+                let q = &settings.recovery_queue;
+                RecoveryQueue::new(
+                    backend,
+                    q.capacity,
+                    q.critical_retries,
+                    Duration::from_millis(q.backoff_ms),
                 )
             }
             // Settings::validate refuses every other name

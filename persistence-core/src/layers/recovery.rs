@@ -1,0 +1,376 @@
+//! A recovery queue for writes, by priority (seed 002).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::backend::{
+    Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, Precondition, ScanPage,
+    ScanRequest, SharedBackend, Version,
+};
+use crate::error::{Error, Result};
+
+/// How much a write matters when the backend is unavailable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    /// Retried now with backoff, then the error goes to the caller.
+    Critical,
+    /// Accepted and queued, replayed when the backend is back.
+    High,
+    /// Accepted and queued, replayed when the backend is back (the default).
+    Normal,
+    /// Logged and dropped; the caller gets the error.
+    Low,
+}
+
+tokio::task_local! {
+    static PRIORITY: Priority;
+}
+
+/// Runs `work` with writes at `priority` (the default is [`Priority::Normal`]).
+///
+/// ```
+/// # use persistence_core::layers::{with_priority, Priority};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let n = with_priority(Priority::Critical, async { 1 + 1 }).await;
+/// # assert_eq!(n, 2);
+/// # });
+/// ```
+pub async fn with_priority<F: Future>(priority: Priority, work: F) -> F::Output {
+    PRIORITY.scope(priority, work).await
+}
+
+fn current_priority() -> Priority {
+    PRIORITY.try_with(|p| *p).unwrap_or(Priority::Normal)
+}
+
+#[derive(Debug, Clone)]
+enum Queued {
+    Put {
+        write: DocumentWrite,
+        precondition: Precondition,
+    },
+    Remove {
+        precondition: Precondition,
+    },
+}
+
+#[derive(Debug)]
+struct Entry {
+    ns: String,
+    key: String,
+    op: Queued,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    entries: VecDeque<Entry>,
+    /// Queued writes per key: a later write to such a key queues too, so
+    /// two writes to one key never change order.
+    per_key: HashMap<(String, String), usize>,
+    replayed: u64,
+    dropped: u64,
+}
+
+/// Holds writes that could not reach the backend and replays them, in the
+/// order they were accepted, when it answers again. Accepted writes return
+/// `Version(0)`: "accepted, not yet applied". The queue holds at most
+/// `capacity` writes; past that, HIGH and NORMAL writes fail too. A write
+/// replayed after an ambiguous first attempt may find its precondition no
+/// longer holds (`AlreadyExists`, `Conflict`): it is then dropped, logged,
+/// and counted.
+pub struct RecoveryQueue {
+    inner: SharedBackend,
+    queue: Arc<Mutex<Queue>>,
+    wake: Arc<Notify>,
+    capacity: usize,
+    critical_retries: u32,
+    backoff: Duration,
+}
+
+impl fmt::Debug for RecoveryQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecoveryQueue")
+            .field("inner", &self.inner.name())
+            .field("depth", &self.depth())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl RecoveryQueue {
+    /// A queue of at most `capacity` writes over `inner`, replaying in the
+    /// background (call from inside a tokio runtime). CRITICAL writes are
+    /// retried `critical_retries` times, waiting `backoff`, doubling.
+    pub fn new(
+        inner: SharedBackend,
+        capacity: usize,
+        critical_retries: u32,
+        backoff: Duration,
+    ) -> Arc<Self> {
+        let q = Arc::new(RecoveryQueue {
+            inner,
+            queue: Arc::new(Mutex::new(Queue::default())),
+            wake: Arc::new(Notify::new()),
+            capacity: capacity.max(1),
+            critical_retries,
+            backoff,
+        });
+        let weak = Arc::downgrade(&q);
+        tokio::spawn(async move {
+            // ends when the layer is dropped
+            while let Some(q) = weak.upgrade() {
+                let wake = q.wake.clone();
+                let progressed = q.replay_one().await;
+                drop(q);
+                match progressed {
+                    Some(true) => {}
+                    Some(false) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    None => {
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+                    }
+                }
+            }
+        });
+        q
+    }
+
+    /// Writes waiting to be replayed.
+    pub fn depth(&self) -> usize {
+        self.queue.lock().entries.len()
+    }
+
+    /// Waits until the queue is empty or `timeout` passes; returns whether it emptied.
+    pub async fn drained(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.depth() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Replays the head of the queue: `None` if empty, `Some(true)` if it
+    /// was applied or dropped, `Some(false)` if the backend is still down.
+    async fn replay_one(&self) -> Option<bool> {
+        let (ns, key, op) = {
+            let q = self.queue.lock();
+            let e = q.entries.front()?;
+            (e.ns.clone(), e.key.clone(), e.op.clone())
+        };
+        let result = match &op {
+            Queued::Put {
+                write,
+                precondition,
+            } => self
+                .inner
+                .put(&ns, &key, write.clone(), *precondition)
+                .await
+                .map(|_| ()),
+            Queued::Remove { precondition } => self
+                .inner
+                .remove(&ns, &key, *precondition)
+                .await
+                .map(|_| ()),
+        };
+        match result {
+            Err(e) if e.is_retryable() => Some(false),
+            outcome => {
+                let mut q = self.queue.lock();
+                q.entries.pop_front();
+                let k = (ns, key);
+                if let Some(n) = q.per_key.get_mut(&k) {
+                    *n -= 1;
+                    if *n == 0 {
+                        q.per_key.remove(&k);
+                    }
+                }
+                match outcome {
+                    Ok(()) => q.replayed += 1,
+                    Err(e) => {
+                        q.dropped += 1;
+                        tracing::warn!(namespace = %k.0, key = %k.1, error = %e, "queued write dropped: it no longer applies");
+                    }
+                }
+                Some(true)
+            }
+        }
+    }
+
+    fn enqueue(&self, ns: &str, key: &str, op: Queued, cause: &Error) -> Result<()> {
+        let mut q = self.queue.lock();
+        if q.entries.len() >= self.capacity {
+            return Err(Error::Unavailable {
+                backend: self.inner.name().into(),
+                reason: format!(
+                    "recovery queue full ({} writes) after: {cause}",
+                    self.capacity
+                ),
+            });
+        }
+        q.entries.push_back(Entry {
+            ns: ns.into(),
+            key: key.into(),
+            op,
+        });
+        *q.per_key.entry((ns.into(), key.into())).or_default() += 1;
+        drop(q);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn has_queued(&self, ns: &str, key: &str) -> bool {
+        self.queue
+            .lock()
+            .per_key
+            .contains_key(&(ns.to_string(), key.to_string()))
+    }
+
+    /// Runs a write under the priority rules.
+    async fn write<'a, T>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        op: Queued,
+        accepted: T,
+        attempt: impl Fn() -> crate::layers::BoxFuture<'a, Result<T>>,
+    ) -> Result<T> {
+        let priority = current_priority();
+        if self.has_queued(ns, key) {
+            // keep this key's writes in order: behind the queued ones
+            return match priority {
+                Priority::High | Priority::Normal => {
+                    self.enqueue(
+                        ns,
+                        key,
+                        op,
+                        &Error::Unavailable {
+                            backend: self.inner.name().into(),
+                            reason: "earlier writes to this key are queued".into(),
+                        },
+                    )?;
+                    Ok(accepted)
+                }
+                _ => Err(Error::Unavailable {
+                    backend: self.inner.name().into(),
+                    reason: format!("earlier writes to {ns}/{key:?} are still queued"),
+                }),
+            };
+        }
+        let mut tries = 0;
+        loop {
+            match attempt().await {
+                Err(e) if e.is_retryable() => match priority {
+                    Priority::Critical if tries < self.critical_retries => {
+                        tokio::time::sleep(self.backoff * 2u32.saturating_pow(tries)).await;
+                        tries += 1;
+                    }
+                    Priority::Critical => return Err(e),
+                    Priority::High | Priority::Normal => {
+                        self.enqueue(ns, key, op, &e)?;
+                        tracing::warn!(namespace = ns, key, error = %e, "write queued for replay");
+                        return Ok(accepted);
+                    }
+                    Priority::Low => {
+                        tracing::warn!(namespace = ns, key, error = %e, "LOW priority write dropped");
+                        self.queue.lock().dropped += 1;
+                        return Err(e);
+                    }
+                },
+                other => return other,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for RecoveryQueue {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            native_batch: false,
+            ..self.inner.capabilities()
+        }
+    }
+
+    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
+        self.inner.get(namespace, key).await
+    }
+
+    async fn get_value(&self, namespace: &str, key: &str) -> Result<Option<Bytes>> {
+        self.inner.get_value(namespace, key).await
+    }
+
+    async fn put(
+        &self,
+        namespace: &str,
+        key: &str,
+        write: DocumentWrite,
+        precondition: Precondition,
+    ) -> Result<Version> {
+        let op = Queued::Put {
+            write: write.clone(),
+            precondition,
+        };
+        self.write(namespace, key, op, Version(0), || {
+            self.inner.put(namespace, key, write.clone(), precondition)
+        })
+        .await
+    }
+
+    async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
+        precondition.check_removal(namespace, key)?;
+        let op = Queued::Remove { precondition };
+        self.write(namespace, key, op, true, || {
+            self.inner.remove(namespace, key, precondition)
+        })
+        .await
+    }
+
+    async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
+        self.inner.lookup(namespace, index, term).await
+    }
+
+    async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        self.inner.scan(namespace, request).await
+    }
+
+    async fn count(&self, namespace: &str) -> Result<u64> {
+        self.inner.count(namespace).await
+    }
+
+    async fn health(&self) -> Health {
+        let mut h = self.inner.health().await;
+        let q = self.queue.lock();
+        h.details
+            .insert("queue_depth".into(), q.entries.len().to_string());
+        h.details
+            .insert("queue_capacity".into(), self.capacity.to_string());
+        h.details
+            .insert("queue_replayed".into(), q.replayed.to_string());
+        h.details
+            .insert("queue_dropped".into(), q.dropped.to_string());
+        if !q.entries.is_empty() && h.status == HealthStatus::Ok {
+            h.status = HealthStatus::Degraded;
+            h.message = format!(
+                "{} ({} writes waiting to be replayed)",
+                h.message,
+                q.entries.len()
+            );
+        }
+        h
+    }
+}
