@@ -211,13 +211,75 @@ async fn layers_come_from_settings_in_order() {
             "{detail} missing from {h:?}"
         );
     }
-    let bad =
-        [("TA_PERSISTENCE__LAYERS", "timeout,cache")].map(|(k, v)| (k.to_string(), v.to_string()));
+    let bad = [("TA_PERSISTENCE__LAYERS", "timeout,warp_drive")]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
     let e = Settings::from_sources(None, bad).unwrap_err();
     assert!(
-        e.to_string().contains("cache")
-            && e.to_string().contains("not available in this build yet"),
+        e.to_string().contains("warp_drive") && e.to_string().contains("unknown layer"),
         "{e}"
     );
     let _: SharedBackend = opened.backend;
+}
+
+#[tokio::test]
+async fn the_cache_reads_through_writes_through_evicts_and_covers_outages() {
+    use persistence_core::layers::CacheTier;
+    let t = Arc::new(Troubled::default());
+    let cache = CacheTier::new(t.clone(), 3);
+    for k in ["a", "b", "c"] {
+        cache
+            .insert("ns", k, DocumentWrite::new(k.as_bytes().to_vec()))
+            .await
+            .unwrap();
+    }
+    let calls = t.calls.load(Ordering::SeqCst);
+    for k in ["a", "b", "c"] {
+        assert_eq!(
+            &cache.get("ns", k).await.unwrap().unwrap().value[..],
+            k.as_bytes()
+        );
+    }
+    assert_eq!(
+        t.calls.load(Ordering::SeqCst),
+        calls,
+        "written documents are read from memory"
+    );
+    // a fourth evicts the least recently used ("a")
+    cache
+        .insert("ns", "d", DocumentWrite::new(b"d".to_vec()))
+        .await
+        .unwrap();
+    let calls = t.calls.load(Ordering::SeqCst);
+    assert!(cache.get("ns", "a").await.unwrap().is_some());
+    assert_eq!(
+        t.calls.load(Ordering::SeqCst),
+        calls + 1,
+        "the evicted one is read through"
+    );
+    // the durable tier goes down: cached reads still work, others fail
+    t.fail_next.store(1_000, Ordering::SeqCst);
+    assert_eq!(
+        &cache.get("ns", "a").await.unwrap().unwrap().value[..],
+        b"a"
+    );
+    assert_eq!(
+        cache.get("ns", "b").await.unwrap_err().kind(),
+        ErrorKind::Unavailable,
+        "b was evicted by a"
+    );
+    // a write that fails ambiguously stops the old copy being served
+    assert!(cache
+        .upsert("ns", "a", DocumentWrite::new(b"a2".to_vec()))
+        .await
+        .is_err());
+    assert!(cache.get("ns", "a").await.is_err(), "not the stale copy");
+    t.fail_next.store(0, Ordering::SeqCst);
+    // removal leaves both tiers
+    cache
+        .remove("ns", "d", Precondition::Present)
+        .await
+        .unwrap();
+    assert_eq!(cache.get("ns", "d").await.unwrap(), None);
+    let (hits, misses) = cache.hits_and_misses();
+    assert!(hits >= 4 && misses >= 3, "{hits} hits, {misses} misses");
 }

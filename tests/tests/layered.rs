@@ -2,8 +2,11 @@
 //! has, stacked from settings the way an operator configures them.
 
 persistence_conformance::conformance_tests!(|| async {
-    let env = [("TA_PERSISTENCE__LAYERS", "timeout,retry,circuit_breaker")]
-        .map(|(k, v)| (k.to_string(), v.to_string()));
+    let env = [(
+        "TA_PERSISTENCE__LAYERS",
+        "timeout,retry,circuit_breaker,recovery_queue,cache",
+    )]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
     let settings = persistence_core::config::Settings::from_sources(None, env).expect("settings");
     persistence_core::factory::Factory::new()
         .open(&settings)

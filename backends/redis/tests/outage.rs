@@ -166,3 +166,60 @@ async fn with_redis_gone_critical_writes_fail_in_bounded_time_and_the_queue_repo
     assert!(e.is_retryable(), "{e}");
     assert_eq!(queue.depth(), 5, "CRITICAL and LOW writes are never queued");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_an_outage_reads_are_served_from_the_cache_tier() {
+    use persistence_core::layers::CacheTier;
+    let mut server = RedisServer::start();
+    let mut options = RedisOptions::new("127.0.0.1", server.port());
+    options.command_timeout = Duration::from_millis(200);
+    options.connect_timeout = Duration::from_millis(200);
+    let redis: SharedBackend = Arc::new(RedisBackend::connect(options).await.unwrap());
+    let below = layer(
+        layer(redis, Timeout::new(Duration::from_millis(300))),
+        CircuitBreaker::new(3, Duration::from_secs(60)),
+    );
+    let queue = RecoveryQueue::new(below, 1000, 1, Duration::from_millis(20));
+    let cache = CacheTier::new(queue.clone() as SharedBackend, 1000);
+    for n in 0..100 {
+        cache
+            .insert(
+                "cached",
+                &format!("k{n}"),
+                DocumentWrite::new(format!("v{n}").into_bytes()),
+            )
+            .await
+            .unwrap();
+    }
+    server.kill();
+    let started = Instant::now();
+    for n in 0..100 {
+        let doc = cache
+            .get("cached", &format!("k{n}"))
+            .await
+            .unwrap()
+            .expect("served from the cache");
+        assert_eq!(doc.value, format!("v{n}").into_bytes());
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "cached reads must not wait for Redis"
+    );
+    let health = cache.health().await;
+    assert_eq!(
+        health.status,
+        persistence_core::backend::HealthStatus::Degraded,
+        "{health:?}"
+    );
+    assert_eq!(health.details["cache_entries"], "100");
+    // a write during the outage is queued, and the cache shows it
+    cache
+        .upsert("cached", "k1", DocumentWrite::new(b"during".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        &cache.get("cached", "k1").await.unwrap().unwrap().value[..],
+        b"during"
+    );
+    assert_eq!(queue.depth(), 1);
+}

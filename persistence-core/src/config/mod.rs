@@ -14,7 +14,7 @@ mod settings;
 pub use load::{CONFIG_PATH_VAR, DEFAULT_CONFIG_PATH, ENV_PREFIX, SEED_VARIABLES};
 pub use secret::Secret;
 pub use settings::{
-    BreakerSettings, FallbackPolicy, LayerList, PluginSettings, RecoverySettings, RedisSettings,
-    RetrySettings, Settings, SledSettings, TaskStoreSettings, TimeoutSettings, KNOWN_BACKENDS,
-    KNOWN_LAYERS,
+    BreakerSettings, CacheSettings, FallbackPolicy, LayerList, PluginSettings, RecoverySettings,
+    RedisSettings, RetrySettings, Settings, SledSettings, TaskStoreSettings, TimeoutSettings,
+    KNOWN_BACKENDS, KNOWN_LAYERS,
 };

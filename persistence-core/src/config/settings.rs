@@ -38,6 +38,27 @@ pub struct Settings {
     pub circuit_breaker: BreakerSettings,
     /// `[recovery_queue]` layer settings.
     pub recovery_queue: RecoverySettings,
+    /// `[cache]` layer settings.
+    pub cache: CacheSettings,
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// Most documents kept in memory.
+    pub capacity: usize,
+    /// Namespaces loaded into the cache when the backend opens.
+    pub preload: Vec<String>,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            capacity: 10_000,
+            preload: Vec::new(),
+        }
+    }
 }
 
 /// `[recovery_queue]`.
@@ -87,7 +108,13 @@ impl<'de> Deserialize<'de> for LayerList {
 }
 
 /// The layers this build has.
-pub const KNOWN_LAYERS: [&str; 4] = ["timeout", "retry", "circuit_breaker", "recovery_queue"];
+pub const KNOWN_LAYERS: [&str; 5] = [
+    "timeout",
+    "retry",
+    "circuit_breaker",
+    "recovery_queue",
+    "cache",
+];
 
 /// `[timeout]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -161,6 +188,7 @@ impl Default for Settings {
             retry: RetrySettings::default(),
             circuit_breaker: BreakerSettings::default(),
             recovery_queue: RecoverySettings::default(),
+            cache: CacheSettings::default(),
         }
     }
 }

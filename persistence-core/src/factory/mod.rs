@@ -26,7 +26,7 @@ pub use fallback::FallbackBackend;
 /// Wraps `backend` in the configured layers, from the backend outward
 /// (call inside a tokio runtime: the recovery queue replays in the background).
 pub fn stack(mut backend: SharedBackend, settings: &Settings) -> SharedBackend {
-    use crate::layers::{layer, CircuitBreaker, RecoveryQueue, Retry, Timeout};
+    use crate::layers::{layer, CacheTier, CircuitBreaker, RecoveryQueue, Retry, Timeout};
     use std::time::Duration;
     for name in &settings.layers.0 {
         backend = match name.as_str() {
@@ -62,11 +62,29 @@ pub fn stack(mut backend: SharedBackend, settings: &Settings) -> SharedBackend {
                     Duration::from_millis(q.backoff_ms),
                 )
             }
+            "cache" => Arc::new(CacheTier::new(backend, settings.cache.capacity)),
             // Settings::validate refuses every other name
             _ => backend,
         };
     }
     backend
+}
+
+/// Fills the caches of `backend` with `namespace`'s documents by reading
+/// them once (each read goes through the cache tier and is kept there).
+async fn preload(backend: &SharedBackend, namespace: &str) -> Result<()> {
+    use crate::backend::{ScanOrder, ScanRequest};
+    let mut request = ScanRequest::first(ScanOrder::Key, 500);
+    loop {
+        let page = backend.scan(namespace, request.clone()).await?;
+        for (key, _) in &page.entries {
+            backend.get(namespace, key).await?;
+        }
+        match page.cursor {
+            Some(c) => request.cursor = Some(c),
+            None => return Ok(()),
+        }
+    }
 }
 
 /// Opens one kind of backend from the settings.
@@ -152,6 +170,12 @@ impl Factory {
     pub async fn open(&self, settings: &Settings) -> Result<Opened> {
         let mut opened = self.open_bare(settings).await?;
         opened.backend = stack(opened.backend, settings);
+        if settings.layers.0.iter().any(|l| l == "cache") {
+            for ns in &settings.cache.preload {
+                // preloading reads through every layer, the cache included
+                preload(&opened.backend, ns).await?;
+            }
+        }
         Ok(opened)
     }
 

@@ -8,6 +8,7 @@
 //! turns any policy into a backend. `docs/resilience.md` states the rules.
 
 mod breaker;
+mod cache;
 mod recovery;
 mod retry;
 mod timeout;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use breaker::{BreakerState, CircuitBreaker};
+pub use cache::CacheTier;
 pub use recovery::{with_priority, Priority, RecoveryQueue};
 pub use retry::Retry;
 pub use timeout::Timeout;

@@ -1,0 +1,271 @@
+//! A memory cache in front of a durable backend (seed 000).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::backend::{
+    Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, Precondition, ScanOrder,
+    ScanPage, ScanRequest, SharedBackend, Version,
+};
+use crate::error::Result;
+
+#[derive(Default)]
+struct Lru {
+    entries: HashMap<(String, String), (Document, u64)>,
+    order: BTreeMap<u64, (String, String)>,
+    tick: u64,
+    /// Writes and removals seen so far: a read-through caches its answer
+    /// only if none happened while it read (else it could cache a copy that
+    /// a concurrent removal or write has just made stale).
+    writes: u64,
+}
+
+impl Lru {
+    fn touch(&mut self, k: &(String, String)) -> Option<Document> {
+        let (doc, used) = self.entries.get_mut(k)?;
+        self.order.remove(used);
+        self.tick += 1;
+        *used = self.tick;
+        self.order.insert(self.tick, k.clone());
+        Some(doc.clone())
+    }
+
+    /// Caches `doc` unless a newer version is cached (two writers can reach
+    /// the cache in the opposite order to the durable tier). Version 0 is a
+    /// write accepted but not yet applied (recovery queue): always newest.
+    fn put_if_newer(&mut self, k: (String, String), doc: Document, capacity: usize) {
+        if let Some((cached, _)) = self.entries.get(&k) {
+            if doc.version.0 != 0 && cached.version.0 != 0 && cached.version > doc.version {
+                return;
+            }
+        }
+        self.put(k, doc, capacity);
+    }
+
+    fn put(&mut self, k: (String, String), doc: Document, capacity: usize) {
+        self.remove(&k);
+        self.tick += 1;
+        self.order.insert(self.tick, k.clone());
+        self.entries.insert(k, (doc, self.tick));
+        while self.entries.len() > capacity {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            self.entries.remove(&oldest);
+        }
+    }
+
+    fn remove(&mut self, k: &(String, String)) -> Option<Document> {
+        let (doc, used) = self.entries.remove(k)?;
+        self.order.remove(&used);
+        Some(doc)
+    }
+}
+
+/// Keeps recently used documents in memory in front of a durable backend:
+/// reads are served from memory when present (so they keep working while the
+/// durable tier is down), read through otherwise; writes go to the durable
+/// tier first and then to memory; removals leave both. At most `capacity`
+/// documents, least recently used evicted first. Lookups, scans and counts
+/// always ask the durable tier (it holds the indexes).
+///
+/// The cache is per process: a write another process makes to a shared
+/// durable tier is seen here once the entry is evicted or rewritten.
+pub struct CacheTier {
+    durable: SharedBackend,
+    lru: Mutex<Lru>,
+    capacity: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl fmt::Debug for CacheTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheTier")
+            .field("durable", &self.durable.name())
+            .field("entries", &self.lru.lock().entries.len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl CacheTier {
+    /// A cache of at most `capacity` documents over `durable`.
+    pub fn new(durable: SharedBackend, capacity: usize) -> Self {
+        CacheTier {
+            durable,
+            lru: Mutex::new(Lru::default()),
+            capacity: capacity.max(1),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// Loads up to the capacity of `namespace`'s documents (needs a durable
+    /// tier that can scan); returns how many were loaded.
+    pub async fn preload(&self, namespace: &str) -> Result<usize> {
+        let mut request = ScanRequest::first(ScanOrder::Key, 500);
+        let mut loaded = 0;
+        loop {
+            let page = self.durable.scan(namespace, request.clone()).await?;
+            let mut lru = self.lru.lock();
+            for (key, doc) in page.entries {
+                if loaded >= self.capacity {
+                    return Ok(loaded);
+                }
+                lru.put_if_newer((namespace.into(), key), doc, self.capacity);
+                loaded += 1;
+            }
+            drop(lru);
+            match page.cursor {
+                Some(c) => request.cursor = Some(c),
+                None => return Ok(loaded),
+            }
+        }
+    }
+
+    /// `(hits, misses)` so far.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    fn key(ns: &str, key: &str) -> (String, String) {
+        (ns.to_string(), key.to_string())
+    }
+}
+
+#[async_trait]
+impl Backend for CacheTier {
+    fn name(&self) -> &str {
+        self.durable.name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            native_batch: false,
+            ..self.durable.capabilities()
+        }
+    }
+
+    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
+        let k = Self::key(namespace, key);
+        let cached = self.lru.lock().touch(&k);
+        if let Some(doc) = cached {
+            if doc.expires_at.is_none_or(|t| t > SystemTime::now()) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(doc));
+            }
+            self.lru.lock().remove(&k);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let writes_before = self.lru.lock().writes;
+        let doc = self.durable.get(namespace, key).await?;
+        if let Some(d) = &doc {
+            let mut lru = self.lru.lock();
+            if lru.writes == writes_before {
+                lru.put_if_newer(k, d.clone(), self.capacity);
+            }
+        }
+        Ok(doc)
+    }
+
+    async fn get_value(&self, namespace: &str, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.get(namespace, key).await?.map(|d| d.value))
+    }
+
+    async fn put(
+        &self,
+        namespace: &str,
+        key: &str,
+        write: DocumentWrite,
+        precondition: Precondition,
+    ) -> Result<Version> {
+        let k = Self::key(namespace, key);
+        let (value, ttl) = (write.value.clone(), write.ttl);
+        let result = self.durable.put(namespace, key, write, precondition).await;
+        self.lru.lock().writes += 1;
+        match result {
+            Ok(version) => {
+                let mut lru = self.lru.lock();
+                // the creation stamp: kept from the cached copy, or this
+                // write's version for an insert; a replace of an uncached key
+                // is not cached (its stamp is the durable tier's to tell)
+                let created = match lru.entries.get(&k) {
+                    Some((old, _)) => Some(old.created),
+                    None if precondition == Precondition::Absent => Some(version.0),
+                    None => None,
+                };
+                if let Some(created) = created {
+                    let doc = Document {
+                        value,
+                        version,
+                        created,
+                        expires_at: ttl.and_then(|t| SystemTime::now().checked_add(t)),
+                    };
+                    lru.put_if_newer(k, doc, self.capacity);
+                }
+                Ok(version)
+            }
+            Err(e) => {
+                if e.is_retryable() {
+                    // it may or may not have applied: stop serving the old copy
+                    self.lru.lock().remove(&k);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
+        let result = self.durable.remove(namespace, key, precondition).await;
+        let mut lru = self.lru.lock();
+        lru.writes += 1;
+        if result.is_ok() || result.as_ref().is_err_and(|e| e.is_retryable()) {
+            lru.remove(&Self::key(namespace, key));
+        }
+        drop(lru);
+        result
+    }
+
+    async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
+        self.durable.lookup(namespace, index, term).await
+    }
+
+    async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        self.durable.scan(namespace, request).await
+    }
+
+    async fn count(&self, namespace: &str) -> Result<u64> {
+        self.durable.count(namespace).await
+    }
+
+    async fn health(&self) -> Health {
+        let mut h = self.durable.health().await;
+        let (hits, misses) = self.hits_and_misses();
+        h.details.insert(
+            "cache_entries".into(),
+            self.lru.lock().entries.len().to_string(),
+        );
+        h.details
+            .insert("cache_capacity".into(), self.capacity.to_string());
+        h.details.insert("cache_hits".into(), hits.to_string());
+        h.details.insert("cache_misses".into(), misses.to_string());
+        if h.status == HealthStatus::Down {
+            h.status = HealthStatus::Degraded;
+            h.message = format!(
+                "degraded: serving cached reads; the durable tier is down ({})",
+                h.message
+            );
+        }
+        h
+    }
+}
