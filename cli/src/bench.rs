@@ -33,6 +33,9 @@ pub enum Store {
     /// The in-memory backend exported by plugin-example through the plugin
     /// ABI against the same backend linked in; also the example's json-dir.
     Plugin,
+    /// The task store on Redis under timeout + retry + circuit_breaker +
+    /// recovery_queue (breaker closed, no faults) against bare Redis.
+    RedisLayers,
 }
 
 #[derive(Debug, clap::Args)]
@@ -356,6 +359,17 @@ fn next_ns() -> String {
     )
 }
 
+/// A Redis backend under a fresh key prefix on the bench's server.
+async fn redis_store_backend() -> Result<persistence_core::SharedBackend, Box<dyn std::error::Error>>
+{
+    let mut options = persistence_redis::RedisOptions::new("unused", 0);
+    options.url = Some(persistence_core::config::Secret::new(redis_url()));
+    options.prefix = format!("bench:store:{}", next_ns());
+    Ok(Arc::new(
+        persistence_redis::RedisBackend::connect(options).await?,
+    ))
+}
+
 /// A fresh task store on `store` (sled: in a temp dir removed on drop).
 async fn store_target(store: Store) -> Result<Target, Box<dyn std::error::Error>> {
     let backend: persistence_core::SharedBackend = match store {
@@ -368,12 +382,15 @@ async fn store_target(store: Store) -> Result<Target, Box<dyn std::error::Error>
             Arc::new(SledBackend::open(&options)?)
         }
         Store::Plugin => plugin_backend("memory")?,
-        Store::Redis => {
-            let mut options = persistence_redis::RedisOptions::new("unused", 0);
-            options.url = Some(persistence_core::config::Secret::new(redis_url()));
-            options.prefix = format!("bench:store:{}", next_ns());
-            Arc::new(persistence_redis::RedisBackend::connect(options).await?)
+        Store::RedisLayers => {
+            let env = [(
+                "TA_PERSISTENCE__LAYERS".to_string(),
+                "timeout,retry,circuit_breaker,recovery_queue".to_string(),
+            )];
+            let settings = persistence_core::config::Settings::from_sources(None, env)?;
+            persistence_core::factory::stack(redis_store_backend().await?, &settings)
         }
+        Store::Redis => redis_store_backend().await?,
     };
     Ok(Target::Store(TaskStore::new(backend)))
 }
@@ -386,6 +403,7 @@ async fn baseline_target(store: Store) -> Result<Target, Box<dyn std::error::Err
             &tempfile::tempdir()?.keep().join("db"),
         )?)),
         Store::Plugin => Target::Store(TaskStore::new(Arc::new(MemoryBackend::new()))),
+        Store::RedisLayers => Target::Store(TaskStore::new(redis_store_backend().await?)),
         Store::Redis => {
             let client = redis::Client::open(redis_url())?;
             Target::RawRedis(client.get_connection_manager().await?, next_ns().into())
@@ -447,7 +465,7 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         }
         let _ = MODULE.set(module);
     }
-    if args.store == Store::Redis {
+    if matches!(args.store, Store::Redis | Store::RedisLayers) {
         let target = match &args.redis_url {
             Some(url) => RedisTarget {
                 _server: None,
@@ -536,13 +554,14 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
     }
     let space = match args.store {
         Store::Sled => Some(sled_space(10_000).await?),
-        Store::Memory | Store::Redis | Store::Plugin => None,
+        Store::Memory | Store::Redis | Store::Plugin | Store::RedisLayers => None,
     };
     let (name, baseline_name) = match args.store {
         Store::Memory => ("memory", "a bare RwLock<HashMap> with the same serde work"),
         Store::Sled => ("sled", "raw sled inserts and reads of the same bytes"),
         Store::Redis => ("redis", "raw SET/GET/DEL of the same bytes with the same round trips (the ceiling: 1 each, 2 for load_by_request_id)"),
         Store::Plugin => ("memory exported through the plugin ABI", "the same memory backend linked in"),
+        Store::RedisLayers => ("redis under timeout + retry + circuit_breaker + recovery_queue", "the same task store on bare redis"),
     };
     if json {
         let space = space.map(|(json, full, emptied)| {
@@ -590,6 +609,7 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         Store::Memory => 0.5,
         Store::Sled | Store::Redis => 0.6,
         Store::Plugin => 0.8,
+        Store::RedisLayers => 0.95,
     };
     println!("lowest ratio: {worst:.2} (target >= {target:.2})");
     if !json_dir.is_empty() {

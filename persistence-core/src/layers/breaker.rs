@@ -40,6 +40,9 @@ pub struct CircuitBreaker {
     failures_to_open: u32,
     reset_after: Duration,
     inner: Mutex<Inner>,
+    /// True while closed with no failures counted: calls then pass and
+    /// successes record without taking the lock.
+    healthy: std::sync::atomic::AtomicBool,
 }
 
 impl CircuitBreaker {
@@ -57,6 +60,7 @@ impl CircuitBreaker {
                 closed: 0,
                 rejected: 0,
             }),
+            healthy: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -73,6 +77,9 @@ impl CircuitBreaker {
 
     /// Whether a call may go through now (and claims the probe if half-open).
     fn admit(&self) -> std::result::Result<(), Duration> {
+        if self.healthy.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
         let mut i = self.inner.lock();
         match i.state {
             BreakerState::Closed => Ok(()),
@@ -99,6 +106,9 @@ impl CircuitBreaker {
     }
 
     fn record(&self, unreachable: bool) {
+        if !unreachable && self.healthy.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let mut i = self.inner.lock();
         let was = i.state;
         i.probing = false;
@@ -124,6 +134,9 @@ impl CircuitBreaker {
             i.state = BreakerState::Closed;
             i.failures = 0;
         }
+        let healthy = i.state == BreakerState::Closed && i.failures == 0;
+        self.healthy
+            .store(healthy, std::sync::atomic::Ordering::Release);
     }
 }
 

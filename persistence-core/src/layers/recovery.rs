@@ -89,6 +89,8 @@ struct Queue {
 pub struct RecoveryQueue {
     inner: SharedBackend,
     queue: Arc<Mutex<Queue>>,
+    /// Writes in the queue, readable without the lock.
+    queued: std::sync::atomic::AtomicUsize,
     wake: Arc<Notify>,
     capacity: usize,
     critical_retries: u32,
@@ -118,6 +120,7 @@ impl RecoveryQueue {
         let q = Arc::new(RecoveryQueue {
             inner,
             queue: Arc::new(Mutex::new(Queue::default())),
+            queued: std::sync::atomic::AtomicUsize::new(0),
             wake: Arc::new(Notify::new()),
             capacity: capacity.max(1),
             critical_retries,
@@ -188,6 +191,8 @@ impl RecoveryQueue {
             outcome => {
                 let mut q = self.queue.lock();
                 q.entries.pop_front();
+                self.queued
+                    .store(q.entries.len(), std::sync::atomic::Ordering::Release);
                 let k = (ns, key);
                 if let Some(n) = q.per_key.get_mut(&k) {
                     *n -= 1;
