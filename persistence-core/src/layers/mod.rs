@@ -11,6 +11,7 @@ mod breaker;
 mod cache;
 mod recovery;
 mod retry;
+mod spill;
 mod timeout;
 
 use std::fmt::Debug;
@@ -23,6 +24,7 @@ pub use breaker::{BreakerState, CircuitBreaker};
 pub use cache::CacheTier;
 pub use recovery::{with_priority, Priority, RecoveryQueue};
 pub use retry::Retry;
+pub use spill::{QueueSpill, SpilledOp, SpilledWrite};
 pub use timeout::Timeout;
 
 use crate::backend::{

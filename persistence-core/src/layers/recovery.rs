@@ -3,6 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ use crate::backend::{
     ScanRequest, SharedBackend, Version,
 };
 use crate::error::{Error, Result};
+
+use super::spill::{QueueSpill, SpilledOp, SpilledWrite};
 
 /// How much a write matters when the backend is unavailable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,22 +54,10 @@ fn current_priority() -> Priority {
     PRIORITY.try_with(|p| *p).unwrap_or(Priority::Normal)
 }
 
-#[derive(Debug, Clone)]
-enum Queued {
-    Put {
-        write: DocumentWrite,
-        precondition: Precondition,
-    },
-    Remove {
-        precondition: Precondition,
-    },
-}
-
 #[derive(Debug)]
 struct Entry {
-    ns: String,
-    key: String,
-    op: Queued,
+    seq: u64,
+    write: SpilledWrite,
 }
 
 #[derive(Debug, Default)]
@@ -77,20 +68,38 @@ struct Queue {
     per_key: HashMap<(String, String), usize>,
     replayed: u64,
     dropped: u64,
+    next_seq: u64,
+}
+
+impl Queue {
+    fn forget_front(&mut self) -> Option<Entry> {
+        let e = self.entries.pop_front()?;
+        let k = (e.write.namespace.clone(), e.write.key.clone());
+        if let Some(n) = self.per_key.get_mut(&k) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_key.remove(&k);
+            }
+        }
+        Some(e)
+    }
 }
 
 /// Holds writes that could not reach the backend and replays them, in the
 /// order they were accepted, when it answers again. Accepted writes return
 /// `Version(0)`: "accepted, not yet applied". The queue holds at most
-/// `capacity` writes; past that, HIGH and NORMAL writes fail too. A write
-/// replayed after an ambiguous first attempt may find its precondition no
-/// longer holds (`AlreadyExists`, `Conflict`): it is then dropped, logged,
-/// and counted.
+/// `capacity` writes; past that, HIGH and NORMAL writes fail too. With a
+/// [`QueueSpill`], every accepted write is on disk before the caller hears
+/// "accepted", and a restarted queue replays what it held. A write replayed
+/// after an ambiguous first attempt may find its precondition no longer
+/// holds (`AlreadyExists`, `Conflict`): it is then dropped, logged, and
+/// counted.
 pub struct RecoveryQueue {
     inner: SharedBackend,
     queue: Arc<Mutex<Queue>>,
     /// Writes in the queue, readable without the lock.
-    queued: std::sync::atomic::AtomicUsize,
+    queued: AtomicUsize,
+    spill: Option<Arc<dyn QueueSpill>>,
     wake: Arc<Notify>,
     capacity: usize,
     critical_retries: u32,
@@ -103,6 +112,7 @@ impl fmt::Debug for RecoveryQueue {
             .field("inner", &self.inner.name())
             .field("depth", &self.depth())
             .field("capacity", &self.capacity)
+            .field("spill", &self.spill)
             .finish()
     }
 }
@@ -117,10 +127,42 @@ impl RecoveryQueue {
         critical_retries: u32,
         backoff: Duration,
     ) -> Arc<Self> {
+        Self::with_spill(inner, capacity, critical_retries, backoff, None)
+            .expect("a queue without a spill cannot fail to start")
+    }
+
+    /// [`RecoveryQueue::new`] keeping accepted writes in `spill`, so they
+    /// survive a restart: the writes it holds are loaded and replayed first.
+    pub fn with_spill(
+        inner: SharedBackend,
+        capacity: usize,
+        critical_retries: u32,
+        backoff: Duration,
+        spill: Option<Arc<dyn QueueSpill>>,
+    ) -> Result<Arc<Self>> {
+        let mut queue = Queue::default();
+        if let Some(spill) = &spill {
+            for (seq, write) in spill.load()? {
+                *queue
+                    .per_key
+                    .entry((write.namespace.clone(), write.key.clone()))
+                    .or_default() += 1;
+                queue.next_seq = queue.next_seq.max(seq + 1);
+                queue.entries.push_back(Entry { seq, write });
+            }
+            if !queue.entries.is_empty() {
+                tracing::warn!(
+                    writes = queue.entries.len(),
+                    "recovery queue restored writes from its spill; replaying them first"
+                );
+            }
+        }
+        let restored = queue.entries.len();
         let q = Arc::new(RecoveryQueue {
             inner,
-            queue: Arc::new(Mutex::new(Queue::default())),
-            queued: std::sync::atomic::AtomicUsize::new(0),
+            queue: Arc::new(Mutex::new(queue)),
+            queued: AtomicUsize::new(restored),
+            spill,
             wake: Arc::new(Notify::new()),
             capacity: capacity.max(1),
             critical_retries,
@@ -143,7 +185,7 @@ impl RecoveryQueue {
                 }
             }
         });
-        q
+        Ok(q)
     }
 
     /// Writes waiting to be replayed.
@@ -166,53 +208,48 @@ impl RecoveryQueue {
     /// Replays the head of the queue: `None` if empty, `Some(true)` if it
     /// was applied or dropped, `Some(false)` if the backend is still down.
     async fn replay_one(&self) -> Option<bool> {
-        let (ns, key, op) = {
+        let (seq, write) = {
             let q = self.queue.lock();
             let e = q.entries.front()?;
-            (e.ns.clone(), e.key.clone(), e.op.clone())
+            (e.seq, e.write.clone())
         };
-        let result = match &op {
-            Queued::Put {
+        let (ns, key) = (&write.namespace, &write.key);
+        let result = match &write.op {
+            SpilledOp::Put {
                 write,
                 precondition,
             } => self
                 .inner
-                .put(&ns, &key, write.clone(), *precondition)
+                .put(ns, key, write.clone(), *precondition)
                 .await
                 .map(|_| ()),
-            Queued::Remove { precondition } => self
-                .inner
-                .remove(&ns, &key, *precondition)
-                .await
-                .map(|_| ()),
+            SpilledOp::Remove { precondition } => {
+                self.inner.remove(ns, key, *precondition).await.map(|_| ())
+            }
         };
+        if matches!(&result, Err(e) if e.is_retryable()) {
+            return Some(false);
+        }
+        let mut q = self.queue.lock();
+        q.forget_front();
+        self.queued.store(q.entries.len(), Ordering::Release);
         match result {
-            Err(e) if e.is_retryable() => Some(false),
-            outcome => {
-                let mut q = self.queue.lock();
-                q.entries.pop_front();
-                self.queued
-                    .store(q.entries.len(), std::sync::atomic::Ordering::Release);
-                let k = (ns, key);
-                if let Some(n) = q.per_key.get_mut(&k) {
-                    *n -= 1;
-                    if *n == 0 {
-                        q.per_key.remove(&k);
-                    }
-                }
-                match outcome {
-                    Ok(()) => q.replayed += 1,
-                    Err(e) => {
-                        q.dropped += 1;
-                        tracing::warn!(namespace = %k.0, key = %k.1, error = %e, "queued write dropped: it no longer applies");
-                    }
-                }
-                Some(true)
+            Ok(()) => q.replayed += 1,
+            Err(e) => {
+                q.dropped += 1;
+                tracing::warn!(namespace = %ns, key = %key, error = %e, "queued write dropped: it no longer applies");
             }
         }
+        drop(q);
+        if let Some(spill) = &self.spill {
+            if let Err(e) = spill.remove(seq) {
+                tracing::error!(seq, error = %e, "could not forget a replayed write in the spill; it will replay again after a restart");
+            }
+        }
+        Some(true)
     }
 
-    fn enqueue(&self, ns: &str, key: &str, op: Queued, cause: &Error) -> Result<()> {
+    fn enqueue(&self, ns: &str, key: &str, op: SpilledOp, cause: &Error) -> Result<()> {
         let mut q = self.queue.lock();
         if q.entries.len() >= self.capacity {
             return Err(Error::Unavailable {
@@ -223,30 +260,40 @@ impl RecoveryQueue {
                 ),
             });
         }
-        q.entries.push_back(Entry {
-            ns: ns.into(),
+        let seq = q.next_seq;
+        let write = SpilledWrite {
+            namespace: ns.into(),
             key: key.into(),
             op,
-        });
+        };
+        if let Some(spill) = &self.spill {
+            // on disk before the caller hears "accepted" (and in queue order)
+            spill.append(seq, &write)?;
+        }
+        q.next_seq += 1;
         *q.per_key.entry((ns.into(), key.into())).or_default() += 1;
+        q.entries.push_back(Entry { seq, write });
+        self.queued.store(q.entries.len(), Ordering::Release);
         drop(q);
         self.wake.notify_one();
         Ok(())
     }
 
     fn has_queued(&self, ns: &str, key: &str) -> bool {
+        if self.queued.load(Ordering::Acquire) == 0 {
+            return false; // the common case: nothing waits, no lock, no allocation
+        }
         self.queue
             .lock()
             .per_key
             .contains_key(&(ns.to_string(), key.to_string()))
     }
-
     /// Runs a write under the priority rules.
     async fn write<'a, T>(
         &'a self,
         ns: &'a str,
         key: &'a str,
-        op: Queued,
+        op: SpilledOp,
         accepted: T,
         attempt: impl Fn() -> crate::layers::BoxFuture<'a, Result<T>>,
     ) -> Result<T> {
@@ -326,7 +373,7 @@ impl Backend for RecoveryQueue {
         write: DocumentWrite,
         precondition: Precondition,
     ) -> Result<Version> {
-        let op = Queued::Put {
+        let op = SpilledOp::Put {
             write: write.clone(),
             precondition,
         };
@@ -338,7 +385,7 @@ impl Backend for RecoveryQueue {
 
     async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
         precondition.check_removal(namespace, key)?;
-        let op = Queued::Remove { precondition };
+        let op = SpilledOp::Remove { precondition };
         self.write(namespace, key, op, true, || {
             self.inner.remove(namespace, key, precondition)
         })
