@@ -23,6 +23,9 @@
 
 mod layout;
 mod open;
+mod spill;
+
+pub use spill::SledQueueSpill;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Bound;
