@@ -388,7 +388,7 @@ async fn store_target(store: Store) -> Result<Target, Box<dyn std::error::Error>
                 "timeout,retry,circuit_breaker,recovery_queue".to_string(),
             )];
             let settings = persistence_core::config::Settings::from_sources(None, env)?;
-            persistence_core::factory::stack(redis_store_backend().await?, &settings)
+            persistence_core::factory::stack(redis_store_backend().await?, &settings, None)?
         }
         Store::Redis => redis_store_backend().await?,
     };

@@ -100,6 +100,12 @@ fn factory() -> Factory {
     factory.register(std::sync::Arc::new(persistence_sled::SledProvider));
     factory.register(std::sync::Arc::new(persistence_redis::RedisProvider));
     factory.register(std::sync::Arc::new(persistence_plugin::PluginProvider));
+    factory.register_spill(std::sync::Arc::new(|path: &std::path::Path| {
+        Ok(
+            std::sync::Arc::new(persistence_sled::SledQueueSpill::open(path)?)
+                as std::sync::Arc<dyn persistence_core::layers::QueueSpill>,
+        )
+    }));
     factory
 }
 

@@ -24,8 +24,14 @@ impl SledQueueSpill {
     /// [`SledBackend::open`](crate::SledBackend::open)'s do.
     pub fn open(path: &Path) -> Result<Self> {
         let db = open::open_db(&SledOptions::new(path))?;
-        let tree = db.open_tree("recovery_queue").map_err(|e| open::error(path, e))?;
-        Ok(SledQueueSpill { db, tree, path: path.to_path_buf() })
+        let tree = db
+            .open_tree("recovery_queue")
+            .map_err(|e| open::error(path, e))?;
+        Ok(SledQueueSpill {
+            db,
+            tree,
+            path: path.to_path_buf(),
+        })
     }
 
     fn error(&self, what: &str, e: sled::Error) -> Error {
@@ -61,7 +67,9 @@ impl QueueSpill for SledQueueSpill {
     }
 
     fn remove(&self, seq: u64) -> Result<()> {
-        self.tree.remove(seq.to_be_bytes()).map_err(|e| self.error("remove", e))?;
+        self.tree
+            .remove(seq.to_be_bytes())
+            .map_err(|e| self.error("remove", e))?;
         Ok(())
     }
 }

@@ -71,6 +71,9 @@ pub struct RecoverySettings {
     pub critical_retries: u32,
     /// First wait between CRITICAL retries, ms (doubling).
     pub backoff_ms: u64,
+    /// Keep queued writes in this directory (a sled database) so they
+    /// survive a restart of the host; absent = in memory only.
+    pub spill_path: Option<PathBuf>,
 }
 
 impl Default for RecoverySettings {
@@ -79,6 +82,7 @@ impl Default for RecoverySettings {
             capacity: 10_000,
             critical_retries: 3,
             backoff_ms: 100,
+            spill_path: None,
         }
     }
 }

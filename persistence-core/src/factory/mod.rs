@@ -23,9 +23,18 @@ use crate::store::TaskStore;
 
 pub use fallback::FallbackBackend;
 
+/// Opens the durable store of a recovery queue (`recovery_queue.spill_path`).
+pub type SpillOpener =
+    Arc<dyn Fn(&std::path::Path) -> Result<Arc<dyn crate::layers::QueueSpill>> + Send + Sync>;
+
 /// Wraps `backend` in the configured layers, from the backend outward
-/// (call inside a tokio runtime: the recovery queue replays in the background).
-pub fn stack(mut backend: SharedBackend, settings: &Settings) -> SharedBackend {
+/// (call inside a tokio runtime: the recovery queue replays in the
+/// background). A `spill_path` needs a `spill` opener.
+pub fn stack(
+    mut backend: SharedBackend,
+    settings: &Settings,
+    spill: Option<&SpillOpener>,
+) -> Result<SharedBackend> {
     use crate::layers::{layer, CacheTier, CircuitBreaker, RecoveryQueue, Retry, Timeout};
     use std::time::Duration;
     for name in &settings.layers.0 {
@@ -55,19 +64,31 @@ pub fn stack(mut backend: SharedBackend, settings: &Settings) -> SharedBackend {
             }
             "recovery_queue" => {
                 let q = &settings.recovery_queue;
-                RecoveryQueue::new(
+                let store = match (&q.spill_path, spill) {
+                    (None, _) => None,
+                    (Some(path), Some(open)) => Some(open(path)?),
+                    (Some(path), None) => {
+                        return Err(Error::Config {
+                            key: "recovery_queue.spill_path".into(),
+                            value: path.display().to_string(),
+                            reason: "this build has no spill store (register one with Factory::register_spill)".into(),
+                        })
+                    }
+                };
+                RecoveryQueue::with_spill(
                     backend,
                     q.capacity,
                     q.critical_retries,
                     Duration::from_millis(q.backoff_ms),
-                )
+                    store,
+                )?
             }
             "cache" => Arc::new(CacheTier::new(backend, settings.cache.capacity)),
             // Settings::validate refuses every other name
             _ => backend,
         };
     }
-    backend
+    Ok(backend)
 }
 
 /// Fills the caches of `backend` with `namespace`'s documents by reading
@@ -133,9 +154,19 @@ pub struct Opened {
 /// assert!(opened.fallback_cause.is_none());
 /// # });
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Factory {
     providers: BTreeMap<&'static str, Arc<dyn BackendProvider>>,
+    spill: Option<SpillOpener>,
+}
+
+impl Debug for Factory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Factory")
+            .field("providers", &self.available())
+            .field("spill", &self.spill.is_some())
+            .finish()
+    }
 }
 
 impl Default for Factory {
@@ -149,6 +180,7 @@ impl Factory {
     pub fn new() -> Self {
         let mut f = Factory {
             providers: BTreeMap::new(),
+            spill: None,
         };
         f.register(Arc::new(MemoryProvider));
         f
@@ -157,6 +189,12 @@ impl Factory {
     /// Adds (or replaces) a provider.
     pub fn register(&mut self, provider: Arc<dyn BackendProvider>) -> &mut Self {
         self.providers.insert(provider.name(), provider);
+        self
+    }
+
+    /// Sets how recovery queues open their spill (`recovery_queue.spill_path`).
+    pub fn register_spill(&mut self, opener: SpillOpener) -> &mut Self {
+        self.spill = Some(opener);
         self
     }
 
@@ -169,7 +207,7 @@ impl Factory {
     /// and stacks the configured layers over it.
     pub async fn open(&self, settings: &Settings) -> Result<Opened> {
         let mut opened = self.open_bare(settings).await?;
-        opened.backend = stack(opened.backend, settings);
+        opened.backend = stack(opened.backend, settings, self.spill.as_ref())?;
         if settings.layers.0.iter().any(|l| l == "cache") {
             for ns in &settings.cache.preload {
                 // preloading reads through every layer, the cache included
