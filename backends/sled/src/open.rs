@@ -8,6 +8,9 @@ use persistence_core::Error;
 
 use crate::SledOptions;
 
+/// How long `open` waits for a lock another handle is releasing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub fn open_db(options: &SledOptions) -> Result<sled::Db, Error> {
     let path = &options.path;
     if path.is_file() {
@@ -23,8 +26,24 @@ pub fn open_db(options: &SledOptions) -> Result<sled::Db, Error> {
         Some(0) => config = config.flush_every_ms(None),
         Some(ms) => config = config.flush_every_ms(Some(ms)),
     }
-    // sled can panic on some damaged files: that must not take the host down.
-    match catch_unwind(AssertUnwindSafe(|| config.open())) {
+    // sled releases its lock asynchronously, when its background threads
+    // stop after the last handle is dropped: wait a little for it, so that
+    // closing and reopening a database in one process works.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let opened = loop {
+        // sled can panic on some damaged files: that must not take the host down.
+        let attempt = catch_unwind(AssertUnwindSafe(|| config.open()));
+        match &attempt {
+            Ok(Err(sled::Error::Io(io)))
+                if io.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            _ => break attempt,
+        }
+    };
+    match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(error(path, e)),
         Err(panic) => {
