@@ -49,8 +49,9 @@ async fn the_breaker_opens_when_redis_dies_and_closes_when_it_returns() {
     let started = Instant::now();
     let e = store.load("before").await.unwrap_err();
     assert!(e.to_string().contains("circuit is open"), "{e}");
+    // fast: far below the 800 ms timeout a call to the dead server would take
     assert!(
-        started.elapsed() < Duration::from_millis(50),
+        started.elapsed() < Duration::from_millis(250),
         "open must fail fast, took {:?}",
         started.elapsed()
     );
