@@ -540,15 +540,18 @@ impl RedisBackend {
         inv
     }
 
-    fn put_result(
+    /// What a script's status word means: `ok` gives its number back, the
+    /// others are the contract's errors (`number` is then the stored version).
+    fn script_status(
         ns: &str,
         key: &str,
         precondition: Precondition,
-        reply: (String, u64, u64),
-    ) -> Result<Version> {
-        let (status, version, _created) = reply;
-        match status.as_str() {
-            "ok" => Ok(Version(version)),
+        status: &str,
+        number: u64,
+        op: &str,
+    ) -> Result<u64> {
+        match status {
+            "ok" => Ok(number),
             "exists" => Err(Error::AlreadyExists {
                 namespace: ns.into(),
                 key: key.into(),
@@ -564,13 +567,23 @@ impl RedisBackend {
                     Precondition::Version(v) => v,
                     _ => Version(0),
                 },
-                actual: Version(version),
+                actual: Version(number),
             }),
             other => Err(Error::Internal {
                 backend: "redis".into(),
-                message: format!("put script answered {other}"),
+                message: format!("{op} script answered {other}"),
             }),
         }
+    }
+
+    fn put_result(
+        ns: &str,
+        key: &str,
+        precondition: Precondition,
+        reply: (String, u64, u64),
+    ) -> Result<Version> {
+        let (status, version, _created) = reply;
+        Self::script_status(ns, key, precondition, &status, version, "put").map(Version)
     }
 
     fn remove_result(
@@ -580,26 +593,7 @@ impl RedisBackend {
         reply: (String, u64),
     ) -> Result<bool> {
         let (status, n) = reply;
-        match status.as_str() {
-            "ok" => Ok(n == 1),
-            "missing" => Err(Error::NotFound {
-                namespace: ns.into(),
-                key: key.into(),
-            }),
-            "conflict" => Err(Error::Conflict {
-                namespace: ns.into(),
-                key: key.into(),
-                expected: match precondition {
-                    Precondition::Version(v) => v,
-                    _ => Version(0),
-                },
-                actual: Version(n),
-            }),
-            other => Err(Error::Internal {
-                backend: "redis".into(),
-                message: format!("remove script answered {other}"),
-            }),
-        }
+        Self::script_status(ns, key, precondition, &status, n, "remove").map(|n| n == 1)
     }
 
     /// Runs a pipeline of script calls, loading the scripts once if the
