@@ -288,3 +288,202 @@ async fn the_cache_reads_through_writes_through_evicts_and_covers_outages() {
     let (hits, misses) = cache.hits_and_misses();
     assert!(hits >= 4 && misses >= 3, "{hits} hits, {misses} misses");
 }
+
+#[tokio::test]
+async fn metrics_count_calls_errors_and_time_per_operation() {
+    use persistence_core::layers::Metrics;
+    let t = Arc::new(Troubled::default());
+    let b = layer(t.clone(), Metrics::new());
+    b.insert("ns", "a", DocumentWrite::new(vec![1]).with_term("i", "x"))
+        .await
+        .unwrap();
+    let e = b
+        .insert("ns", "a", DocumentWrite::new(vec![2]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    assert!(b.get("ns", "a").await.unwrap().is_some());
+    t.fail_next.store(1, Ordering::SeqCst);
+    assert_eq!(
+        b.get("ns", "a").await.unwrap_err().kind(),
+        ErrorKind::Unavailable
+    );
+    assert_eq!(b.lookup("ns", "i", "x").await.unwrap(), ["a"]);
+    assert!(b.remove("ns", "a", Precondition::Present).await.unwrap());
+
+    let stats = b.stats();
+    let op = |name: &str| stats.operations[name];
+    assert_eq!(
+        (op("put").calls, op("put").errors, op("put").unavailable),
+        (2, 1, 0)
+    );
+    assert_eq!(
+        (op("get").calls, op("get").errors, op("get").unavailable),
+        (2, 1, 1)
+    );
+    assert_eq!((op("lookup").calls, op("remove").calls), (1, 1));
+    assert_eq!((op("scan").calls, op("count").calls), (0, 0));
+    assert!(op("get").max_us <= op("get").total_us);
+    assert_eq!(
+        stats.operations.len(),
+        6,
+        "every operation is listed: {stats:?}"
+    );
+    assert!(stats.counters.is_empty(), "no other layer: {stats:?}");
+    assert!(
+        t.stats().operations.is_empty(),
+        "a bare backend counts nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_full_stack_reports_every_layers_counters() {
+    let env = [
+        (
+            "TA_PERSISTENCE__LAYERS",
+            "timeout,retry,circuit_breaker,recovery_queue,cache",
+        ),
+        ("TA_PERSISTENCE__RETRY__MAX_RETRIES", "1"),
+        ("TA_PERSISTENCE__RETRY__BASE_MS", "1"),
+        ("TA_PERSISTENCE__CIRCUIT_BREAKER__FAILURES", "1"),
+        ("TA_PERSISTENCE__CIRCUIT_BREAKER__RESET_MS", "50"),
+        ("TA_PERSISTENCE__CACHE__CAPACITY", "2"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let s = Settings::from_sources(None, env).unwrap();
+    let t = Arc::new(Troubled::default());
+    let b = persistence_core::factory::stack(t.clone(), &s, None).unwrap();
+    for k in ["a", "b", "c"] {
+        b.insert("ns", k, DocumentWrite::new(vec![1]))
+            .await
+            .unwrap();
+    }
+    b.get("ns", "c").await.unwrap(); // cached
+    b.get("ns", "a").await.unwrap(); // evicted: read through
+    t.fail_next.store(2, Ordering::SeqCst); // the read and its one retry
+    assert!(b.get("ns", "zz").await.is_err());
+    // the breaker is open: this write is accepted by the queue
+    assert_eq!(
+        b.upsert("ns", "a", DocumentWrite::new(vec![2]))
+            .await
+            .unwrap(),
+        Version(0)
+    );
+    let before = b.stats();
+    assert_eq!(before.counter("breaker_open"), 1, "{before:?}");
+    assert_eq!(before.counter("queue_accepted"), 1, "{before:?}");
+    // the queue replays once the breaker lets a probe through
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.stats().counter("queue_depth") > 0 {
+        assert!(Instant::now() < deadline, "the queue never drained");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = b.stats();
+    for (name, at_least) in [
+        ("retries", 1),
+        ("breaker_opened", 1),
+        ("breaker_closed", 1),
+        ("queue_accepted", 1),
+        ("queue_replayed", 1),
+        ("cache_hits", 1),
+        ("cache_misses", 2),
+        ("cache_evictions", 1),
+        ("cache_capacity", 2),
+    ] {
+        assert!(
+            stats.counter(name) >= at_least,
+            "{name} = {} < {at_least}: {stats:?}",
+            stats.counter(name)
+        );
+    }
+    for name in ["timeouts", "queue_dropped", "queue_full", "breaker_open"] {
+        assert_eq!(stats.counter(name), 0, "{name}: {stats:?}");
+    }
+    let get = stats.operations["get"];
+    assert_eq!(
+        (get.calls, get.errors, get.unavailable),
+        (3, 1, 1),
+        "{stats:?}"
+    );
+    assert_eq!(stats.operations["put"].calls, 4, "{stats:?}");
+    assert_eq!(
+        stats.operations["put"].errors, 0,
+        "accepted is not an error"
+    );
+}
+
+/// A span's name and its fields.
+type SpanSeen = (String, Vec<(String, String)>);
+
+/// Records the spans opened while it is the default subscriber.
+#[derive(Default)]
+struct SpanRecorder {
+    spans: std::sync::Mutex<Vec<SpanSeen>>,
+    next: AtomicU64,
+}
+
+impl tracing::Subscriber for SpanRecorder {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, attrs: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        struct Fields(Vec<(String, String)>);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.push((f.name().into(), format!("{v:?}")));
+            }
+            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+                self.0.push((f.name().into(), v.into()));
+            }
+        }
+        let mut fields = Fields(Vec::new());
+        attrs.record(&mut fields);
+        self.spans
+            .lock()
+            .unwrap()
+            .push((attrs.metadata().name().into(), fields.0));
+        tracing::span::Id::from_u64(self.next.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test]
+async fn every_call_runs_in_a_span_naming_operation_namespace_and_key() {
+    let recorder = Arc::new(SpanRecorder::default());
+    let _guard = tracing::subscriber::set_default(recorder.clone());
+    let s = Settings::from_sources(
+        None,
+        [("TA_PERSISTENCE__LAYERS".to_string(), "retry".to_string())],
+    )
+    .unwrap();
+    let b = persistence_core::factory::stack(Arc::new(MemoryBackend::new()), &s, None).unwrap();
+    b.insert(
+        "tasks",
+        "t-1",
+        DocumentWrite::new(vec![1]).with_term("by", "r"),
+    )
+    .await
+    .unwrap();
+    b.get("tasks", "t-1").await.unwrap();
+    b.lookup("tasks", "by", "r").await.unwrap();
+    let spans = recorder.spans.lock().unwrap().clone();
+    let field = |span: &SpanSeen, name: &str| {
+        span.1
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let seen: Vec<(String, String, String)> = spans
+        .iter()
+        .filter(|s| s.0 == "persistence")
+        .map(|s| (field(s, "op"), field(s, "namespace"), field(s, "key")))
+        .collect();
+    let expected = [("put", "t-1"), ("get", "t-1"), ("lookup", "r")]
+        .map(|(op, key)| (op.to_string(), "tasks".to_string(), key.to_string()));
+    assert_eq!(seen, expected, "all spans: {spans:?}");
+}

@@ -5,6 +5,7 @@
 //! every backend (memory, sled, Redis, a plugin, a stack of layers) gets them.
 
 mod document;
+mod stats;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ pub use document::{
     Capabilities, Document, DocumentWrite, Health, HealthStatus, IndexTerm, Precondition, Put,
     Remove, ScanOrder, ScanPage, ScanRequest, Version,
 };
+pub use stats::{OperationStats, Stats};
 
 use crate::error::{Error, Result};
 
@@ -162,6 +164,14 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// [`HealthStatus::Down`] report).
     async fn health(&self) -> Health;
 
+    /// What this backend and the layers around it have counted (calls,
+    /// errors, retries, breaker transitions, queue depth, cache hits...).
+    /// Cheap: reads counters, never calls the backend. A bare backend
+    /// reports nothing; each layer adds its own (see [`Stats`]).
+    fn stats(&self) -> Stats {
+        Stats::default()
+    }
+
     /// The `Unsupported` error for `capability` on this backend.
     fn unsupported(&self, capability: &str) -> Error {
         Error::Unsupported {
@@ -247,5 +257,8 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     async fn health(&self) -> Health {
         (**self).health().await
+    }
+    fn stats(&self) -> Stats {
+        (**self).stats()
     }
 }

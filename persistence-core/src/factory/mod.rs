@@ -27,15 +27,17 @@ pub use fallback::FallbackBackend;
 pub type SpillOpener =
     Arc<dyn Fn(&std::path::Path) -> Result<Arc<dyn crate::layers::QueueSpill>> + Send + Sync>;
 
-/// Wraps `backend` in the configured layers, from the backend outward
-/// (call inside a tokio runtime: the recovery queue replays in the
-/// background). A `spill_path` needs a `spill` opener.
+/// Wraps `backend` in the configured layers, from the backend outward,
+/// and puts [`Metrics`](crate::layers::Metrics) outermost, so
+/// [`Backend::stats`](crate::Backend::stats) counts what callers saw (call
+/// inside a tokio runtime: the recovery queue replays in the background).
+/// A `spill_path` needs a `spill` opener.
 pub fn stack(
     mut backend: SharedBackend,
     settings: &Settings,
     spill: Option<&SpillOpener>,
 ) -> Result<SharedBackend> {
-    use crate::layers::{layer, CacheTier, CircuitBreaker, RecoveryQueue, Retry, Timeout};
+    use crate::layers::{layer, CacheTier, CircuitBreaker, Metrics, RecoveryQueue, Retry, Timeout};
     use std::time::Duration;
     for name in &settings.layers.0 {
         backend = match name.as_str() {
@@ -88,7 +90,7 @@ pub fn stack(
             _ => backend,
         };
     }
-    Ok(backend)
+    Ok(layer(backend, Metrics::new()))
 }
 
 /// Fills the caches of `backend` with `namespace`'s documents by reading

@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::{BoxFuture, Op, Policy};
-use crate::backend::{Health, HealthStatus};
+use super::{BoxFuture, Op, Policy, Target};
+use crate::backend::{Health, HealthStatus, Stats};
 use crate::error::{Error, Result};
 
 /// Where the breaker is.
@@ -148,6 +148,7 @@ impl Policy for CircuitBreaker {
     fn run<'a, T: Send + 'a>(
         &'a self,
         op: Op,
+        _target: Target<'a>,
         call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
     ) -> BoxFuture<'a, Result<T>> {
         Box::pin(async move {
@@ -186,5 +187,14 @@ impl Policy for CircuitBreaker {
         if i.state == BreakerState::Open && health.status == HealthStatus::Ok {
             health.status = HealthStatus::Degraded;
         }
+    }
+
+    fn stats(&self, stats: &mut Stats) {
+        let i = self.inner.lock();
+        stats.set("breaker_open", u64::from(i.state != BreakerState::Closed));
+        stats.set("breaker_failures", u64::from(i.failures));
+        stats.set("breaker_opened", i.opened);
+        stats.set("breaker_closed", i.closed);
+        stats.set("breaker_rejected", i.rejected);
     }
 }

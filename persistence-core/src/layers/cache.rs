@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 
 use crate::backend::{
     Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, Precondition, ScanOrder,
-    ScanPage, ScanRequest, SharedBackend, Version,
+    ScanPage, ScanRequest, SharedBackend, Stats, Version,
 };
 use crate::error::Result;
 
@@ -24,6 +24,8 @@ struct Lru {
     /// only if none happened while it read (else it could cache a copy that
     /// a concurrent removal or write has just made stale).
     writes: u64,
+    /// Entries evicted to stay within capacity.
+    evictions: u64,
 }
 
 impl Lru {
@@ -58,6 +60,7 @@ impl Lru {
                 break;
             };
             self.entries.remove(&oldest);
+            self.evictions += 1;
         }
     }
 
@@ -267,5 +270,18 @@ impl Backend for CacheTier {
             );
         }
         h
+    }
+
+    fn stats(&self) -> Stats {
+        let mut stats = self.durable.stats();
+        let (hits, misses) = self.hits_and_misses();
+        let lru = self.lru.lock();
+        stats.set("cache_entries", lru.entries.len() as u64);
+        stats.set("cache_evictions", lru.evictions);
+        drop(lru);
+        stats.set("cache_capacity", self.capacity as u64);
+        stats.set("cache_hits", hits);
+        stats.set("cache_misses", misses);
+        stats
     }
 }

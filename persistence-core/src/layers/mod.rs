@@ -9,6 +9,7 @@
 
 mod breaker;
 mod cache;
+mod metrics;
 mod recovery;
 mod retry;
 mod spill;
@@ -22,6 +23,7 @@ use bytes::Bytes;
 
 pub use breaker::{BreakerState, CircuitBreaker};
 pub use cache::CacheTier;
+pub use metrics::Metrics;
 pub use recovery::{with_priority, Priority, RecoveryQueue};
 pub use retry::Retry;
 pub use spill::{QueueSpill, SpilledOp, SpilledWrite};
@@ -29,7 +31,7 @@ pub use timeout::Timeout;
 
 use crate::backend::{
     Backend, Capabilities, Document, DocumentWrite, Health, Precondition, ScanPage, ScanRequest,
-    SharedBackend, Version,
+    SharedBackend, Stats, Version,
 };
 use crate::error::Result;
 
@@ -72,6 +74,15 @@ impl Op {
     }
 }
 
+/// What a call is about, for spans and log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The namespace.
+    pub namespace: &'a str,
+    /// The key; the term of a lookup; empty for scans and counts.
+    pub key: &'a str,
+}
+
 /// How a layer runs each call. `call` makes a fresh attempt each time it
 /// is invoked.
 pub trait Policy: Send + Sync + Debug + 'static {
@@ -82,12 +93,18 @@ pub trait Policy: Send + Sync + Debug + 'static {
     fn run<'a, T: Send + 'a>(
         &'a self,
         op: Op,
+        target: Target<'a>,
         call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
     ) -> BoxFuture<'a, Result<T>>;
 
     /// Adds what the layer knows (state, counts) to a health report.
     fn report(&self, health: &mut Health) {
         let _ = health;
+    }
+
+    /// Adds the layer's counters to `stats`.
+    fn stats(&self, stats: &mut Stats) {
+        let _ = stats;
     }
 }
 
@@ -131,13 +148,17 @@ impl<P: Policy> Backend for Layered<P> {
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
         self.policy
-            .run(Op::Read("get"), &|| self.inner.get(namespace, key))
+            .run(Op::Read("get"), Target { namespace, key }, &|| {
+                self.inner.get(namespace, key)
+            })
             .await
     }
 
     async fn get_value(&self, namespace: &str, key: &str) -> Result<Option<Bytes>> {
         self.policy
-            .run(Op::Read("get"), &|| self.inner.get_value(namespace, key))
+            .run(Op::Read("get"), Target { namespace, key }, &|| {
+                self.inner.get_value(namespace, key)
+            })
             .await
     }
 
@@ -149,7 +170,7 @@ impl<P: Policy> Backend for Layered<P> {
         precondition: Precondition,
     ) -> Result<Version> {
         self.policy
-            .run(Op::Put(precondition), &|| {
+            .run(Op::Put(precondition), Target { namespace, key }, &|| {
                 self.inner.put(namespace, key, write.clone(), precondition)
             })
             .await
@@ -157,7 +178,7 @@ impl<P: Policy> Backend for Layered<P> {
 
     async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
         self.policy
-            .run(Op::Remove(precondition), &|| {
+            .run(Op::Remove(precondition), Target { namespace, key }, &|| {
                 self.inner.remove(namespace, key, precondition)
             })
             .await
@@ -165,15 +186,20 @@ impl<P: Policy> Backend for Layered<P> {
 
     async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
         self.policy
-            .run(Op::Read("lookup"), &|| {
-                self.inner.lookup(namespace, index, term)
-            })
+            .run(
+                Op::Read("lookup"),
+                Target {
+                    namespace,
+                    key: term,
+                },
+                &|| self.inner.lookup(namespace, index, term),
+            )
             .await
     }
 
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
         self.policy
-            .run(Op::Read("scan"), &|| {
+            .run(Op::Read("scan"), Target { namespace, key: "" }, &|| {
                 self.inner.scan(namespace, request.clone())
             })
             .await
@@ -181,7 +207,9 @@ impl<P: Policy> Backend for Layered<P> {
 
     async fn count(&self, namespace: &str) -> Result<u64> {
         self.policy
-            .run(Op::Read("count"), &|| self.inner.count(namespace))
+            .run(Op::Read("count"), Target { namespace, key: "" }, &|| {
+                self.inner.count(namespace)
+            })
             .await
     }
 
@@ -189,5 +217,11 @@ impl<P: Policy> Backend for Layered<P> {
         let mut health = self.inner.health().await;
         self.policy.report(&mut health);
         health
+    }
+
+    fn stats(&self) -> Stats {
+        let mut stats = self.inner.stats();
+        self.policy.stats(&mut stats);
+        stats
     }
 }

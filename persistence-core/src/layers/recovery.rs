@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use crate::backend::{
     Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, Precondition, ScanPage,
-    ScanRequest, SharedBackend, Version,
+    ScanRequest, SharedBackend, Stats, Version,
 };
 use crate::error::{Error, Result};
 
@@ -66,8 +66,11 @@ struct Queue {
     /// Queued writes per key: a later write to such a key queues too, so
     /// two writes to one key never change order.
     per_key: HashMap<(String, String), usize>,
+    accepted: u64,
     replayed: u64,
     dropped: u64,
+    /// Writes refused because the queue was full.
+    full: u64,
     next_seq: u64,
 }
 
@@ -252,6 +255,7 @@ impl RecoveryQueue {
     fn enqueue(&self, ns: &str, key: &str, op: SpilledOp, cause: &Error) -> Result<()> {
         let mut q = self.queue.lock();
         if q.entries.len() >= self.capacity {
+            q.full += 1;
             return Err(Error::Unavailable {
                 backend: self.inner.name().into(),
                 reason: format!(
@@ -271,6 +275,7 @@ impl RecoveryQueue {
             spill.append(seq, &write)?;
         }
         q.next_seq += 1;
+        q.accepted += 1;
         *q.per_key.entry((ns.into(), key.into())).or_default() += 1;
         q.entries.push_back(Entry { seq, write });
         self.queued.store(q.entries.len(), Ordering::Release);
@@ -424,5 +429,17 @@ impl Backend for RecoveryQueue {
             );
         }
         h
+    }
+
+    fn stats(&self) -> Stats {
+        let mut stats = self.inner.stats();
+        let q = self.queue.lock();
+        stats.set("queue_depth", q.entries.len() as u64);
+        stats.set("queue_capacity", self.capacity as u64);
+        stats.set("queue_accepted", q.accepted);
+        stats.set("queue_replayed", q.replayed);
+        stats.set("queue_dropped", q.dropped);
+        stats.set("queue_full", q.full);
+        stats
     }
 }

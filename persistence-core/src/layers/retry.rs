@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{BoxFuture, Op, Policy};
+use super::{BoxFuture, Op, Policy, Target};
 use crate::error::Result;
 
 /// Runs a call again when it failed with a retryable error (`Unavailable`,
@@ -71,6 +71,7 @@ impl Policy for Retry {
     fn run<'a, T: Send + 'a>(
         &'a self,
         op: Op,
+        target: Target<'a>,
         call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
     ) -> BoxFuture<'a, Result<T>> {
         Box::pin(async move {
@@ -80,7 +81,14 @@ impl Policy for Retry {
                     Err(e)
                         if e.is_retryable() && op.safe_to_retry() && attempt < self.max_retries =>
                     {
-                        tracing::debug!(operation = op.name(), attempt, error = %e, "retrying");
+                        tracing::debug!(
+                            operation = op.name(),
+                            namespace = target.namespace,
+                            key = target.key,
+                            attempt,
+                            error = %e,
+                            "retrying"
+                        );
                         self.retries.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(self.delay(attempt)).await;
                         attempt += 1;
@@ -95,5 +103,9 @@ impl Policy for Retry {
         health
             .details
             .insert("retries".into(), self.retries().to_string());
+    }
+
+    fn stats(&self, stats: &mut crate::backend::Stats) {
+        stats.set("retries", self.retries());
     }
 }

@@ -1,22 +1,27 @@
 //! A deadline per call.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{BoxFuture, Op, Policy};
+use super::{BoxFuture, Op, Policy, Target};
 use crate::error::{Error, Result};
 
 /// Fails a call that takes longer than `after` with `Timeout` (the call's
 /// future is dropped: a write may or may not have applied, as with any
 /// lost reply).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Timeout {
     after: Duration,
+    expired: AtomicU64,
 }
 
 impl Timeout {
     /// A deadline of `after` per call.
     pub fn new(after: Duration) -> Self {
-        Timeout { after }
+        Timeout {
+            after,
+            expired: AtomicU64::new(0),
+        }
     }
 }
 
@@ -28,12 +33,21 @@ impl Policy for Timeout {
     fn run<'a, T: Send + 'a>(
         &'a self,
         op: Op,
+        target: Target<'a>,
         call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
     ) -> BoxFuture<'a, Result<T>> {
         Box::pin(async move {
             tokio::time::timeout(self.after, call())
                 .await
                 .unwrap_or_else(|_| {
+                    self.expired.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        operation = op.name(),
+                        namespace = target.namespace,
+                        key = target.key,
+                        after = ?self.after,
+                        "call timed out"
+                    );
                     Err(Error::Timeout {
                         operation: op.name().to_string(),
                         after: self.after,
@@ -46,5 +60,9 @@ impl Policy for Timeout {
         health
             .details
             .insert("timeout_ms".into(), self.after.as_millis().to_string());
+    }
+
+    fn stats(&self, stats: &mut crate::backend::Stats) {
+        stats.set("timeouts", self.expired.load(Ordering::Relaxed));
     }
 }

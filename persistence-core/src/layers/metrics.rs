@@ -1,0 +1,99 @@
+//! Calls, errors and time per operation, and a tracing span per call.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use super::{BoxFuture, Op, Policy, Target};
+use crate::backend::{OperationStats, Stats};
+use crate::error::Result;
+
+/// The operations counted, in [`Metrics`]'s table order.
+const OPERATIONS: [&str; 6] = ["get", "put", "remove", "lookup", "scan", "count"];
+
+#[derive(Debug, Default)]
+struct Counters {
+    calls: AtomicU64,
+    errors: AtomicU64,
+    unavailable: AtomicU64,
+    total_us: AtomicU64,
+    max_us: AtomicU64,
+}
+
+/// Counts every call by operation (calls, errors, unreachable errors, time)
+/// and runs each inside a `tracing` span named `persistence` with the
+/// operation, namespace and key, at DEBUG level (free when nothing listens).
+/// The factory puts it outermost on every stack it builds, so the counts
+/// are what callers saw; read them with [`Backend::stats`](crate::Backend::stats).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    operations: [Counters; OPERATIONS.len()],
+}
+
+impl Metrics {
+    /// Counters at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn counters(&self, op: Op) -> Option<&Counters> {
+        let i = OPERATIONS.iter().position(|name| *name == op.name())?;
+        Some(&self.operations[i])
+    }
+}
+
+impl Policy for Metrics {
+    fn name(&self) -> &'static str {
+        "metrics"
+    }
+
+    fn run<'a, T: Send + 'a>(
+        &'a self,
+        op: Op,
+        target: Target<'a>,
+        call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
+    ) -> BoxFuture<'a, Result<T>> {
+        let span = tracing::debug_span!(
+            "persistence",
+            op = op.name(),
+            namespace = target.namespace,
+            key = target.key
+        );
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                let result = call().await;
+                if let Some(c) = self.counters(op) {
+                    let us = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+                    c.calls.fetch_add(1, Ordering::Relaxed);
+                    c.total_us.fetch_add(us, Ordering::Relaxed);
+                    c.max_us.fetch_max(us, Ordering::Relaxed);
+                    if let Err(e) = &result {
+                        c.errors.fetch_add(1, Ordering::Relaxed);
+                        if e.is_retryable() {
+                            c.unavailable.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tracing::debug!(error = %e, "call failed");
+                    }
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+
+    fn stats(&self, stats: &mut Stats) {
+        for (name, c) in OPERATIONS.iter().zip(&self.operations) {
+            let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            let mine = OperationStats {
+                calls: load(&c.calls),
+                errors: load(&c.errors),
+                unavailable: load(&c.unavailable),
+                total_us: load(&c.total_us),
+                max_us: load(&c.max_us),
+            };
+            stats.operations.insert((*name).to_string(), mine);
+        }
+    }
+}
