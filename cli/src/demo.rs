@@ -25,7 +25,8 @@ pub struct Args {
     keep: bool,
 }
 
-type Recorded = BTreeMap<&'static str, Samples>;
+/// Latencies by operation.
+pub type Recorded = BTreeMap<&'static str, Samples>;
 
 async fn timed<T, E>(
     rec: &mut Recorded,
@@ -84,6 +85,55 @@ async fn life(
     Ok(())
 }
 
+/// Runs `tasks` task lives, `concurrency` at a time, with a progress bar
+/// when `progress`; returns the latencies by operation.
+pub async fn lives(
+    store: &TaskStore,
+    tasks: usize,
+    concurrency: usize,
+    keep: bool,
+    progress: bool,
+) -> Result<Recorded, Box<dyn std::error::Error>> {
+    let bar = if progress {
+        ProgressBar::new(tasks as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} tasks ({per_sec})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let run_id = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    let workers = concurrency.clamp(1, tasks.max(1));
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let (store, bar, run_id) = (store.clone(), bar.clone(), run_id.clone());
+        handles.push(tokio::spawn(async move {
+            let mut rec = Recorded::new();
+            for n in (w..tasks).step_by(workers) {
+                life(&store, &run_id, n, keep, &mut rec).await?;
+                bar.inc(1);
+            }
+            Ok::<_, String>(rec)
+        }));
+    }
+    let mut all = Recorded::new();
+    for h in handles {
+        for (op, samples) in h.await?? {
+            all.entry(op).or_default().extend(samples);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(all)
+}
+
 pub async fn run(
     args: &Args,
     settings: &Settings,
@@ -98,46 +148,9 @@ pub async fn run(
             opened.requested
         );
     }
-    let progress = if json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(args.tasks as u64)
-    };
-    progress.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} tasks ({per_sec})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let run_id = format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis()
-    );
     let started = Instant::now();
-    let workers = args.concurrency.clamp(1, args.tasks.max(1));
-    let mut handles = Vec::new();
-    for w in 0..workers {
-        let (store, progress, run_id) = (store.clone(), progress.clone(), run_id.clone());
-        let (tasks, keep) = (args.tasks, args.keep);
-        handles.push(tokio::spawn(async move {
-            let mut rec = Recorded::new();
-            for n in (w..tasks).step_by(workers) {
-                life(&store, &run_id, n, keep, &mut rec).await?;
-                progress.inc(1);
-            }
-            Ok::<_, String>(rec)
-        }));
-    }
-    let mut all = Recorded::new();
-    for h in handles {
-        for (op, samples) in h.await?? {
-            all.entry(op).or_default().extend(samples);
-        }
-    }
+    let mut all = lives(&store, args.tasks, args.concurrency, args.keep, !json).await?;
     let wall = started.elapsed();
-    progress.finish_and_clear();
     let remaining = store.count().await.ok();
     let total_ops: usize = all.values().map(Samples::len).sum();
     let summaries: Vec<Summary> = ["create", "load", "load_by_request_id", "update", "delete"]

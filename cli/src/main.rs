@@ -5,6 +5,7 @@ mod conformance;
 mod demo;
 mod health;
 mod report;
+mod stats;
 mod workload;
 
 use std::path::PathBuf;
@@ -15,7 +16,8 @@ use persistence_core::config::{Settings, CONFIG_PATH_VAR};
 use persistence_core::factory::Factory;
 
 /// Operate the agent-state persistence framework: check the configured
-/// backend, run a demo workload, benchmark, or run the conformance suite.
+/// backend, run a demo workload, read the stack's counters, benchmark, or
+/// run the conformance suite.
 ///
 /// Settings come from a TOML file (--config, TA_PERSISTENCE_CONFIG, or
 /// config/default.toml if present) overlaid by TA_* environment variables.
@@ -52,6 +54,10 @@ enum Command {
     /// a plugin library (--module PATH [--class NAME] [--option KEY=VALUE]),
     /// and print a pass/fail table (exit code 1 on any failure).
     Conformance(conformance::Args),
+    /// Run task lives through the configured stack and print what it
+    /// counted: calls, errors and time per operation; retries, breaker
+    /// transitions, queue depth, cache hits and misses.
+    Stats(stats::Args),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +94,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Health => health::run(&settings()?, &factory(), cli.json).await,
         Command::Demo(args) => demo::run(args, &settings()?, &factory(), cli.json).await,
         Command::Bench(args) => bench::run(args, cli.json).await,
+        Command::Stats(args) => stats::run(args, &settings()?, &factory(), cli.json).await,
         Command::Conformance(args) => {
             conformance::run(args, &settings()?, &factory(), cli.json).await
         }

@@ -60,10 +60,10 @@ pub struct OperationStats {
     /// Of the errors, those meaning the backend could not be reached or did
     /// not answer in time (`Unavailable`, `Timeout`).
     pub unavailable: u64,
-    /// Time spent in all calls, in microseconds.
-    pub total_us: u64,
-    /// The longest call, in microseconds.
-    pub max_us: u64,
+    /// Time spent in all calls, in nanoseconds.
+    pub total_ns: u64,
+    /// The longest call, in nanoseconds.
+    pub max_ns: u64,
 }
 
 impl OperationStats {
@@ -72,7 +72,12 @@ impl OperationStats {
         if self.calls == 0 {
             0.0
         } else {
-            self.total_us as f64 / self.calls as f64
+            self.total_ns as f64 / self.calls as f64 / 1_000.0
         }
+    }
+
+    /// The longest call, in microseconds.
+    pub fn max_us(&self) -> f64 {
+        self.max_ns as f64 / 1_000.0
     }
 }

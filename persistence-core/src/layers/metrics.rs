@@ -17,8 +17,8 @@ struct Counters {
     calls: AtomicU64,
     errors: AtomicU64,
     unavailable: AtomicU64,
-    total_us: AtomicU64,
-    max_us: AtomicU64,
+    total_ns: AtomicU64,
+    max_ns: AtomicU64,
 }
 
 /// Counts every call by operation (calls, errors, unreachable errors, time)
@@ -65,10 +65,10 @@ impl Policy for Metrics {
                 let started = Instant::now();
                 let result = call().await;
                 if let Some(c) = self.counters(op) {
-                    let us = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+                    let ns = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
                     c.calls.fetch_add(1, Ordering::Relaxed);
-                    c.total_us.fetch_add(us, Ordering::Relaxed);
-                    c.max_us.fetch_max(us, Ordering::Relaxed);
+                    c.total_ns.fetch_add(ns, Ordering::Relaxed);
+                    c.max_ns.fetch_max(ns, Ordering::Relaxed);
                     if let Err(e) = &result {
                         c.errors.fetch_add(1, Ordering::Relaxed);
                         if e.is_retryable() {
@@ -90,8 +90,8 @@ impl Policy for Metrics {
                 calls: load(&c.calls),
                 errors: load(&c.errors),
                 unavailable: load(&c.unavailable),
-                total_us: load(&c.total_us),
-                max_us: load(&c.max_us),
+                total_ns: load(&c.total_ns),
+                max_ns: load(&c.max_ns),
             };
             stats.operations.insert((*name).to_string(), mine);
         }

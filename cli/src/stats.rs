@@ -1,0 +1,92 @@
+//! `stats`: what the configured stack counts while it works.
+
+use std::process::ExitCode;
+
+use persistence_core::backend::Stats;
+use persistence_core::config::Settings;
+use persistence_core::factory::Factory;
+
+use crate::demo;
+use crate::report::{right, table};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Task lives to run through the stack before reporting (each is 7
+    /// operations, as in `demo`); 0 reports what opening the stack did
+    /// (preloading, replaying a spilled queue).
+    #[arg(long, default_value_t = 200)]
+    tasks: usize,
+    /// Tasks in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+}
+
+pub async fn run(
+    args: &Args,
+    settings: &Settings,
+    factory: &Factory,
+    json: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (store, opened) = factory.open_task_store(settings).await?;
+    if let Some(cause) = &opened.fallback_cause {
+        eprintln!(
+            "warning: running on memory because {} could not start: {cause}",
+            opened.requested
+        );
+    }
+    if args.tasks > 0 {
+        demo::lives(&store, args.tasks, args.concurrency, false, !json).await?;
+    }
+    let stats = opened.backend.stats();
+    let health = opened.backend.health().await;
+    let layers = &settings.layers.0;
+    if json {
+        let out = serde_json::json!({
+            "backend": opened.backend.name(),
+            "layers": layers,
+            "tasks": args.tasks,
+            "health": health.status,
+            "stats": stats,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print(&stats, opened.backend.name(), layers, args.tasks);
+        println!("health: {} ({})", health.status, health.message);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print(stats: &Stats, backend: &str, layers: &[String], tasks: usize) {
+    let layers = if layers.is_empty() {
+        "no layers".to_string()
+    } else {
+        format!("layers: {}", layers.join(", "))
+    };
+    println!("stats of {backend} ({layers}) after {tasks} task lives");
+    let mut t = table(&[
+        "operation",
+        "calls",
+        "errors",
+        "unavailable",
+        "mean µs",
+        "max µs",
+    ]);
+    for (name, op) in &stats.operations {
+        t.add_row(vec![
+            name.into(),
+            right(op.calls),
+            right(op.errors),
+            right(op.unavailable),
+            right(format!("{:.1}", op.mean_us())),
+            right(format!("{:.1}", op.max_us())),
+        ]);
+    }
+    println!("{t}");
+    if !stats.counters.is_empty() {
+        let mut t = table(&["counter", "value"]);
+        for (name, value) in &stats.counters {
+            t.add_row(vec![name.into(), right(value)]);
+        }
+        println!("{t}");
+    }
+}
