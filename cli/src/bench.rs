@@ -20,6 +20,10 @@ use crate::workload;
 /// The baseline's stored bytes: shared, so a load copies nothing under the lock.
 type Bytes = Arc<[u8]>;
 
+/// Chunks each phase is cut into, taken by the store and the baseline in
+/// turns.
+const SLICES: usize = 20;
+
 /// Which store to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Store {
@@ -33,9 +37,6 @@ pub enum Store {
     /// The in-memory backend exported by plugin-example through the plugin
     /// ABI against the same backend linked in; also the example's json-dir.
     Plugin,
-    /// The task store on Redis under timeout + retry + circuit_breaker +
-    /// recovery_queue (breaker closed, no faults) against bare Redis.
-    RedisLayers,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,9 +57,17 @@ pub struct Args {
     /// outside keys starting with `bench:`).
     #[arg(long, value_name = "URL")]
     redis_url: Option<String>,
-    /// Rounds per mode; each row reports the median round (this machine is noisy).
+    /// Rounds per mode; each row reports the median round and the median
+    /// ratio (this machine is noisy).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Measure the store under these layers (from the backend outward, e.g.
+    /// timeout,retry,circuit_breaker,recovery_queue; the metrics layer is
+    /// always outermost, as in every configured stack) against the same
+    /// store bare, instead of against the usual baseline. An empty list
+    /// measures the metrics layer alone.
+    #[arg(long, value_name = "LIST")]
+    layers: Option<String>,
 }
 
 /// The simplest correct store: the same JSON bytes in a `RwLock<HashMap>`,
@@ -243,37 +252,71 @@ impl Target {
     }
 }
 
-/// Runs every operation over all tasks, phase by phase, with `concurrency`
-/// tasks in flight; returns a summary per operation.
-async fn measure(
+/// Runs `op` over `tasks[range]` with `concurrency` tasks in flight;
+/// returns the latencies and the wall time.
+async fn slice(
     target: &Target,
     tasks: &Arc<Vec<(AgentTask, AgentTask)>>,
+    range: std::ops::Range<usize>,
+    op: &'static str,
     concurrency: usize,
-) -> Result<Vec<Summary>, Box<dyn std::error::Error>> {
-    let mut out = Vec::new();
-    for op in OPS {
-        let started = Instant::now();
-        let mut handles = Vec::new();
-        for w in 0..concurrency {
-            let (target, tasks) = (target.clone(), tasks.clone());
-            let step = concurrency;
-            handles.push(tokio::spawn(async move {
-                let mut samples = Samples::default();
-                for (task, updated) in tasks.iter().skip(w).step_by(step) {
-                    let t = Instant::now();
-                    target.op(op, task, updated).await?;
-                    samples.push(t.elapsed());
-                }
-                Ok::<_, String>(samples)
-            }));
-        }
-        let mut all = Samples::default();
-        for h in handles {
-            all.extend(h.await??);
-        }
-        out.push(all.summary(op, started.elapsed()));
+) -> Result<(Samples, std::time::Duration), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..concurrency.min(range.len()).max(1) {
+        let (target, tasks, range) = (target.clone(), tasks.clone(), range.clone());
+        handles.push(tokio::spawn(async move {
+            let mut samples = Samples::default();
+            for (task, updated) in tasks[range].iter().skip(w).step_by(concurrency) {
+                let t = Instant::now();
+                target.op(op, task, updated).await?;
+                samples.push(t.elapsed());
+            }
+            Ok::<_, String>(samples)
+        }));
     }
-    Ok(out)
+    let mut all = Samples::default();
+    for h in handles {
+        all.extend(h.await??);
+    }
+    Ok((all, started.elapsed()))
+}
+
+/// Runs every operation over all tasks, phase by phase, on `store` and
+/// `baseline` in turns: each phase is cut into `slices` chunks, and each
+/// chunk runs on one then the other (who goes first alternates), so both
+/// meet the same machine noise and server state. Returns a summary per
+/// operation for each, over the time each spent working.
+async fn measure_pair(
+    store: &Target,
+    baseline: &Target,
+    tasks: &Arc<Vec<(AgentTask, AgentTask)>>,
+    concurrency: usize,
+    slices: usize,
+) -> Result<(Vec<Summary>, Vec<Summary>), Box<dyn std::error::Error>> {
+    let (mut store_out, mut baseline_out) = (Vec::new(), Vec::new());
+    let slices = slices.clamp(1, tasks.len().max(1));
+    let chunk = tasks.len().div_ceil(slices);
+    for op in OPS {
+        let mut sides = [
+            (store, Samples::default(), std::time::Duration::ZERO),
+            (baseline, Samples::default(), std::time::Duration::ZERO),
+        ];
+        for i in 0..slices {
+            let range = (i * chunk).min(tasks.len())..((i + 1) * chunk).min(tasks.len());
+            let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+            for side in order {
+                let (samples, took) =
+                    slice(sides[side].0, tasks, range.clone(), op, concurrency).await?;
+                sides[side].1.extend(samples);
+                sides[side].2 += took;
+            }
+        }
+        let [(_, s, st), (_, b, bt)] = sides;
+        store_out.push(s.summary(op, st));
+        baseline_out.push(b.summary(op, bt));
+    }
+    Ok((store_out, baseline_out))
 }
 
 /// One raw Redis round trip doing what `op` does for the store.
@@ -370,9 +413,11 @@ async fn redis_store_backend() -> Result<persistence_core::SharedBackend, Box<dy
     ))
 }
 
-/// A fresh task store on `store` (sled: in a temp dir removed on drop).
-async fn store_target(store: Store) -> Result<Target, Box<dyn std::error::Error>> {
-    let backend: persistence_core::SharedBackend = match store {
+/// A fresh backend of kind `store` (sled: in a temp dir removed on drop).
+async fn bare_backend(
+    store: Store,
+) -> Result<persistence_core::SharedBackend, Box<dyn std::error::Error>> {
+    Ok(match store {
         Store::Memory => Arc::new(MemoryBackend::new()),
         Store::Sled => {
             let options = SledOptions {
@@ -382,28 +427,35 @@ async fn store_target(store: Store) -> Result<Target, Box<dyn std::error::Error>
             Arc::new(SledBackend::open(&options)?)
         }
         Store::Plugin => plugin_backend("memory")?,
-        Store::RedisLayers => {
-            let env = [(
-                "TA_PERSISTENCE__LAYERS".to_string(),
-                "timeout,retry,circuit_breaker,recovery_queue".to_string(),
-            )];
-            let settings = persistence_core::config::Settings::from_sources(None, env)?;
-            persistence_core::factory::stack(redis_store_backend().await?, &settings, None)?
-        }
         Store::Redis => redis_store_backend().await?,
-    };
+    })
+}
+
+/// A fresh task store on `args.store`, under `args.layers` if given.
+async fn store_target(args: &Args) -> Result<Target, Box<dyn std::error::Error>> {
+    let mut backend = bare_backend(args.store).await?;
+    if let Some(layers) = &args.layers {
+        let env = [("TA_PERSISTENCE__LAYERS".to_string(), layers.clone())];
+        let settings = persistence_core::config::Settings::from_sources(None, env)?;
+        backend = persistence_core::factory::stack(backend, &settings, None)?;
+    }
     Ok(Target::Store(TaskStore::new(backend)))
 }
 
-/// A fresh baseline for `store`.
-async fn baseline_target(store: Store) -> Result<Target, Box<dyn std::error::Error>> {
-    Ok(match store {
+/// A fresh baseline: the same store bare when measuring layers, else the
+/// simplest thing doing the same work.
+async fn baseline_target(args: &Args) -> Result<Target, Box<dyn std::error::Error>> {
+    if args.layers.is_some() {
+        return Ok(Target::Store(TaskStore::new(
+            bare_backend(args.store).await?,
+        )));
+    }
+    Ok(match args.store {
         Store::Memory => Target::Baseline(Arc::new(Baseline::default())),
         Store::Sled => Target::RawSled(Arc::new(RawSled::open(
             &tempfile::tempdir()?.keep().join("db"),
         )?)),
         Store::Plugin => Target::Store(TaskStore::new(Arc::new(MemoryBackend::new()))),
-        Store::RedisLayers => Target::Store(TaskStore::new(redis_store_backend().await?)),
         Store::Redis => {
             let client = redis::Client::open(redis_url())?;
             Target::RawRedis(client.get_connection_manager().await?, next_ns().into())
@@ -465,7 +517,7 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         }
         let _ = MODULE.set(module);
     }
-    if matches!(args.store, Store::Redis | Store::RedisLayers) {
+    if args.store == Store::Redis {
         let target = match &args.redis_url {
             Some(url) => RedisTarget {
                 _server: None,
@@ -502,34 +554,32 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
             eprintln!("measuring {mode}: {} ops per operation...", args.ops);
         }
         // warm up allocators and caches once per mode
-        let warm = Target::Store(TaskStore::new(Arc::new(MemoryBackend::new())));
-        measure(
-            &warm,
-            &Arc::new(tasks[..tasks.len().min(2000)].to_vec()),
-            concurrency,
-        )
-        .await?;
+        let warm = || Target::Store(TaskStore::new(Arc::new(MemoryBackend::new())));
+        let sample = Arc::new(tasks[..tasks.len().min(2000)].to_vec());
+        measure_pair(&warm(), &warm(), &sample, concurrency, 1).await?;
         let rounds = args.rounds.max(1);
         let (mut store_rounds, mut baseline_rounds) = (Vec::new(), Vec::new());
-        for round in 0..rounds {
-            // fresh stores each round; alternate who goes first
-            let store = store_target(args.store).await?;
-            let baseline = baseline_target(args.store).await?;
-            if round % 2 == 0 {
-                store_rounds.push(measure(&store, &tasks, concurrency).await?);
-                baseline_rounds.push(measure(&baseline, &tasks, concurrency).await?);
-            } else {
-                baseline_rounds.push(measure(&baseline, &tasks, concurrency).await?);
-                store_rounds.push(measure(&store, &tasks, concurrency).await?);
-            }
+        for _ in 0..rounds {
+            // fresh stores each round
+            let store = store_target(args).await?;
+            let baseline = baseline_target(args).await?;
+            let (s, b) = measure_pair(&store, &baseline, &tasks, concurrency, SLICES).await?;
+            store_rounds.push(s);
+            baseline_rounds.push(b);
         }
         for i in 0..OPS.len() {
+            let mut ratios: Vec<f64> = store_rounds
+                .iter()
+                .zip(&baseline_rounds)
+                .map(|(s, b)| s[i].ops_per_sec / b[i].ops_per_sec)
+                .collect();
+            ratios.sort_by(f64::total_cmp);
             let store = median(store_rounds.iter().map(|r| r[i].clone()).collect());
             let baseline = median(baseline_rounds.iter().map(|r| r[i].clone()).collect());
             rows.push(Row {
                 mode: mode.clone(),
                 op: store.op.clone(),
-                ratio: store.ops_per_sec / baseline.ops_per_sec,
+                ratio: ratios[ratios.len() / 2],
                 store,
                 baseline,
             });
@@ -547,21 +597,34 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
             let n = tasks.len().min(2000);
             let sample = Arc::new(tasks[..n].to_vec());
             let target = Target::Store(TaskStore::new(plugin_backend("json-dir")?));
-            for s in measure(&target, &sample, concurrency).await? {
-                json_dir.push((mode.clone(), s));
+            for op in OPS {
+                let (samples, took) =
+                    slice(&target, &sample, 0..sample.len(), op, concurrency).await?;
+                json_dir.push((mode.clone(), samples.summary(op, took)));
             }
         }
     }
     let space = match args.store {
         Store::Sled => Some(sled_space(10_000).await?),
-        Store::Memory | Store::Redis | Store::Plugin | Store::RedisLayers => None,
+        Store::Memory | Store::Redis | Store::Plugin => None,
     };
     let (name, baseline_name) = match args.store {
         Store::Memory => ("memory", "a bare RwLock<HashMap> with the same serde work"),
         Store::Sled => ("sled", "raw sled inserts and reads of the same bytes"),
         Store::Redis => ("redis", "raw SET/GET/DEL of the same bytes with the same round trips (the ceiling: 1 each, 2 for load_by_request_id)"),
         Store::Plugin => ("memory exported through the plugin ABI", "the same memory backend linked in"),
-        Store::RedisLayers => ("redis under timeout + retry + circuit_breaker + recovery_queue", "the same task store on bare redis"),
+    };
+    let (name, baseline_name) = match &args.layers {
+        Some(layers) => {
+            let mut stack: Vec<&str> = layers.split(',').map(str::trim).collect();
+            stack.retain(|l| !l.is_empty());
+            stack.push("metrics");
+            (
+                format!("{name} under {}", stack.join(" + ")),
+                format!("the same task store on bare {name}"),
+            )
+        }
+        None => (name.to_string(), baseline_name.to_string()),
     };
     if json {
         let space = space.map(|(json, full, emptied)| {
@@ -576,7 +639,7 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "TaskStore on {name} vs {baseline_name}; {size}-byte tasks of 3 items, {} ops per phase, median of {} rounds",
+        "TaskStore on {name} vs {baseline_name}; {size}-byte tasks of 3 items, {} ops per phase in {SLICES} slices taken in turns; median of {} rounds",
         args.ops, args.rounds.max(1)
     );
     let mut t = table(&[
@@ -609,8 +672,8 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         Store::Memory => 0.5,
         Store::Sled | Store::Redis => 0.6,
         Store::Plugin => 0.8,
-        Store::RedisLayers => 0.95,
     };
+    let target = if args.layers.is_some() { 0.95 } else { target };
     println!("lowest ratio: {worst:.2} (target >= {target:.2})");
     if !json_dir.is_empty() {
         println!(

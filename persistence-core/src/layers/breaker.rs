@@ -145,6 +145,10 @@ impl Policy for CircuitBreaker {
         "circuit_breaker"
     }
 
+    fn may_repeat(&self) -> bool {
+        false
+    }
+
     fn run<'a, T: Send + 'a>(
         &'a self,
         op: Op,

@@ -9,9 +9,6 @@ use super::{BoxFuture, Op, Policy, Target};
 use crate::backend::{OperationStats, Stats};
 use crate::error::Result;
 
-/// The operations counted, in [`Metrics`]'s table order.
-const OPERATIONS: [&str; 6] = ["get", "put", "remove", "lookup", "scan", "count"];
-
 #[derive(Debug, Default)]
 struct Counters {
     calls: AtomicU64,
@@ -28,7 +25,7 @@ struct Counters {
 /// are what callers saw; read them with [`Backend::stats`](crate::Backend::stats).
 #[derive(Debug, Default)]
 pub struct Metrics {
-    operations: [Counters; OPERATIONS.len()],
+    operations: [Counters; Op::NAMES.len()],
 }
 
 impl Metrics {
@@ -36,16 +33,15 @@ impl Metrics {
     pub fn new() -> Self {
         Self::default()
     }
-
-    fn counters(&self, op: Op) -> Option<&Counters> {
-        let i = OPERATIONS.iter().position(|name| *name == op.name())?;
-        Some(&self.operations[i])
-    }
 }
 
 impl Policy for Metrics {
     fn name(&self) -> &'static str {
         "metrics"
+    }
+
+    fn may_repeat(&self) -> bool {
+        false
     }
 
     fn run<'a, T: Send + 'a>(
@@ -64,18 +60,17 @@ impl Policy for Metrics {
             async move {
                 let started = Instant::now();
                 let result = call().await;
-                if let Some(c) = self.counters(op) {
-                    let ns = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-                    c.calls.fetch_add(1, Ordering::Relaxed);
-                    c.total_ns.fetch_add(ns, Ordering::Relaxed);
-                    c.max_ns.fetch_max(ns, Ordering::Relaxed);
-                    if let Err(e) = &result {
-                        c.errors.fetch_add(1, Ordering::Relaxed);
-                        if e.is_retryable() {
-                            c.unavailable.fetch_add(1, Ordering::Relaxed);
-                        }
-                        tracing::debug!(error = %e, "call failed");
+                let c = &self.operations[op.index()];
+                let ns = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+                c.calls.fetch_add(1, Ordering::Relaxed);
+                c.total_ns.fetch_add(ns, Ordering::Relaxed);
+                c.max_ns.fetch_max(ns, Ordering::Relaxed);
+                if let Err(e) = &result {
+                    c.errors.fetch_add(1, Ordering::Relaxed);
+                    if e.is_retryable() {
+                        c.unavailable.fetch_add(1, Ordering::Relaxed);
                     }
+                    tracing::debug!(error = %e, "call failed");
                 }
                 result
             }
@@ -84,7 +79,7 @@ impl Policy for Metrics {
     }
 
     fn stats(&self, stats: &mut Stats) {
-        for (name, c) in OPERATIONS.iter().zip(&self.operations) {
+        for (name, c) in Op::NAMES.iter().zip(&self.operations) {
             let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
             let mine = OperationStats {
                 calls: load(&c.calls),

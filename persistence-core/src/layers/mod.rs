@@ -33,16 +33,23 @@ use crate::backend::{
     Backend, Capabilities, Document, DocumentWrite, Health, Precondition, ScanPage, ScanRequest,
     SharedBackend, Stats, Version,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A boxed, sendable future (what `async_trait` methods return).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-/// What a call does, for the policies that care (retry rules, messages).
+/// What a call does, for the policies that care (retry rules, counters,
+/// messages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
-    /// A read: `get`, `lookup`, `scan`, `count`, `health`.
-    Read(&'static str),
+    /// `get` (and `get_value`).
+    Get,
+    /// `lookup`.
+    Lookup,
+    /// `scan`.
+    Scan,
+    /// `count`.
+    Count,
     /// A `put` with its precondition.
     Put(Precondition),
     /// A `remove` with its precondition.
@@ -50,12 +57,23 @@ pub enum Op {
 }
 
 impl Op {
+    /// Every operation's name, in [`Op::index`] order.
+    pub const NAMES: [&'static str; 6] = ["get", "lookup", "scan", "count", "put", "remove"];
+
     /// The operation's name.
     pub fn name(self) -> &'static str {
+        Self::NAMES[self.index()]
+    }
+
+    /// The operation's position in [`Op::NAMES`] (for tables of counters).
+    pub fn index(self) -> usize {
         match self {
-            Op::Read(name) => name,
-            Op::Put(_) => "put",
-            Op::Remove(_) => "remove",
+            Op::Get => 0,
+            Op::Lookup => 1,
+            Op::Scan => 2,
+            Op::Count => 3,
+            Op::Put(_) => 4,
+            Op::Remove(_) => 5,
         }
     }
 
@@ -68,7 +86,7 @@ impl Op {
     /// else's write.
     pub fn safe_to_retry(self) -> bool {
         match self {
-            Op::Read(_) => true,
+            Op::Get | Op::Lookup | Op::Scan | Op::Count => true,
             Op::Put(p) | Op::Remove(p) => matches!(p, Precondition::Any | Precondition::Version(_)),
         }
     }
@@ -96,6 +114,13 @@ pub trait Policy: Send + Sync + Debug + 'static {
         target: Target<'a>,
         call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
     ) -> BoxFuture<'a, Result<T>>;
+
+    /// Whether `run` may invoke the call more than once (to retry). A
+    /// policy that never does says so, and its layer then hands each write
+    /// to the backend without copying it.
+    fn may_repeat(&self) -> bool {
+        true
+    }
 
     /// Adds what the layer knows (state, counts) to a health report.
     fn report(&self, health: &mut Health) {
@@ -148,7 +173,7 @@ impl<P: Policy> Backend for Layered<P> {
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
         self.policy
-            .run(Op::Read("get"), Target { namespace, key }, &|| {
+            .run(Op::Get, Target { namespace, key }, &|| {
                 self.inner.get(namespace, key)
             })
             .await
@@ -156,7 +181,7 @@ impl<P: Policy> Backend for Layered<P> {
 
     async fn get_value(&self, namespace: &str, key: &str) -> Result<Option<Bytes>> {
         self.policy
-            .run(Op::Read("get"), Target { namespace, key }, &|| {
+            .run(Op::Get, Target { namespace, key }, &|| {
                 self.inner.get_value(namespace, key)
             })
             .await
@@ -169,9 +194,28 @@ impl<P: Policy> Backend for Layered<P> {
         write: DocumentWrite,
         precondition: Precondition,
     ) -> Result<Version> {
+        let (op, target) = (Op::Put(precondition), Target { namespace, key });
+        if self.policy.may_repeat() {
+            return self
+                .policy
+                .run(op, target, &|| {
+                    self.inner.put(namespace, key, write.clone(), precondition)
+                })
+                .await;
+        }
+        let once = parking_lot::Mutex::new(Some(write));
         self.policy
-            .run(Op::Put(precondition), Target { namespace, key }, &|| {
-                self.inner.put(namespace, key, write.clone(), precondition)
+            .run(op, target, &|| match once.lock().take() {
+                Some(write) => self.inner.put(namespace, key, write, precondition),
+                None => Box::pin(async move {
+                    Err(Error::Internal {
+                        backend: self.inner.name().to_string(),
+                        message: format!(
+                            "layer {} ran a put twice but declared it never repeats calls",
+                            self.policy.name()
+                        ),
+                    })
+                }),
             })
             .await
     }
@@ -187,7 +231,7 @@ impl<P: Policy> Backend for Layered<P> {
     async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
         self.policy
             .run(
-                Op::Read("lookup"),
+                Op::Lookup,
                 Target {
                     namespace,
                     key: term,
@@ -199,7 +243,7 @@ impl<P: Policy> Backend for Layered<P> {
 
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
         self.policy
-            .run(Op::Read("scan"), Target { namespace, key: "" }, &|| {
+            .run(Op::Scan, Target { namespace, key: "" }, &|| {
                 self.inner.scan(namespace, request.clone())
             })
             .await
@@ -207,7 +251,7 @@ impl<P: Policy> Backend for Layered<P> {
 
     async fn count(&self, namespace: &str) -> Result<u64> {
         self.policy
-            .run(Op::Read("count"), Target { namespace, key: "" }, &|| {
+            .run(Op::Count, Target { namespace, key: "" }, &|| {
                 self.inner.count(namespace)
             })
             .await

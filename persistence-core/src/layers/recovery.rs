@@ -298,7 +298,7 @@ impl RecoveryQueue {
         &'a self,
         ns: &'a str,
         key: &'a str,
-        op: SpilledOp,
+        op: impl Fn() -> SpilledOp,
         accepted: T,
         attempt: impl Fn() -> crate::layers::BoxFuture<'a, Result<T>>,
     ) -> Result<T> {
@@ -310,7 +310,7 @@ impl RecoveryQueue {
                     self.enqueue(
                         ns,
                         key,
-                        op,
+                        op(),
                         &Error::Unavailable {
                             backend: self.inner.name().into(),
                             reason: "earlier writes to this key are queued".into(),
@@ -334,7 +334,7 @@ impl RecoveryQueue {
                     }
                     Priority::Critical => return Err(e),
                     Priority::High | Priority::Normal => {
-                        self.enqueue(ns, key, op, &e)?;
+                        self.enqueue(ns, key, op(), &e)?;
                         tracing::warn!(namespace = ns, key, error = %e, "write queued for replay");
                         return Ok(accepted);
                     }
@@ -378,7 +378,7 @@ impl Backend for RecoveryQueue {
         write: DocumentWrite,
         precondition: Precondition,
     ) -> Result<Version> {
-        let op = SpilledOp::Put {
+        let op = || SpilledOp::Put {
             write: write.clone(),
             precondition,
         };
@@ -390,7 +390,7 @@ impl Backend for RecoveryQueue {
 
     async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
         precondition.check_removal(namespace, key)?;
-        let op = SpilledOp::Remove { precondition };
+        let op = || SpilledOp::Remove { precondition };
         self.write(namespace, key, op, true, || {
             self.inner.remove(namespace, key, precondition)
         })

@@ -1,6 +1,7 @@
 //! A deadline per call.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use super::{BoxFuture, Op, Policy, Target};
@@ -8,7 +9,8 @@ use crate::error::{Error, Result};
 
 /// Fails a call that takes longer than `after` with `Timeout` (the call's
 /// future is dropped: a write may or may not have applied, as with any
-/// lost reply).
+/// lost reply). The clock starts when the call first waits: one that
+/// completes at once (memory, a cache hit) never touches the timer.
 #[derive(Debug)]
 pub struct Timeout {
     after: Duration,
@@ -30,6 +32,10 @@ impl Policy for Timeout {
         "timeout"
     }
 
+    fn may_repeat(&self) -> bool {
+        false
+    }
+
     fn run<'a, T: Send + 'a>(
         &'a self,
         op: Op,
@@ -37,7 +43,15 @@ impl Policy for Timeout {
         call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
     ) -> BoxFuture<'a, Result<T>> {
         Box::pin(async move {
-            tokio::time::timeout(self.after, call())
+            let mut call = call();
+            // no timer for a call that finishes on its first poll (memory,
+            // a cache hit): the deadline starts when it first waits
+            if let Poll::Ready(result) =
+                std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await
+            {
+                return result;
+            }
+            tokio::time::timeout(self.after, call)
                 .await
                 .unwrap_or_else(|_| {
                     self.expired.fetch_add(1, Ordering::Relaxed);
