@@ -68,6 +68,10 @@ pub struct Args {
     /// measures the metrics layer alone.
     #[arg(long, value_name = "LIST")]
     layers: Option<String>,
+    /// Measure the baseline against a second copy of itself: how far from
+    /// 1.00 the noise of this machine alone moves a ratio.
+    #[arg(long)]
+    aa: bool,
 }
 
 /// The simplest correct store: the same JSON bytes in a `RwLock<HashMap>`,
@@ -252,6 +256,26 @@ impl Target {
     }
 }
 
+/// CPU time this process has used so far, all threads together (a server
+/// the bench started is another process and is not counted).
+fn process_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Wall and CPU time one side spent on a phase.
+#[derive(Default)]
+struct Spent {
+    samples: Samples,
+    wall: std::time::Duration,
+    cpu: std::time::Duration,
+}
+
 /// Runs `op` over `tasks[range]` with `concurrency` tasks in flight;
 /// returns the latencies and the wall time.
 async fn slice(
@@ -298,23 +322,28 @@ async fn measure_pair(
     let slices = slices.clamp(1, tasks.len().max(1));
     let chunk = tasks.len().div_ceil(slices);
     for op in OPS {
-        let mut sides = [
-            (store, Samples::default(), std::time::Duration::ZERO),
-            (baseline, Samples::default(), std::time::Duration::ZERO),
-        ];
+        let targets = [store, baseline];
+        let mut spent = [Spent::default(), Spent::default()];
         for i in 0..slices {
             let range = (i * chunk).min(tasks.len())..((i + 1) * chunk).min(tasks.len());
             let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
             for side in order {
+                let cpu = process_cpu();
                 let (samples, took) =
-                    slice(sides[side].0, tasks, range.clone(), op, concurrency).await?;
-                sides[side].1.extend(samples);
-                sides[side].2 += took;
+                    slice(targets[side], tasks, range.clone(), op, concurrency).await?;
+                spent[side].cpu += process_cpu().saturating_sub(cpu);
+                spent[side].samples.extend(samples);
+                spent[side].wall += took;
             }
         }
-        let [(_, s, st), (_, b, bt)] = sides;
-        store_out.push(s.summary(op, st));
-        baseline_out.push(b.summary(op, bt));
+        let [s, b] = spent.map(|side| {
+            let n = side.samples.len().max(1) as f64;
+            let mut summary = side.samples.summary(op, side.wall);
+            summary.cpu_us = Some(side.cpu.as_secs_f64() * 1e6 / n);
+            summary
+        });
+        store_out.push(s);
+        baseline_out.push(b);
     }
     Ok((store_out, baseline_out))
 }
@@ -561,7 +590,11 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         let (mut store_rounds, mut baseline_rounds) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             // fresh stores each round
-            let store = store_target(args).await?;
+            let store = if args.aa {
+                baseline_target(args).await?
+            } else {
+                store_target(args).await?
+            };
             let baseline = baseline_target(args).await?;
             let (s, b) = measure_pair(&store, &baseline, &tasks, concurrency, SLICES).await?;
             store_rounds.push(s);
@@ -626,6 +659,14 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         }
         None => (name.to_string(), baseline_name.to_string()),
     };
+    let (name, baseline_name) = if args.aa {
+        (
+            format!("nothing (A/A): {baseline_name}"),
+            "itself".to_string(),
+        )
+    } else {
+        (format!("TaskStore on {name}"), baseline_name)
+    };
     if json {
         let space = space.map(|(json, full, emptied)| {
             serde_json::json!({"tasks": 10_000, "json_bytes": json, "on_disk_bytes": full, "after_delete_bytes": emptied})
@@ -634,12 +675,12 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
             .iter()
             .map(|(mode, s)| serde_json::json!({"mode": mode, "summary": s}))
             .collect();
-        let out = serde_json::json!({ "backend": name, "task_bytes": size, "ops": args.ops, "rounds": args.rounds, "rows": rows, "space": space, "plugin_json_dir": json_dir });
+        let out = serde_json::json!({ "measured": name, "baseline": baseline_name, "aa": args.aa, "task_bytes": size, "ops": args.ops, "rounds": args.rounds, "rows": rows, "space": space, "plugin_json_dir": json_dir });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "TaskStore on {name} vs {baseline_name}; {size}-byte tasks of 3 items, {} ops per phase in {SLICES} slices taken in turns; median of {} rounds",
+        "{name} vs {baseline_name}; {size}-byte tasks of 3 items, {} ops per phase in {SLICES} slices taken in turns; median of {} rounds",
         args.ops, args.rounds.max(1)
     );
     let mut t = table(&[
@@ -648,11 +689,14 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         "store ops/s",
         "p50 µs",
         "p99 µs",
+        "cpu µs/op",
         "baseline ops/s",
         "p50 µs",
         "p99 µs",
+        "cpu µs/op",
         "ratio",
     ]);
+    let cpu = |s: &Summary| format!("{:.1}", s.cpu_us.unwrap_or(0.0));
     for r in &rows {
         t.add_row(vec![
             r.mode.clone().into(),
@@ -660,9 +704,11 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
             right(thousands(r.store.ops_per_sec)),
             right(format!("{:.1}", r.store.p50_us)),
             right(format!("{:.1}", r.store.p99_us)),
+            right(cpu(&r.store)),
             right(thousands(r.baseline.ops_per_sec)),
             right(format!("{:.1}", r.baseline.p50_us)),
             right(format!("{:.1}", r.baseline.p99_us)),
+            right(cpu(&r.baseline)),
             right(format!("{:.2}", r.ratio)),
         ]);
     }

@@ -38,6 +38,7 @@ impl Samples {
             ops_per_sec: self.0.len() as f64 / wall.as_secs_f64().max(1e-9),
             p50_us: pct(0.50),
             p99_us: pct(0.99),
+            cpu_us: None,
         }
     }
 }
@@ -50,6 +51,9 @@ pub struct Summary {
     pub ops_per_sec: f64,
     pub p50_us: f64,
     pub p99_us: f64,
+    /// CPU time of this process per operation, where measured (bench).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_us: Option<f64>,
 }
 
 pub fn table(header: &[&str]) -> Table {
