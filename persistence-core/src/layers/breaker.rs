@@ -149,23 +149,21 @@ impl Policy for CircuitBreaker {
         false
     }
 
-    fn run<'a, T: Send + 'a>(
+    async fn run<'a, T: Send + 'a>(
         &'a self,
         op: Op,
         _target: Target<'a>,
         call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
-    ) -> BoxFuture<'a, Result<T>> {
-        Box::pin(async move {
-            if let Err(wait) = self.admit() {
-                return Err(Error::Unavailable {
+    ) -> Result<T> {
+        if let Err(wait) = self.admit() {
+            return Err(Error::Unavailable {
                     backend: "circuit breaker".into(),
                     reason: format!("the circuit is open after repeated failures; {} fails fast for another {wait:?}", op.name()),
                 });
-            }
-            let result = call().await;
-            self.record(result.as_ref().is_err_and(|e| e.is_retryable()));
-            result
-        })
+        }
+        let result = call().await;
+        self.record(result.as_ref().is_err_and(|e| e.is_retryable()));
+        result
     }
 
     fn report(&self, health: &mut Health) {

@@ -49,33 +49,31 @@ impl Policy for Metrics {
         op: Op,
         target: Target<'a>,
         call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
-    ) -> BoxFuture<'a, Result<T>> {
+    ) -> impl std::future::Future<Output = Result<T>> + Send + 'a {
         let span = tracing::debug_span!(
             "persistence",
             op = op.name(),
             namespace = target.namespace,
             key = target.key
         );
-        Box::pin(
-            async move {
-                let started = Instant::now();
-                let result = call().await;
-                let c = &self.operations[op.index()];
-                let ns = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-                c.calls.fetch_add(1, Ordering::Relaxed);
-                c.total_ns.fetch_add(ns, Ordering::Relaxed);
-                c.max_ns.fetch_max(ns, Ordering::Relaxed);
-                if let Err(e) = &result {
-                    c.errors.fetch_add(1, Ordering::Relaxed);
-                    if e.is_retryable() {
-                        c.unavailable.fetch_add(1, Ordering::Relaxed);
-                    }
-                    tracing::debug!(error = %e, "call failed");
+        async move {
+            let started = Instant::now();
+            let result = call().await;
+            let c = &self.operations[op.index()];
+            let ns = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+            c.calls.fetch_add(1, Ordering::Relaxed);
+            c.total_ns.fetch_add(ns, Ordering::Relaxed);
+            c.max_ns.fetch_max(ns, Ordering::Relaxed);
+            if let Err(e) = &result {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+                if e.is_retryable() {
+                    c.unavailable.fetch_add(1, Ordering::Relaxed);
                 }
-                result
+                tracing::debug!(error = %e, "call failed");
             }
-            .instrument(span),
-        )
+            result
+        }
+        .instrument(span)
     }
 
     fn stats(&self, stats: &mut Stats) {

@@ -113,7 +113,7 @@ pub trait Policy: Send + Sync + Debug + 'static {
         op: Op,
         target: Target<'a>,
         call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
-    ) -> BoxFuture<'a, Result<T>>;
+    ) -> impl std::future::Future<Output = Result<T>> + Send + 'a;
 
     /// Whether `run` may invoke the call more than once (to retry). A
     /// policy that never does says so, and its layer then hands each write

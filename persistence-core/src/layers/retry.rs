@@ -68,35 +68,31 @@ impl Policy for Retry {
         "retry"
     }
 
-    fn run<'a, T: Send + 'a>(
+    async fn run<'a, T: Send + 'a>(
         &'a self,
         op: Op,
         target: Target<'a>,
         call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
-    ) -> BoxFuture<'a, Result<T>> {
-        Box::pin(async move {
-            let mut attempt = 0;
-            loop {
-                match call().await {
-                    Err(e)
-                        if e.is_retryable() && op.safe_to_retry() && attempt < self.max_retries =>
-                    {
-                        tracing::debug!(
-                            operation = op.name(),
-                            namespace = target.namespace,
-                            key = target.key,
-                            attempt,
-                            error = %e,
-                            "retrying"
-                        );
-                        self.retries.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(self.delay(attempt)).await;
-                        attempt += 1;
-                    }
-                    other => return other,
+    ) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Err(e) if e.is_retryable() && op.safe_to_retry() && attempt < self.max_retries => {
+                    tracing::debug!(
+                        operation = op.name(),
+                        namespace = target.namespace,
+                        key = target.key,
+                        attempt,
+                        error = %e,
+                        "retrying"
+                    );
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(self.delay(attempt)).await;
+                    attempt += 1;
                 }
+                other => return other,
             }
-        })
+        }
     }
 
     fn report(&self, health: &mut crate::backend::Health) {

@@ -36,38 +36,36 @@ impl Policy for Timeout {
         false
     }
 
-    fn run<'a, T: Send + 'a>(
+    async fn run<'a, T: Send + 'a>(
         &'a self,
         op: Op,
         target: Target<'a>,
         call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
-    ) -> BoxFuture<'a, Result<T>> {
-        Box::pin(async move {
-            let mut call = call();
-            // no timer for a call that finishes on its first poll (memory,
-            // a cache hit): the deadline starts when it first waits
-            if let Poll::Ready(result) =
-                std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await
-            {
-                return result;
-            }
-            tokio::time::timeout(self.after, call)
-                .await
-                .unwrap_or_else(|_| {
-                    self.expired.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(
-                        operation = op.name(),
-                        namespace = target.namespace,
-                        key = target.key,
-                        after = ?self.after,
-                        "call timed out"
-                    );
-                    Err(Error::Timeout {
-                        operation: op.name().to_string(),
-                        after: self.after,
-                    })
+    ) -> Result<T> {
+        let mut call = call();
+        // no timer for a call that finishes on its first poll (memory,
+        // a cache hit): the deadline starts when it first waits
+        if let Poll::Ready(result) =
+            std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await
+        {
+            return result;
+        }
+        tokio::time::timeout(self.after, call)
+            .await
+            .unwrap_or_else(|_| {
+                self.expired.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    operation = op.name(),
+                    namespace = target.namespace,
+                    key = target.key,
+                    after = ?self.after,
+                    "call timed out"
+                );
+                Err(Error::Timeout {
+                    operation: op.name().to_string(),
+                    after: self.after,
                 })
-        })
+            })
     }
 
     fn report(&self, health: &mut crate::backend::Health) {
