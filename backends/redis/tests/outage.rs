@@ -116,6 +116,27 @@ async fn acknowledged_writes_survive_a_redis_crash_in_order() {
         started.elapsed().as_secs_f64()
     );
     assert_eq!(health.details["queue_dropped"], "0");
+    // the same story in the counters
+    let stats = queue.stats();
+    assert_eq!(
+        (
+            stats.counter("breaker_opened"),
+            stats.counter("breaker_closed")
+        ),
+        (opened, closed)
+    );
+    assert!(
+        stats.counter("timeouts") + stats.counter("retries") >= 1,
+        "{stats:?}"
+    );
+    assert!(stats.counter("queue_accepted") >= 1, "{stats:?}");
+    assert_eq!(
+        stats.counter("queue_replayed"),
+        stats.counter("queue_accepted"),
+        "every accepted write replayed: {stats:?}"
+    );
+    assert_eq!(stats.counter("queue_depth"), 0);
+    assert_eq!(stats.counter("breaker_open"), 0);
     assert!(started.elapsed() < Duration::from_secs(120));
 }
 
@@ -165,6 +186,17 @@ async fn with_redis_gone_critical_writes_fail_in_bounded_time_and_the_queue_repo
     .unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert_eq!(queue.depth(), 5, "CRITICAL and LOW writes are never queued");
+    let stats = queue.stats();
+    for (name, value) in [
+        ("queue_depth", 5),
+        ("queue_accepted", 5),
+        ("queue_dropped", 1),
+        ("queue_replayed", 0),
+        ("breaker_open", 1),
+    ] {
+        assert_eq!(stats.counter(name), value, "{name}: {stats:?}");
+    }
+    assert!(stats.counter("breaker_rejected") >= 1, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
