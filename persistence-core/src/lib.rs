@@ -16,6 +16,7 @@ pub mod layers;
 pub mod memory;
 pub mod model;
 pub mod store;
+pub mod wire;
 
 pub use backend::{Backend, BackendExt, SharedBackend};
 pub use error::{Error, ErrorKind, Result};

@@ -9,57 +9,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use persistence_core::backend::{
-    Document, DocumentWrite, Health, HealthStatus, IndexTerm, Precondition, ScanOrder, ScanPage,
-    ScanRequest, Version,
+    Document, DocumentWrite, Health, HealthStatus, Precondition, ScanOrder, ScanPage, ScanRequest,
+    Version,
 };
 use persistence_core::Error;
 
-/// Writes an envelope.
-#[derive(Debug, Default)]
-pub struct Writer(Vec<u8>);
-
-impl Writer {
-    /// An empty envelope with room for `n` bytes.
-    pub fn with_capacity(n: usize) -> Self {
-        Writer(Vec::with_capacity(n))
-    }
-    /// The bytes written.
-    pub fn finish(self) -> Vec<u8> {
-        self.0
-    }
-    /// A byte.
-    pub fn u8(&mut self, v: u8) -> &mut Self {
-        self.0.push(v);
-        self
-    }
-    /// A u32.
-    pub fn u32(&mut self, v: u32) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    /// A u64.
-    pub fn u64(&mut self, v: u64) -> &mut Self {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    /// Length-prefixed bytes.
-    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
-        self.u32(b.len() as u32);
-        self.0.extend_from_slice(b);
-        self
-    }
-    /// A length-prefixed UTF-8 string.
-    pub fn str(&mut self, s: &str) -> &mut Self {
-        self.bytes(s.as_bytes())
-    }
-}
-
-/// Reads an envelope; every read fails cleanly on truncated input.
-#[derive(Debug)]
-pub struct Reader<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
+pub use persistence_core::wire::{Reader, Writer};
 
 fn malformed(what: &str) -> Error {
     Error::Plugin {
@@ -68,46 +23,9 @@ fn malformed(what: &str) -> Error {
     }
 }
 
-impl<'a> Reader<'a> {
-    /// Reads `buf`.
-    pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, at: 0 }
-    }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|e| *e <= self.buf.len())
-            .ok_or_else(|| malformed("truncated"))?;
-        let out = &self.buf[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-    /// A byte.
-    pub fn u8(&mut self) -> Result<u8, Error> {
-        Ok(self.take(1)?[0])
-    }
-    /// A u32.
-    pub fn u32(&mut self) -> Result<u32, Error> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    /// A u64.
-    pub fn u64(&mut self) -> Result<u64, Error> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-    /// Length-prefixed bytes, borrowed.
-    pub fn bytes(&mut self) -> Result<&'a [u8], Error> {
-        let n = self.u32()? as usize;
-        self.take(n)
-    }
-    /// A length-prefixed UTF-8 string.
-    pub fn str(&mut self) -> Result<String, Error> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| malformed("string is not UTF-8"))
-    }
+/// A reader of envelope bytes: damage is a `Plugin` error.
+fn reader(buf: &[u8]) -> Reader<'_> {
+    Reader::new(buf, malformed)
 }
 
 /// One operation of the [`Backend`](persistence_core::Backend) contract;
@@ -146,26 +64,6 @@ pub enum Request {
     Health,
 }
 
-fn put_pre(w: &mut Writer, p: Precondition) {
-    match p {
-        Precondition::Any => w.u8(0).u64(0),
-        Precondition::Absent => w.u8(1).u64(0),
-        Precondition::Present => w.u8(2).u64(0),
-        Precondition::Version(v) => w.u8(3).u64(v.0),
-    };
-}
-
-fn get_pre(r: &mut Reader<'_>) -> Result<Precondition, Error> {
-    let (tag, v) = (r.u8()?, r.u64()?);
-    Ok(match tag {
-        0 => Precondition::Any,
-        1 => Precondition::Absent,
-        2 => Precondition::Present,
-        3 => Precondition::Version(Version(v)),
-        _ => return Err(malformed("unknown precondition")),
-    })
-}
-
 impl Request {
     /// Encodes the request (document bytes are copied once, as they are).
     pub fn encode(&self) -> Vec<u8> {
@@ -182,25 +80,17 @@ impl Request {
                 key,
                 write,
                 precondition,
-            } => {
-                w.u8(2).str(ns).str(key);
-                put_pre(&mut w, *precondition);
-                w.u64(write.ttl.map_or(0, |t| (t.as_millis() as u64).max(1)));
-                w.u32(write.index.len() as u32);
-                for t in &write.index {
-                    w.str(&t.index).str(&t.term);
-                }
-                w.bytes(&write.value)
-            }
+            } => w
+                .u8(2)
+                .str(ns)
+                .str(key)
+                .precondition(*precondition)
+                .write(write),
             Request::Remove {
                 ns,
                 key,
                 precondition,
-            } => {
-                w.u8(3).str(ns).str(key);
-                put_pre(&mut w, *precondition);
-                &mut w
-            }
+            } => w.u8(3).str(ns).str(key).precondition(*precondition),
             Request::Lookup { ns, index, term } => w.u8(4).str(ns).str(index).str(term),
             Request::Scan { ns, request } => {
                 w.u8(5).str(ns).u8(match request.order {
@@ -221,7 +111,7 @@ impl Request {
 
     /// Decodes a request (copying document bytes once).
     pub fn decode(buf: &[u8]) -> Result<Request, Error> {
-        let mut r = Reader::new(buf);
+        let mut r = reader(buf);
         Ok(match r.u8()? {
             1 => Request::Get {
                 ns: r.str()?,
@@ -233,31 +123,18 @@ impl Request {
             },
             2 => {
                 let (ns, key) = (r.str()?, r.str()?);
-                let precondition = get_pre(&mut r)?;
-                let ttl = match r.u64()? {
-                    0 => None,
-                    ms => Some(Duration::from_millis(ms)),
-                };
-                let n = r.u32()? as usize;
-                let mut index = Vec::with_capacity(n.min(1024));
-                for _ in 0..n {
-                    index.push(IndexTerm {
-                        index: r.str()?,
-                        term: r.str()?,
-                    });
-                }
-                let value = Bytes::copy_from_slice(r.bytes()?);
+                let precondition = r.precondition()?;
                 Request::Put {
                     ns,
                     key,
-                    write: DocumentWrite { value, index, ttl },
+                    write: r.write()?,
                     precondition,
                 }
             }
             3 => Request::Remove {
                 ns: r.str()?,
                 key: r.str()?,
-                precondition: get_pre(&mut r)?,
+                precondition: r.precondition()?,
             },
             4 => Request::Lookup {
                 ns: r.str()?,
@@ -402,7 +279,7 @@ impl Response {
 
     /// Decodes the answer to `request`.
     pub fn decode(request: &Request, buf: &[u8]) -> Result<Response, Error> {
-        let mut r = Reader::new(buf);
+        let mut r = reader(buf);
         Ok(match request {
             Request::Get { .. } => Response::Document(match r.u8()? {
                 0 => None,
@@ -504,7 +381,7 @@ pub fn encode_error(e: &Error) -> Vec<u8> {
 
 /// Decodes an error made by [`encode_error`].
 pub fn decode_error(buf: &[u8]) -> Error {
-    let mut r = Reader::new(buf);
+    let mut r = reader(buf);
     let decoded = (|| -> Result<Error, Error> {
         Ok(match r.u8()? {
             1 => Error::NotFound {
