@@ -134,20 +134,30 @@ pub async fn lives(
     Ok(all)
 }
 
-pub async fn run(
-    args: &Args,
-    settings: &Settings,
+/// Opens the configured task store, warning on stderr when it fell back
+/// to memory.
+pub async fn open_task_store(
     factory: &Factory,
-    json: bool,
-) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    settings: &Settings,
+) -> Result<(TaskStore, persistence_core::factory::Opened), persistence_core::Error> {
     let (store, opened) = factory.open_task_store(settings).await?;
-    let backend = opened.backend.name().to_string();
     if let Some(cause) = &opened.fallback_cause {
         eprintln!(
             "warning: running on memory because {} could not start: {cause}",
             opened.requested
         );
     }
+    Ok((store, opened))
+}
+
+pub async fn run(
+    args: &Args,
+    settings: &Settings,
+    factory: &Factory,
+    json: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (store, opened) = open_task_store(factory, settings).await?;
+    let backend = opened.backend.name().to_string();
     let started = Instant::now();
     let mut all = lives(&store, args.tasks, args.concurrency, args.keep, !json).await?;
     let wall = started.elapsed();

@@ -27,13 +27,7 @@ pub async fn run(
     factory: &Factory,
     json: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let (store, opened) = factory.open_task_store(settings).await?;
-    if let Some(cause) = &opened.fallback_cause {
-        eprintln!(
-            "warning: running on memory because {} could not start: {cause}",
-            opened.requested
-        );
-    }
+    let (store, opened) = demo::open_task_store(factory, settings).await?;
     if args.tasks > 0 {
         demo::lives(&store, args.tasks, args.concurrency, false, !json).await?;
     }
