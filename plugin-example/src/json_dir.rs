@@ -412,15 +412,7 @@ impl Backend for JsonDirBackend {
                 entries.push((key, doc));
             }
         }
-        let cursor = if more {
-            entries.last().map(|(k, d)| match request.order {
-                ScanOrder::Key => k.clone(),
-                ScanOrder::Created => d.created.to_string(),
-            })
-        } else {
-            None
-        };
-        Ok(ScanPage { entries, cursor })
+        Ok(ScanPage::after_last(entries, request.order, more))
     }
 
     async fn count(&self, namespace: &str) -> Result<u64> {

@@ -310,18 +310,9 @@ impl RedisBackend {
             .set_response_timeout(Some(options.command_timeout))
             .set_number_of_retries(2);
         let connecting = client.get_connection_manager_with_config(config);
-        match tokio::time::timeout(options.connect_timeout * 2, connecting).await {
-            Ok(Ok(con)) => Ok(Conn::Single(con)),
-            Ok(Err(e)) => Err(connect_error(options, &e)),
-            Err(_) => Err(Error::Unavailable {
-                backend: "redis".into(),
-                reason: format!(
-                    "no connection to {} within {:?}",
-                    options.endpoint(),
-                    options.connect_timeout * 2
-                ),
-            }),
-        }
+        Ok(Conn::Single(
+            within_connect_timeout(options, connecting).await?,
+        ))
     }
 
     async fn connect_cluster(options: &RedisOptions) -> Result<Conn> {
@@ -345,19 +336,10 @@ impl RedisBackend {
             value: options.cluster_nodes.join(","),
             reason: e.kind_name(),
         })?;
-        match tokio::time::timeout(options.connect_timeout * 2, client.get_async_connection()).await
-        {
-            Ok(Ok(con)) => Ok(Conn::Cluster(con)),
-            Ok(Err(e)) => Err(connect_error(options, &e)),
-            Err(_) => Err(Error::Unavailable {
-                backend: "redis".into(),
-                reason: format!(
-                    "no connection to {} within {:?}",
-                    options.endpoint(),
-                    options.connect_timeout * 2
-                ),
-            }),
-        }
+        let connecting = client.get_async_connection();
+        Ok(Conn::Cluster(
+            within_connect_timeout(options, connecting).await?,
+        ))
     }
 
     /// Up to `n` `(key, created)` after the creation cursor `{created}:{key}`.
@@ -623,6 +605,26 @@ impl RedisBackend {
             }
             other => other.map_err(|e| self.error(operation, e)),
         }
+    }
+}
+
+/// Waits for a connection at most twice the connect timeout (the client
+/// may try more than one address); a failure names the endpoint.
+async fn within_connect_timeout<C>(
+    options: &RedisOptions,
+    connecting: impl std::future::Future<Output = redis::RedisResult<C>>,
+) -> Result<C> {
+    match tokio::time::timeout(options.connect_timeout * 2, connecting).await {
+        Ok(Ok(con)) => Ok(con),
+        Ok(Err(e)) => Err(connect_error(options, &e)),
+        Err(_) => Err(Error::Unavailable {
+            backend: "redis".into(),
+            reason: format!(
+                "no connection to {} within {:?}",
+                options.endpoint(),
+                options.connect_timeout * 2
+            ),
+        }),
     }
 }
 

@@ -494,15 +494,7 @@ impl Backend for SledBackend {
                 }
             }
         }
-        let cursor = if more {
-            entries.last().map(|(k, d)| match request.order {
-                ScanOrder::Key => k.clone(),
-                ScanOrder::Created => d.created.to_string(),
-            })
-        } else {
-            None
-        };
-        Ok(ScanPage { entries, cursor })
+        Ok(ScanPage::after_last(entries, request.order, more))
     }
 
     /// Counts the namespace's creation entries: reads keys, not documents.

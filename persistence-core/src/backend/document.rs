@@ -231,6 +231,23 @@ pub struct ScanPage {
     pub cursor: Option<String>,
 }
 
+impl ScanPage {
+    /// A page of `entries` read in `order`. When `more` documents follow,
+    /// the cursor points after the last entry: its key, or its creation
+    /// stamp (for backends whose stamps are unique).
+    pub fn after_last(entries: Vec<(String, Document)>, order: ScanOrder, more: bool) -> Self {
+        let cursor = if more {
+            entries.last().map(|(key, doc)| match order {
+                ScanOrder::Key => key.clone(),
+                ScanOrder::Created => doc.created.to_string(),
+            })
+        } else {
+            None
+        };
+        ScanPage { entries, cursor }
+    }
+}
+
 /// What a backend offers beyond the required operations. A backend must
 /// refuse (`Unsupported`) what it does not declare, never ignore it silently;
 /// the conformance suite checks both directions.

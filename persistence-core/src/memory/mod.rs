@@ -440,17 +440,11 @@ impl Backend for MemoryBackend {
         }
         let more = entries.len() > limit;
         entries.truncate(limit);
-        let cursor = more.then(|| match request.order {
-            ScanOrder::Key => entries.last().map(|(k, _)| k.to_string()),
-            ScanOrder::Created => entries.last().map(|(_, d)| d.created.to_string()),
-        });
-        Ok(ScanPage {
-            entries: entries
-                .into_iter()
-                .map(|(k, d)| (k.to_string(), d))
-                .collect(),
-            cursor: cursor.flatten(),
-        })
+        let entries = entries
+            .into_iter()
+            .map(|(k, d)| (k.to_string(), d))
+            .collect();
+        Ok(ScanPage::after_last(entries, request.order, more))
     }
 
     async fn count(&self, namespace: &str) -> Result<u64> {
