@@ -465,8 +465,9 @@ async fn store_target(args: &Args) -> Result<Target, Box<dyn std::error::Error>>
     let mut backend = bare_backend(args.store).await?;
     if let Some(layers) = &args.layers {
         let env = [("TA_PERSISTENCE__LAYERS".to_string(), layers.clone())];
-        let settings = persistence_core::config::Settings::from_sources(None, env)?;
-        backend = persistence_core::factory::stack(backend, &settings, None)?;
+        let factory = persistence_core::factory::Factory::new();
+        let settings = factory.settings_from_sources(None, env)?;
+        backend = factory.stack(backend, &settings)?;
     }
     Ok(Target::Store(TaskStore::new(backend)))
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use persistence_conformance::{run_all, CaseOutcome};
 use persistence_core::config::{FallbackPolicy, Settings};
 use persistence_core::factory::Factory;
+use persistence_plugin::PluginSettings;
 
 use crate::report::{right, table};
 
@@ -42,16 +43,22 @@ pub async fn run(
     settings.fallback = FallbackPolicy::Fail;
     if let Some(module) = &args.module {
         settings.backend = "plugin".into();
-        settings.plugin.module = Some(module.clone());
-        settings.plugin.class = args.class.clone();
+        settings.set("plugin.module", &module.display().to_string(), "--module")?;
+        if let Some(class) = &args.class {
+            settings.set("plugin.class", class, "--class")?;
+        }
         for option in &args.options {
             let (k, v) = option
                 .split_once('=')
                 .ok_or_else(|| format!("--option {option:?}: expected KEY=VALUE"))?;
-            settings.plugin.options.insert(k.to_string(), v.to_string());
+            settings.set(&format!("plugin.options.{k}"), v, "--option")?;
         }
+        factory.check(&settings)?;
     }
-    let fresh_dirs = args.module.is_some() && !settings.plugin.options.contains_key("path");
+    let has_path = PluginSettings::from_settings(&settings)?
+        .options
+        .contains_key("path");
+    let fresh_dirs = args.module.is_some() && !has_path;
     // a directory of its own for every opening, removed with the backend
     let for_case = move |settings: &Settings| {
         let mut settings = settings.clone();
@@ -61,24 +68,21 @@ pub async fn run(
                 std::process::id(),
                 NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ));
-            settings
-                .plugin
-                .options
-                .insert("path".into(), dir.display().to_string());
-            settings
-                .plugin
-                .options
-                .insert("temporary".into(), "true".into());
+            let origin = "a fresh directory per case";
+            let dir = dir.display().to_string();
+            settings.set("plugin.options.path", &dir, origin)?;
+            settings.set("plugin.options.temporary", "true", origin)?;
         }
-        settings
+        Ok::<_, persistence_core::Error>(settings)
     };
-    let probe = factory.open(&for_case(&settings)).await?;
+    let probe = factory.open(&for_case(&settings)?).await?;
     let name = probe.backend.name().to_string();
     drop(probe);
     let open = || {
         let settings = for_case(&settings);
         let factory = factory.clone();
         async move {
+            let settings = settings.unwrap_or_else(|e| panic!("settings stopped working: {e}"));
             factory
                 .open(&settings)
                 .await

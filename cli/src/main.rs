@@ -107,12 +107,7 @@ fn factory() -> Factory {
     factory.register(std::sync::Arc::new(persistence_sled::SledProvider));
     factory.register(std::sync::Arc::new(persistence_redis::RedisProvider));
     factory.register(std::sync::Arc::new(persistence_plugin::PluginProvider));
-    factory.register_spill(std::sync::Arc::new(|path: &std::path::Path| {
-        Ok(
-            std::sync::Arc::new(persistence_sled::SledQueueSpill::open(path)?)
-                as std::sync::Arc<dyn persistence_core::layers::QueueSpill>,
-        )
-    }));
+    factory.register_layer(persistence_sled::SledQueueSpill::recovery_queue());
     factory
 }
 
@@ -124,5 +119,5 @@ fn load_settings(cli: &Cli) -> Result<Settings, persistence_core::Error> {
     if let Some(backend) = &cli.backend {
         env.push(("TA_PERSISTENCE_BACKEND".into(), backend.clone()));
     }
-    Settings::load_from_env(env)
+    factory().load_settings_from_env(env)
 }

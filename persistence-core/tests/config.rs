@@ -1,11 +1,17 @@
-//! Settings from files and variables, and the factory's choices.
+//! Settings from files and variables, and the factory's choices, with only
+//! what core owns (memory and the built-in layers). The tables of the real
+//! backends are tested where all of them are registered
+//! (`tests/tests/settings.rs`).
 
 use std::io::Write;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use persistence_core::backend::HealthStatus;
-use persistence_core::config::{FallbackPolicy, Settings};
-use persistence_core::factory::Factory;
-use persistence_core::ErrorKind;
+use persistence_core::config::{FallbackPolicy, SeedVariable, Settings};
+use persistence_core::factory::{BackendProvider, Factory};
+use persistence_core::layers::RetrySettings;
+use persistence_core::{Error, ErrorKind, Result, SharedBackend};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -20,142 +26,156 @@ fn toml(text: &str) -> tempfile::NamedTempFile {
     f
 }
 
+/// A backend from outside core, registered as a third party would: it owns
+/// `[remote]` and `TA_REMOTE_ADDR`, and can never reach its server.
+#[derive(Debug)]
+struct Remote;
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RemoteSettings {
+    addr: String,
+    retries: u32,
+}
+
+#[async_trait]
+impl BackendProvider for Remote {
+    fn name(&self) -> &'static str {
+        "remote"
+    }
+    fn seed_variables(&self) -> &'static [SeedVariable] {
+        const SEEDS: &[SeedVariable] = &[SeedVariable::new("TA_REMOTE_ADDR", "addr")];
+        SEEDS
+    }
+    fn check(&self, settings: &Settings) -> Result<()> {
+        settings.table::<RemoteSettings>(self.name()).map(drop)
+    }
+    async fn open(&self, settings: &Settings) -> Result<SharedBackend> {
+        let s: RemoteSettings = settings.table(self.name())?;
+        Err(Error::Unavailable {
+            backend: "remote".into(),
+            reason: format!("no server at {}", s.addr),
+        })
+    }
+}
+
+fn with_remote() -> Factory {
+    let mut f = Factory::new();
+    f.register(Arc::new(Remote));
+    f
+}
+
 #[test]
 fn defaults_choose_memory_and_fall_back_to_memory() {
-    let s = Settings::from_sources(None, env(&[])).unwrap();
+    let f = Factory::new();
+    let s = f.settings_from_sources(None, env(&[])).unwrap();
     assert_eq!(s.backend, "memory");
     assert_eq!(s.fallback, FallbackPolicy::Memory);
-    assert_eq!(s.redis.port, 6379);
-    assert_eq!(s.task_ttl(), None);
+    assert_eq!(f.task_ttl(&s).unwrap(), None);
 }
 
 #[test]
-fn seed_variables_are_honoured() {
-    let s = Settings::from_sources(
-        None,
-        env(&[
-            ("TA_PERSISTENCE_BACKEND", "redis"),
-            ("TA_REDIS_HOST", "redis.internal"),
-            ("TA_REDIS_PORT", "6380"),
-            ("TA_REDIS_DB", "3"),
-            ("TA_REDIS_TTL", "7200"),
-            ("TA_REDIS_PWD", "s3cret"),
-            ("TA_REDIS_SSL", "false"),
-            ("UNRELATED", "x"),
-            ("TA_SOMETHING_ELSE", "belongs to the app"),
-        ]),
-    )
-    .unwrap();
-    assert_eq!(s.backend, "redis");
-    assert_eq!(s.redis.host, "redis.internal");
-    assert_eq!(s.redis.port, 6380);
-    assert_eq!(s.redis.db, 3);
-    assert_eq!(s.redis.password.as_ref().unwrap().expose(), "s3cret");
-    assert!(!s.redis.ssl, "TA_REDIS_SSL=false must mean no TLS");
-    assert_eq!(s.task_ttl(), Some(std::time::Duration::from_secs(7200)));
-    assert!(
-        !format!("{s:?}").contains("s3cret"),
-        "password leaked into Debug"
+fn a_registered_backend_owns_its_table_and_seed_variables() {
+    let file = toml(
+        "backend = \"remote\"\nfallback = \"fail\"\n[remote]\naddr = \"file:1\"\nretries = 2\n",
     );
-}
-
-#[test]
-fn file_is_overlaid_by_variables_with_double_underscore_nesting() {
-    let f = toml("backend = \"sled\"\nfallback = \"fail\"\n[sled]\npath = \"/tmp/x\"\n[redis]\nprefix = \"file\"\n");
-    let s = Settings::from_sources(
-        Some(f.path()),
-        env(&[
-            ("TA_PERSISTENCE__REDIS__PREFIX", "env"),
-            ("TA_SLED_PATH", "/tmp/y"),
-        ]),
-    )
-    .unwrap();
-    assert_eq!(s.backend, "sled");
+    let f = with_remote();
+    let s = f
+        .settings_from_sources(
+            Some(file.path()),
+            env(&[
+                ("TA_PERSISTENCE__REMOTE__RETRIES", "5"),
+                ("TA_REMOTE_ADDR", "seed:2"),
+            ]),
+        )
+        .unwrap();
+    assert_eq!(s.backend, "remote");
     assert_eq!(s.fallback, FallbackPolicy::Fail);
-    assert_eq!(s.redis.prefix, "env");
-    assert_eq!(s.sled.path, std::path::PathBuf::from("/tmp/y"));
+    let r: RemoteSettings = s.table("remote").unwrap();
+    assert_eq!((r.addr.as_str(), r.retries), ("seed:2", 5));
+
+    // its table is checked by its owner, naming the key and where it came from
+    let err = f
+        .settings_from_sources(None, env(&[("TA_PERSISTENCE__REMOTE__RETRIES", "many")]))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid configuration remote.retries (TA_PERSISTENCE__REMOTE__RETRIES) = \"many\": expected an integer"
+    );
+    let typo = toml("[remote]\nadress = \"x\"\n");
+    let err = f
+        .settings_from_sources(Some(typo.path()), env(&[]))
+        .unwrap_err();
+    assert!(err.to_string().contains("adress"), "{err}");
+
+    // a factory that does not know it refuses its table, naming the file
+    let err = Factory::new()
+        .settings_from_sources(Some(file.path()), env(&[]))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("remote")
+            && err.to_string().contains(&file.path().display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]
-fn bad_values_name_the_key_and_the_value() {
-    let err = Settings::from_sources(None, env(&[("TA_REDIS_PORT", "abc")])).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Config);
-    let text = err.to_string();
-    assert!(
-        text.contains("redis.port") && text.contains("TA_REDIS_PORT") && text.contains("abc"),
-        "{text}"
-    );
-
-    let err =
-        Settings::from_sources(None, env(&[("TA_PERSISTENCE_BACKEND", "mongo")])).unwrap_err();
-    let text = err.to_string();
-    assert!(
-        text.contains("backend (TA_PERSISTENCE_BACKEND)")
-            && text.contains("mongo")
-            && text.contains("memory, sled, redis, plugin"),
-        "{text}"
-    );
-
-    let err = Settings::from_sources(None, env(&[("TA_PERSISTENCE_MODULE", "/no/such/lib.so")]))
+fn layer_tables_belong_to_their_layers() {
+    let f = Factory::new();
+    let s = f
+        .settings_from_sources(None, env(&[("TA_PERSISTENCE__RETRY__MAX_RETRIES", "7")]))
+        .unwrap();
+    assert_eq!(s.table::<RetrySettings>("retry").unwrap().max_retries, 7);
+    let typo = toml("[retry]\nretries = 3\n");
+    let err = f
+        .settings_from_sources(Some(typo.path()), env(&[]))
         .unwrap_err();
-    let text = err.to_string();
+    assert!(err.to_string().contains("retries"), "{err}");
+    let err = f
+        .settings_from_sources(None, env(&[("TA_PERSISTENCE__LAYERS", "cache,warp")]))
+        .unwrap_err();
     assert!(
-        text.contains("plugin.module (TA_PERSISTENCE_MODULE)") && text.contains("/no/such/lib.so"),
-        "{text}"
+        err.to_string().contains("warp") && err.to_string().contains("unknown layer"),
+        "{err}"
     );
+}
 
-    let err =
-        Settings::from_sources(None, env(&[("TA_PERSISTENCE_FALLBACK", "maybe")])).unwrap_err();
+#[test]
+fn bad_core_values_name_the_key_and_the_value() {
+    let f = Factory::new();
+    let err = f
+        .settings_from_sources(None, env(&[("TA_PERSISTENCE_FALLBACK", "maybe")]))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
     assert!(err.to_string().contains("maybe"), "{err}");
-
-    let f = toml("[redis]\nport = 99999\n");
-    let err = Settings::from_sources(Some(f.path()), env(&[])).unwrap_err();
-    assert!(err.to_string().contains("redis.port"), "{err}");
-
-    let f = toml("[redis]\nhots = \"typo\"\n");
-    let err = Settings::from_sources(Some(f.path()), env(&[])).unwrap_err();
-    assert!(err.to_string().contains("hots"), "{err}");
-
-    let f = toml("this is not toml");
-    let err = Settings::from_sources(Some(f.path()), env(&[])).unwrap_err();
+    let err = f
+        .settings_from_sources(None, env(&[("TA_TASK_TTL", "soon")]))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("task_store.ttl_seconds (TA_TASK_TTL)"),
+        "{err}"
+    );
+    let f2 = toml("this is not toml");
+    let err = f
+        .settings_from_sources(Some(f2.path()), env(&[]))
+        .unwrap_err();
     assert!(err.to_string().contains("TOML"), "{err}");
-
-    let err = Settings::from_sources(Some("/no/such/config.toml".as_ref()), env(&[])).unwrap_err();
+    let err = f
+        .settings_from_sources(Some("/no/such/config.toml".as_ref()), env(&[]))
+        .unwrap_err();
     assert!(err.to_string().contains("/no/such/config.toml"), "{err}");
 }
 
-#[test]
-fn secrets_never_appear_in_errors() {
-    let f = toml("[redis]\npassword = 12\n");
-    // a number is accepted as a string by the config crate: no error, no leak
-    let s = Settings::from_sources(Some(f.path()), env(&[])).unwrap();
-    assert!(!format!("{s:?}").contains("12\""));
-    let err = Settings::from_sources(
-        None,
-        env(&[("TA_REDIS_PWD", "hunter2"), ("TA_REDIS_PORT", "x")]),
-    )
-    .unwrap_err();
-    assert!(!err.to_string().contains("hunter2"));
-}
-
-#[test]
-fn module_alone_implies_the_plugin_backend() {
-    let lib = tempfile::NamedTempFile::new().unwrap();
-    let path = lib.path().to_str().unwrap();
-    let s = Settings::from_sources(None, env(&[("TA_PERSISTENCE_MODULE", path)])).unwrap();
-    assert_eq!(s.backend, "plugin");
-}
-
 #[tokio::test]
-async fn unavailable_backend_falls_back_to_memory_loudly() {
-    let s = Settings::from_sources(None, env(&[("TA_PERSISTENCE_BACKEND", "sled")])).unwrap();
-    let opened = Factory::new().open(&s).await.unwrap();
+async fn a_backend_that_cannot_start_falls_back_to_memory_loudly() {
+    let f = with_remote();
+    let s = f
+        .settings_from_sources(None, env(&[("TA_PERSISTENCE_BACKEND", "remote")]))
+        .unwrap();
+    let opened = f.open(&s).await.unwrap();
     let cause = opened.fallback_cause.expect("must report the fallback");
-    assert_eq!(cause.kind(), ErrorKind::Config);
-    assert!(
-        cause.to_string().contains("not available in this build"),
-        "{cause}"
-    );
+    assert_eq!(cause.kind(), ErrorKind::Unavailable);
     let health = opened.backend.health().await;
     assert_eq!(health.status, HealthStatus::Degraded);
     assert!(
@@ -166,53 +186,57 @@ async fn unavailable_backend_falls_back_to_memory_loudly() {
 }
 
 #[tokio::test]
-async fn unavailable_backend_fails_when_policy_is_fail() {
-    let s = Settings::from_sources(
-        None,
-        env(&[
-            ("TA_PERSISTENCE_BACKEND", "redis"),
-            ("TA_PERSISTENCE_FALLBACK", "fail"),
-        ]),
-    )
-    .unwrap();
-    let err = Factory::new().open(&s).await.unwrap_err();
+async fn a_backend_that_cannot_start_fails_when_policy_is_fail() {
+    let f = with_remote();
+    let s = f
+        .settings_from_sources(
+            None,
+            env(&[
+                ("TA_PERSISTENCE_BACKEND", "remote"),
+                ("TA_PERSISTENCE_FALLBACK", "fail"),
+                ("TA_REMOTE_ADDR", "10.0.0.1:1"),
+            ]),
+        )
+        .unwrap();
+    let err = f.open(&s).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(err.to_string().contains("10.0.0.1:1"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unregistered_backend_is_a_configuration_error_whatever_the_fallback() {
+    let err = Factory::new()
+        .settings_from_sources(None, env(&[("TA_PERSISTENCE_BACKEND", "redis")]))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
     assert!(
         err.to_string().contains("redis") && err.to_string().contains("not available"),
         "{err}"
     );
+    // settings built in code are checked by open, fallback or not
+    let mut s = Settings::default();
+    s.backend = "redis".into();
+    let err = Factory::new().open(&s).await.unwrap_err();
+    assert!(err.to_string().contains("available: memory"), "{err}");
 }
 
 #[tokio::test]
 async fn task_store_gets_namespace_and_ttl_from_settings() {
-    let s = Settings::from_sources(
-        None,
-        env(&[
-            ("TA_TASK_TTL", "60"),
-            ("TA_PERSISTENCE__TASK_STORE__NAMESPACE", "tasks2"),
-        ]),
-    )
-    .unwrap();
-    let (store, opened) = Factory::new().open_task_store(&s).await.unwrap();
+    let f = Factory::new();
+    let s = f
+        .settings_from_sources(
+            None,
+            env(&[
+                ("TA_TASK_TTL", "60"),
+                ("TA_PERSISTENCE__TASK_STORE__NAMESPACE", "tasks2"),
+            ]),
+        )
+        .unwrap();
+    let (store, opened) = f.open_task_store(&s).await.unwrap();
     assert_eq!(opened.backend.name(), "memory");
     assert_eq!(store.collection().namespace(), "tasks2");
-    assert_eq!(s.task_ttl(), Some(std::time::Duration::from_secs(60)));
-}
-
-#[test]
-fn every_shipped_config_file_is_valid() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            Settings::from_sources(Some(&path), env(&[]))
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            checked += 1;
-        }
-    }
-    assert!(
-        checked >= 2,
-        "expected the shipped config files in {}",
-        dir.display()
+    assert_eq!(
+        f.task_ttl(&s).unwrap(),
+        Some(std::time::Duration::from_secs(60))
     );
 }

@@ -9,8 +9,11 @@ use async_trait::async_trait;
 use persistence_core::backend::{
     Backend, BackendExt, Capabilities, Document, DocumentWrite, Health, Precondition, Version,
 };
-use persistence_core::config::Settings;
-use persistence_core::layers::{layer, BreakerState, CircuitBreaker, Layered, Retry, Timeout};
+use persistence_core::factory::Factory;
+use persistence_core::layers::{
+    layer, BreakerSettings, BreakerState, CircuitBreaker, Layered, Retry, RetrySettings, Timeout,
+    TimeoutSettings,
+};
 use persistence_core::memory::MemoryBackend;
 use persistence_core::{Error, ErrorKind, Result, SharedBackend};
 
@@ -195,13 +198,15 @@ async fn layers_come_from_settings_in_order() {
         ("TA_PERSISTENCE__CIRCUIT_BREAKER__FAILURES", "5"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
-    let s = Settings::from_sources(None, env).unwrap();
+    let s = Factory::new().settings_from_sources(None, env).unwrap();
     assert_eq!(s.layers.0, ["timeout", "retry", "circuit_breaker"]);
     assert_eq!(
         (
-            s.timeout.ms,
-            s.circuit_breaker.failures,
-            s.retry.max_retries
+            s.table::<TimeoutSettings>("timeout").unwrap().ms,
+            s.table::<BreakerSettings>("circuit_breaker")
+                .unwrap()
+                .failures,
+            s.table::<RetrySettings>("retry").unwrap().max_retries
         ),
         (1500, 5, 3)
     );
@@ -218,7 +223,7 @@ async fn layers_come_from_settings_in_order() {
     }
     let bad = [("TA_PERSISTENCE__LAYERS", "timeout,warp_drive")]
         .map(|(k, v)| (k.to_string(), v.to_string()));
-    let e = Settings::from_sources(None, bad).unwrap_err();
+    let e = Factory::new().settings_from_sources(None, bad).unwrap_err();
     assert!(
         e.to_string().contains("warp_drive") && e.to_string().contains("unknown layer"),
         "{e}"
@@ -350,9 +355,9 @@ async fn a_full_stack_reports_every_layers_counters() {
         ("TA_PERSISTENCE__CACHE__CAPACITY", "2"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
-    let s = Settings::from_sources(None, env).unwrap();
+    let s = Factory::new().settings_from_sources(None, env).unwrap();
     let t = Arc::new(Troubled::default());
-    let b = persistence_core::factory::stack(t.clone(), &s, None).unwrap();
+    let b = Factory::new().stack(t.clone(), &s).unwrap();
     for k in ["a", "b", "c"] {
         b.insert("ns", k, DocumentWrite::new(vec![1]))
             .await
@@ -455,12 +460,15 @@ impl tracing::Subscriber for SpanRecorder {
 async fn every_call_runs_in_a_span_naming_operation_namespace_and_key() {
     let recorder = Arc::new(SpanRecorder::default());
     let _guard = tracing::subscriber::set_default(recorder.clone());
-    let s = Settings::from_sources(
-        None,
-        [("TA_PERSISTENCE__LAYERS".to_string(), "retry".to_string())],
-    )
-    .unwrap();
-    let b = persistence_core::factory::stack(Arc::new(MemoryBackend::new()), &s, None).unwrap();
+    let s = Factory::new()
+        .settings_from_sources(
+            None,
+            [("TA_PERSISTENCE__LAYERS".to_string(), "retry".to_string())],
+        )
+        .unwrap();
+    let b = Factory::new()
+        .stack(Arc::new(MemoryBackend::new()), &s)
+        .unwrap();
     b.insert(
         "tasks",
         "t-1",

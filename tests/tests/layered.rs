@@ -7,10 +7,7 @@ persistence_conformance::conformance_tests!(|| async {
         "timeout,retry,circuit_breaker,recovery_queue,cache",
     )]
     .map(|(k, v)| (k.to_string(), v.to_string()));
-    let settings = persistence_core::config::Settings::from_sources(None, env).expect("settings");
-    persistence_core::factory::Factory::new()
-        .open(&settings)
-        .await
-        .expect("open")
-        .backend
+    let factory = persistence_core::factory::Factory::new();
+    let settings = factory.settings_from_sources(None, env).expect("settings");
+    factory.open(&settings).await.expect("open").backend
 });

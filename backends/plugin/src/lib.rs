@@ -12,36 +12,8 @@
 
 mod call;
 mod library;
+mod settings;
 
 pub use call::PluginBackend;
 pub use library::PluginLibrary;
-
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use persistence_core::config::Settings;
-use persistence_core::factory::BackendProvider;
-use persistence_core::{Error, Result, SharedBackend};
-
-/// Opens the plugin backend from the `[plugin]` settings.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PluginProvider;
-
-#[async_trait]
-impl BackendProvider for PluginProvider {
-    fn name(&self) -> &'static str {
-        "plugin"
-    }
-
-    async fn open(&self, settings: &Settings) -> Result<SharedBackend> {
-        let p = &settings.plugin;
-        let module = p.module.as_ref().ok_or_else(|| Error::Config {
-            key: "plugin.module (TA_PERSISTENCE_MODULE)".into(),
-            value: String::new(),
-            reason: "the plugin backend needs the path of the plugin library".into(),
-        })?;
-        let library = PluginLibrary::load(module, p.sha256.as_deref())?;
-        let config = serde_json::to_vec(&p.options).expect("string maps encode");
-        Ok(Arc::new(library.create(p.class.as_deref(), &config)?))
-    }
-}
+pub use settings::{PluginProvider, PluginSettings, SEED_VARIABLES};

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use persistence_conformance::sample_task;
 use persistence_core::backend::{Backend, BackendExt, DocumentWrite};
-use persistence_core::config::Settings;
 use persistence_core::factory::Factory;
 use persistence_core::{Error, ErrorKind, SharedBackend, TaskStore};
 use persistence_plugin::{PluginLibrary, PluginProvider};
@@ -133,13 +132,13 @@ async fn the_factory_opens_a_plugin_from_ta_persistence_module() {
         ("TA_PERSISTENCE_FALLBACK", "fail".to_string()),
     ]
     .map(|(k, v)| (k.to_string(), v));
-    let settings = Settings::from_sources(None, env).unwrap();
+    let mut factory = Factory::new();
+    factory.register(Arc::new(PluginProvider));
+    let settings = factory.settings_from_sources(None, env).unwrap();
     assert_eq!(
         settings.backend, "plugin",
         "TA_PERSISTENCE_MODULE alone selects the plugin backend"
     );
-    let mut factory = Factory::new();
-    factory.register(Arc::new(PluginProvider));
     let opened = factory.open(&settings).await.unwrap();
     assert_eq!(opened.backend.name(), "json-dir");
     let store = TaskStore::new(opened.backend.clone() as SharedBackend);
@@ -169,9 +168,9 @@ async fn a_broken_plugin_falls_back_to_memory_when_allowed() {
         ("TA_PERSISTENCE_FALLBACK", "memory".to_string()),
     ]
     .map(|(k, v)| (k.to_string(), v));
-    let settings = Settings::from_sources(None, env).unwrap();
     let mut factory = Factory::new();
     factory.register(Arc::new(PluginProvider));
+    let settings = factory.settings_from_sources(None, env).unwrap();
     let opened = factory.open(&settings).await.unwrap();
     assert_eq!(opened.backend.name(), "memory");
     assert_eq!(opened.fallback_cause.unwrap().kind(), ErrorKind::Plugin);

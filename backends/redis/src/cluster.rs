@@ -16,7 +16,8 @@ use persistence_core::Result;
 
 use persistence_core::backend::IndexTerm;
 
-use crate::{pre_arg, scripts, ttl_ms, RedisBackend};
+use crate::calls::{pre_arg, ttl_ms};
+use crate::{scripts, RedisBackend};
 
 /// A document script's reply: status, version, created, old index keys, known.
 type PutDocReply = (String, u64, u64, String, u8);

@@ -19,9 +19,9 @@ persistence_conformance::conformance_tests!(|| async {
         ),
     ]
     .map(|(k, v)| (k.to_string(), v));
-    let settings = persistence_core::config::Settings::from_sources(None, env).expect("settings");
     let mut factory = persistence_core::factory::Factory::new();
     factory.register(std::sync::Arc::new(persistence_redis::RedisProvider));
+    let settings = factory.settings_from_sources(None, env).expect("settings");
     factory
         .open(&settings)
         .await

@@ -129,8 +129,9 @@ async fn four_clients_creating_the_same_300_ids_succeed_exactly_300_times() {
 fn ta_redis_ssl_means_what_it_says() {
     let info = |value: &str| {
         let env = [("TA_REDIS_SSL".to_string(), value.to_string())];
-        let settings = Settings::from_sources(None, env).unwrap();
+        let settings = redis_settings(env);
         RedisOptions::from_settings(&settings)
+            .unwrap()
             .connection_info()
             .unwrap()
     };
@@ -267,8 +268,7 @@ async fn the_password_never_appears_in_debug_errors_or_health() {
         .await
         .expect("a URL with credentials connects");
     shown += &format!("{by_url:?} {b:?} {:?}", b.health().await);
-    let settings =
-        Settings::from_sources(None, [("TA_REDIS_PWD".to_string(), secret.to_string())]).unwrap();
+    let settings = redis_settings([("TA_REDIS_PWD".to_string(), secret.to_string())]);
     shown += &format!("{settings:?}");
 
     assert!(
@@ -328,7 +328,7 @@ async fn an_unreachable_server_falls_back_loudly_or_fails_within_the_timeout() {
             ("TA_PERSISTENCE_FALLBACK", fallback),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
-        Settings::from_sources(None, env).unwrap()
+        redis_settings(env)
     };
     let mut factory = Factory::new();
     factory.register(Arc::new(RedisProvider));
@@ -343,4 +343,11 @@ async fn an_unreachable_server_falls_back_loudly_or_fails_within_the_timeout() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// Settings read by a factory that knows Redis.
+fn redis_settings(env: impl IntoIterator<Item = (String, String)>) -> Settings {
+    let mut factory = Factory::new();
+    factory.register(Arc::new(RedisProvider));
+    factory.settings_from_sources(None, env).unwrap()
 }

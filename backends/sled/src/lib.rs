@@ -23,15 +23,16 @@
 
 mod layout;
 mod open;
+mod settings;
 mod spill;
 
+pub use settings::{SledProvider, SledSettings, SEED_VARIABLES};
 pub use spill::SledQueueSpill;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -41,9 +42,7 @@ use persistence_core::backend::{
     Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, IndexTerm, Precondition,
     ScanOrder, ScanPage, ScanRequest, Version,
 };
-use persistence_core::config::Settings;
-use persistence_core::factory::BackendProvider;
-use persistence_core::{Error, Result, SharedBackend};
+use persistence_core::{Error, Result};
 
 use layout::Record;
 
@@ -542,26 +541,5 @@ impl Backend for SledBackend {
             .details
             .insert("recovered".into(), self.db.was_recovered().to_string());
         health
-    }
-}
-
-/// Opens the sled backend from the `[sled]` settings (`TA_SLED_PATH`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SledProvider;
-
-#[async_trait]
-impl BackendProvider for SledProvider {
-    fn name(&self) -> &'static str {
-        "sled"
-    }
-
-    async fn open(&self, settings: &Settings) -> Result<SharedBackend> {
-        let options = SledOptions {
-            path: settings.sled.path.clone(),
-            flush_every_ms: settings.sled.flush_every_ms,
-            flush_on_write: settings.sled.flush_on_write,
-            temporary: false,
-        };
-        Ok(Arc::new(SledBackend::open(&options)?))
     }
 }

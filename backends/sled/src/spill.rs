@@ -2,8 +2,9 @@
 //! restart of the host.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use persistence_core::layers::{QueueSpill, SpilledWrite};
+use persistence_core::layers::{QueueSpill, RecoveryQueueProvider, SpilledWrite};
 use persistence_core::{Error, Result};
 
 use crate::open;
@@ -20,6 +21,15 @@ pub struct SledQueueSpill {
 }
 
 impl SledQueueSpill {
+    /// The `recovery_queue` layer with its writes kept in a sled spill at
+    /// `recovery_queue.spill_path`: register it with
+    /// [`Factory::register_layer`](persistence_core::factory::Factory::register_layer).
+    pub fn recovery_queue() -> Arc<RecoveryQueueProvider> {
+        Arc::new(RecoveryQueueProvider::with_spill(Arc::new(
+            |path: &Path| Ok(Arc::new(SledQueueSpill::open(path)?) as Arc<dyn QueueSpill>),
+        )))
+    }
+
     /// Opens (or creates) the spill at `path`; errors name the path as
     /// [`SledBackend::open`](crate::SledBackend::open)'s do.
     pub fn open(path: &Path) -> Result<Self> {

@@ -15,7 +15,7 @@ fn settings(path: &std::path::Path, fallback: &str) -> Settings {
         ("TA_PERSISTENCE_FALLBACK", fallback),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
-    Settings::from_sources(None, env).unwrap()
+    factory().settings_from_sources(None, env).unwrap()
 }
 
 fn factory() -> Factory {

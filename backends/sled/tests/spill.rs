@@ -130,7 +130,6 @@ async fn accepted_writes_survive_a_restart_and_replay_in_order() {
 
 #[tokio::test]
 async fn spill_path_in_settings_opens_a_sled_spill_or_says_none_is_registered() {
-    use persistence_core::config::Settings;
     use persistence_core::factory::Factory;
     let dir = tempfile::tempdir().unwrap();
     let env = [
@@ -141,13 +140,11 @@ async fn spill_path_in_settings_opens_a_sled_spill_or_says_none_is_registered() 
         ),
     ]
     .map(|(k, v)| (k.to_string(), v));
-    let settings = Settings::from_sources(None, env).unwrap();
+    let settings = Factory::new().settings_from_sources(None, env).unwrap();
     let e = Factory::new().open(&settings).await.unwrap_err();
     assert!(e.to_string().contains("recovery_queue.spill_path"), "{e}");
     let mut factory = Factory::new();
-    factory.register_spill(Arc::new(|p: &std::path::Path| {
-        Ok(Arc::new(SledQueueSpill::open(p)?) as Arc<dyn QueueSpill>)
-    }));
+    factory.register_layer(SledQueueSpill::recovery_queue());
     let opened = factory.open(&settings).await.unwrap();
     assert_eq!(opened.backend.health().await.details["queue_depth"], "0");
     assert!(

@@ -1,11 +1,12 @@
 //! Reading settings: an optional TOML file overlaid by `TA_*` variables.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use config::{ConfigError, File, FileFormat};
+use serde::de::DeserializeOwned;
 
-use super::settings::{Settings, KNOWN_BACKENDS, KNOWN_LAYERS};
+use super::settings::{describe, is_secret, Origins, SeedVariable, Settings, Tables};
 use crate::error::{Error, Result};
 
 /// Variable naming the TOML file to read.
@@ -18,70 +19,53 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
 /// `redis.prefix`; `__` separates levels.
 pub const ENV_PREFIX: &str = "TA_PERSISTENCE__";
 
-/// The seed's variable names (single underscores) and the setting each sets.
-/// They are applied after the generic `TA_PERSISTENCE__*` variables.
-pub const SEED_VARIABLES: [(&str, &str); 14] = [
+/// Core's own seed variables (single underscores) and the setting each
+/// sets. Backends and layers name theirs when they register.
+pub const SEED_VARIABLES: [(&str, &str); 3] = [
     ("TA_PERSISTENCE_BACKEND", "backend"),
     ("TA_PERSISTENCE_FALLBACK", "fallback"),
-    ("TA_PERSISTENCE_MODULE", "plugin.module"),
-    ("TA_PERSISTENCE_CLASS", "plugin.class"),
-    ("TA_PERSISTENCE_MODULE_SHA256", "plugin.sha256"),
-    ("TA_REDIS_URL", "redis.url"),
-    ("TA_REDIS_HOST", "redis.host"),
-    ("TA_REDIS_PORT", "redis.port"),
-    ("TA_REDIS_DB", "redis.db"),
-    ("TA_REDIS_TTL", "redis.ttl"),
-    ("TA_REDIS_PWD", "redis.password"),
-    ("TA_REDIS_SSL", "redis.ssl"),
-    ("TA_SLED_PATH", "sled.path"),
     ("TA_TASK_TTL", "task_store.ttl_seconds"),
 ];
 
-/// Settings whose values are secret and never shown in errors.
-const SECRET_KEYS: [&str; 2] = ["redis.password", "redis.url"];
+/// Core's own top-level settings.
+const CORE_KEYS: [&str; 4] = ["backend", "fallback", "layers", "task_store"];
+
+/// A table the loader accepts besides core's: its name and the seed
+/// variables that set its keys.
+#[derive(Debug, Clone, Copy)]
+pub struct TableOwner<'a> {
+    /// The table (`redis`), which is also the owner's name.
+    pub table: &'a str,
+    /// Its seed variables (`TA_REDIS_HOST` -> `host`).
+    pub seeds: &'a [SeedVariable],
+}
+
+/// The file the environment names: `TA_PERSISTENCE_CONFIG` (the last one
+/// given wins, so appended overrides beat the environment), else
+/// `config/default.toml` if it exists.
+pub fn config_file(env: &[(String, String)]) -> Option<PathBuf> {
+    match env
+        .iter()
+        .rev()
+        .find(|(k, v)| k == CONFIG_PATH_VAR && !v.is_empty())
+    {
+        Some((_, path)) => Some(PathBuf::from(path)),
+        None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.is_file()),
+    }
+}
 
 impl Settings {
-    /// Reads the settings of this process: the file named by
-    /// `TA_PERSISTENCE_CONFIG` (an error if it is missing), else
-    /// `config/default.toml` if it exists, overlaid by the environment.
-    pub fn load() -> Result<Settings> {
-        Settings::load_from_env(std::env::vars())
-    }
-
-    /// [`Settings::load`] with `env` in place of the process environment
-    /// (a tool adds its command-line overrides this way).
-    pub fn load_from_env(env: impl IntoIterator<Item = (String, String)>) -> Result<Settings> {
-        let env: Vec<(String, String)> = env.into_iter().collect();
-        // the last occurrence wins, so appended overrides beat the environment
-        let file = match env
-            .iter()
-            .rev()
-            .find(|(k, v)| k == CONFIG_PATH_VAR && !v.is_empty())
-        {
-            Some((_, path)) => Some(PathBuf::from(path)),
-            None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.is_file()),
-        };
-        Settings::from_sources(file.as_deref(), env)
-    }
-
-    /// Reads settings from `file` (TOML, must exist if given) overlaid by the
-    /// variables in `env`. Variables outside this library's names are
-    /// ignored; empty values count as unset.
-    ///
-    /// ```
-    /// # use persistence_core::config::Settings;
-    /// let env = [("TA_REDIS_PORT".to_string(), "abc".to_string())];
-    /// let err = Settings::from_sources(None, env).unwrap_err();
-    /// assert_eq!(
-    ///     err.to_string(),
-    ///     "invalid configuration redis.port (TA_REDIS_PORT) = \"abc\": expected an integer"
-    /// );
-    /// ```
+    /// Reads settings from `file` (TOML, must exist if given) overlaid by
+    /// the variables in `env`, accepting core's settings and the tables of
+    /// `owners`. Variables outside these names are ignored; empty values
+    /// count as unset. Each owner parses and checks its own table
+    /// afterwards ([`Settings::table`]); the factory does this for its
+    /// registered backends and layers.
     pub fn from_sources(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
+        owners: &[TableOwner<'_>],
     ) -> Result<Settings> {
-        // setting -> (variable that set it, its raw value)
         let mut origins = Origins::new();
         let mut builder = config::Config::builder();
         if let Some(path) = file {
@@ -100,9 +84,17 @@ impl Settings {
             let path = name.strip_prefix(ENV_PREFIX)?;
             Some((path.to_lowercase().replace("__", "."), name, value))
         });
-        let seed = SEED_VARIABLES
+        let core_seeds = SEED_VARIABLES
             .iter()
-            .filter_map(|(name, key)| Some((key.to_string(), env.get_key_value(*name)?)))
+            .map(|(name, key)| (*name, key.to_string()));
+        let owner_seeds = owners.iter().flat_map(|o| {
+            o.seeds
+                .iter()
+                .map(move |s| (s.name, format!("{}.{}", o.table, s.key)))
+        });
+        let seed = core_seeds
+            .chain(owner_seeds)
+            .filter_map(|(name, key)| Some((key, env.get_key_value(name)?)))
             .map(|(key, (name, value))| (key, name, value));
         for (key, name, value) in generic.collect::<Vec<_>>().into_iter().chain(seed) {
             builder = builder
@@ -110,97 +102,90 @@ impl Settings {
                 .map_err(|e| config_error(e, &origins, file))?;
             origins.insert(key, (name.clone(), value.clone()));
         }
-        let config = builder
+        let tree = builder
             .build()
             .map_err(|e| config_error(e, &origins, file))?;
-        let backend_given = config.get_string("backend").is_ok();
-        let mut settings: Settings = config
-            .try_deserialize()
-            .map_err(|e| config_error(e, &origins, file))?;
-        // The seed chose a custom backend by naming its module alone.
-        if !backend_given && settings.plugin.module.is_some() {
-            settings.backend = "plugin".into();
-            origins.insert(
-                "backend".into(),
-                ("implied by TA_PERSISTENCE_MODULE".into(), "plugin".into()),
-            );
-        }
-        settings.validate(&|key| describe(key, &origins, file))?;
+        let mut settings = Settings::with_tables(Tables {
+            tree,
+            origins,
+            file: file.map(Path::to_path_buf),
+        });
+        settings.check_top_level(owners)?;
+        let backend: Option<String> = settings.parse("backend")?;
+        settings.fallback = settings.table("fallback")?;
+        settings.task_store = settings.table("task_store")?;
+        settings.layers = settings.table("layers")?;
+        settings.backend = match backend {
+            Some(backend) => backend,
+            None => settings.implied_backend(owners, &env)?,
+        };
         Ok(settings)
     }
 
-    fn validate(&self, describe: &dyn Fn(&str) -> String) -> Result<()> {
-        let bad = |key: &str, value: &str, reason: &str| Error::Config {
-            key: describe(key),
-            value: value.into(),
-            reason: reason.into(),
-        };
-        if !KNOWN_BACKENDS.contains(&self.backend.as_str()) {
-            return Err(bad(
-                "backend",
-                &self.backend,
-                &format!(
-                    "unknown backend: expected one of {}",
-                    KNOWN_BACKENDS.join(", ")
-                ),
-            ));
+    /// `key` parsed as `T`, or `None` when it is not set.
+    fn parse<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match self.tree().get::<T>(key) {
+            Ok(v) => Ok(Some(v)),
+            Err(ConfigError::NotFound(_)) => Ok(None),
+            Err(e) => Err(self.error(e)),
         }
-        if self.backend == "plugin" {
-            let Some(module) = &self.plugin.module else {
-                return Err(bad(
-                    "plugin.module",
+    }
+
+    /// Every top-level key is core's or a registered owner's table.
+    fn check_top_level(&self, owners: &[TableOwner<'_>]) -> Result<()> {
+        let top = config::Source::collect(self.tree()).map_err(|e| self.error(e))?;
+        let tables: BTreeSet<&str> = owners.iter().map(|o| o.table).collect();
+        for key in top.keys() {
+            if !CORE_KEYS.contains(&key.as_str()) && !tables.contains(key.as_str()) {
+                return Err(self.invalid(
+                    key,
                     "",
-                    "the plugin backend needs the path of the plugin library",
-                ));
-            };
-            if !module.is_file() {
-                return Err(bad(
-                    "plugin.module",
-                    &module.display().to_string(),
-                    "no such file: give the path of the plugin's shared library",
-                ));
-            }
-        }
-        for name in &self.layers.0 {
-            if !KNOWN_LAYERS.contains(&name.as_str()) {
-                let reason = match name.as_str() {
-                    "cache" => format!(
-                        "the {name} layer is not available in this build yet; available: {}",
-                        KNOWN_LAYERS.join(", ")
+                    &format!(
+                        "unknown setting: expected {}, or a table of a registered backend or layer ({})",
+                        CORE_KEYS.join(", "),
+                        tables.into_iter().collect::<Vec<_>>().join(", ")
                     ),
-                    _ => format!(
-                        "unknown layer: expected some of {}",
-                        KNOWN_LAYERS.join(", ")
-                    ),
-                };
-                return Err(bad("layers", name, &reason));
-            }
-        }
-        if let Some(hash) = &self.plugin.sha256 {
-            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(bad("plugin.sha256", hash, "expected 64 hexadecimal digits"));
+                ));
             }
         }
         Ok(())
     }
-}
 
-/// Where each setting set by a variable came from: setting -> (variable, raw value).
-type Origins = BTreeMap<String, (String, String)>;
-
-/// `redis.port (TA_REDIS_PORT)`, `redis.port (in config/x.toml)` or `redis.port`.
-fn describe(key: &str, origins: &Origins, file: Option<&Path>) -> String {
-    match (origins.get(key), file) {
-        (Some((origin, _)), _) => format!("{key} ({origin})"),
-        (None, Some(file)) => format!("{key} (in {})", file.display()),
-        (None, None) => key.to_string(),
+    /// With no `backend` given, a seed variable that selects one (the
+    /// seed's `TA_PERSISTENCE_MODULE` alone meant "the custom backend")
+    /// chooses it; else memory.
+    fn implied_backend(
+        &mut self,
+        owners: &[TableOwner<'_>],
+        env: &BTreeMap<String, String>,
+    ) -> Result<String> {
+        for owner in owners {
+            for seed in owner.seeds.iter().filter(|s| s.selects_backend) {
+                let key = format!("{}.{}", owner.table, seed.key);
+                if env.contains_key(seed.name) || self.is_set(&key) {
+                    let origin = format!("implied by {}", seed.name);
+                    self.note_origin("backend", origin, owner.table);
+                    return Ok(owner.table.to_string());
+                }
+            }
+        }
+        Ok("memory".into())
     }
 }
 
-fn config_error(e: ConfigError, origins: &Origins, file: Option<&Path>) -> Error {
+/// The typed error for an error of the `config` crate, naming the setting,
+/// where its value came from and the value (masked when secret).
+pub(super) fn config_error(e: ConfigError, origins: &Origins, file: Option<&Path>) -> Error {
     let (key, error) = match e {
         ConfigError::At { error, key, .. } => (key, *error),
         other => (None, other),
+    };
+    let raw = |key: &str, fallback: String| {
+        if is_secret(key) {
+            "***".to_string()
+        } else {
+            origins.get(key).map_or(fallback, |(_, raw)| raw.clone())
+        }
     };
     match error {
         ConfigError::Type {
@@ -210,16 +195,9 @@ fn config_error(e: ConfigError, origins: &Origins, file: Option<&Path>) -> Error
             ..
         } => {
             let key = inner.or(key).unwrap_or_default();
-            let value = if SECRET_KEYS.contains(&key.as_str()) {
-                "***".to_string()
-            } else if let Some((_, raw)) = origins.get(&key) {
-                raw.clone()
-            } else {
-                unexpected.to_string()
-            };
             Error::Config {
                 key: describe(&key, origins, file),
-                value,
+                value: raw(&key, unexpected.to_string()),
                 reason: format!("expected {expected}"),
             }
         }
@@ -228,12 +206,17 @@ fn config_error(e: ConfigError, origins: &Origins, file: Option<&Path>) -> Error
             value: uri.unwrap_or_default(),
             reason: format!("not valid TOML: {cause}"),
         },
-        other => Error::Config {
-            key: key
-                .map(|k| describe(&k, origins, file))
-                .unwrap_or_else(|| "settings".into()),
-            value: String::new(),
-            reason: other.to_string(),
+        other => match key {
+            Some(key) => Error::Config {
+                key: describe(&key, origins, file),
+                value: raw(&key, String::new()),
+                reason: other.to_string(),
+            },
+            None => Error::Config {
+                key: "settings".into(),
+                value: String::new(),
+                reason: other.to_string(),
+            },
         },
     }
 }

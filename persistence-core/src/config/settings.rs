@@ -1,182 +1,49 @@
-//! What can be configured, with its defaults.
+//! What core itself configures, and the tables it keeps for the backends
+//! and layers that own them.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::Secret;
+use crate::error::{Error, Result};
 
-/// The backends this project knows by name (a build may not include all).
-pub const KNOWN_BACKENDS: [&str; 4] = ["memory", "sled", "redis", "plugin"];
-
-/// All settings. Every field has a default, so an empty file is valid;
-/// unknown keys are rejected so a typo does not silently fall back.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// Settings: what core configures itself (`backend`, `fallback`, `layers`,
+/// `[task_store]`), and every other table (`[redis]`, `[sled]`,
+/// `[timeout]`...) kept as read, for the backend or layer that owns it to
+/// parse with [`Settings::table`]. Build them with
+/// [`Factory::load_settings`](crate::factory::Factory::load_settings), which
+/// knows the registered owners, their seed variables and their tables.
+///
+/// `Debug` prints core's settings and the names of the other tables, never
+/// their values (they may hold secrets).
+#[derive(Clone)]
 pub struct Settings {
-    /// Which backend: `memory` (default), `sled`, `redis` or `plugin`.
+    /// Which backend: `memory` (default) or the name of a registered one.
     pub backend: String,
     /// What to do when the backend cannot start.
     pub fallback: FallbackPolicy,
     /// Typed task store settings.
     pub task_store: TaskStoreSettings,
-    /// sled settings.
-    pub sled: SledSettings,
-    /// Redis settings.
-    pub redis: RedisSettings,
-    /// Plugin settings.
-    pub plugin: PluginSettings,
-    /// Resilience layers over the backend, listed from the backend outward
+    /// Layers over the backend, listed from the backend outward
     /// (`["timeout", "retry", "circuit_breaker"]`, or `"timeout,retry"`).
     pub layers: LayerList,
-    /// `[timeout]` layer settings.
-    pub timeout: TimeoutSettings,
-    /// `[retry]` layer settings.
-    pub retry: RetrySettings,
-    /// `[circuit_breaker]` layer settings.
-    pub circuit_breaker: BreakerSettings,
-    /// `[recovery_queue]` layer settings.
-    pub recovery_queue: RecoverySettings,
-    /// `[cache]` layer settings.
-    pub cache: CacheSettings,
+    tables: Tables,
 }
 
-/// `[cache]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CacheSettings {
-    /// Most documents kept in memory.
-    pub capacity: usize,
-    /// Namespaces loaded into the cache when the backend opens.
-    pub preload: Vec<String>,
+/// The merged file-and-variable tree, and where each value came from.
+#[derive(Clone, Default)]
+pub(super) struct Tables {
+    pub(super) tree: config::Config,
+    pub(super) origins: Origins,
+    pub(super) file: Option<PathBuf>,
 }
 
-impl Default for CacheSettings {
-    fn default() -> Self {
-        CacheSettings {
-            capacity: 10_000,
-            preload: Vec::new(),
-        }
-    }
-}
-
-/// `[recovery_queue]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RecoverySettings {
-    /// Most writes held while the backend is unavailable.
-    pub capacity: usize,
-    /// Retries of a CRITICAL write before its error goes to the caller.
-    pub critical_retries: u32,
-    /// First wait between CRITICAL retries, ms (doubling).
-    pub backoff_ms: u64,
-    /// Keep queued writes in this directory (a sled database) so they
-    /// survive a restart of the host; absent = in memory only.
-    pub spill_path: Option<PathBuf>,
-}
-
-impl Default for RecoverySettings {
-    fn default() -> Self {
-        RecoverySettings {
-            capacity: 10_000,
-            critical_retries: 3,
-            backoff_ms: 100,
-            spill_path: None,
-        }
-    }
-}
-
-/// Layer names, from a TOML list or a comma-separated string.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LayerList(pub Vec<String>);
-
-impl<'de> Deserialize<'de> for LayerList {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Form {
-            List(Vec<String>),
-            Text(String),
-        }
-        Ok(LayerList(match Form::deserialize(d)? {
-            Form::List(v) => v,
-            Form::Text(t) => t
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
-        }))
-    }
-}
-
-/// The layers this build has.
-pub const KNOWN_LAYERS: [&str; 5] = [
-    "timeout",
-    "retry",
-    "circuit_breaker",
-    "recovery_queue",
-    "cache",
-];
-
-/// `[timeout]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TimeoutSettings {
-    /// Deadline per call in ms (default 2000, as seed 002).
-    pub ms: u64,
-}
-
-impl Default for TimeoutSettings {
-    fn default() -> Self {
-        TimeoutSettings { ms: 2000 }
-    }
-}
-
-/// `[retry]` (seed 002: 3 retries, 1 s base, × 2).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetrySettings {
-    /// Retries after the first attempt.
-    pub max_retries: u32,
-    /// First wait, ms.
-    pub base_ms: u64,
-    /// Growth of each wait.
-    pub factor: f64,
-    /// Longest wait, ms.
-    pub max_delay_ms: u64,
-}
-
-impl Default for RetrySettings {
-    fn default() -> Self {
-        RetrySettings {
-            max_retries: 3,
-            base_ms: 1000,
-            factor: 2.0,
-            max_delay_ms: 30_000,
-        }
-    }
-}
-
-/// `[circuit_breaker]` (seed 002: opens after 3 failures, probes after 300 s).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BreakerSettings {
-    /// Consecutive failures that open the circuit.
-    pub failures: u32,
-    /// Time open before a probe, ms.
-    pub reset_ms: u64,
-}
-
-impl Default for BreakerSettings {
-    fn default() -> Self {
-        BreakerSettings {
-            failures: 3,
-            reset_ms: 300_000,
-        }
-    }
-}
+/// Where each setting set by a variable came from: setting -> (variable, raw value).
+pub(super) type Origins = BTreeMap<String, (String, String)>;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -184,33 +51,165 @@ impl Default for Settings {
             backend: "memory".into(),
             fallback: FallbackPolicy::default(),
             task_store: TaskStoreSettings::default(),
-            sled: SledSettings::default(),
-            redis: RedisSettings::default(),
-            plugin: PluginSettings::default(),
             layers: LayerList::default(),
-            timeout: TimeoutSettings::default(),
-            retry: RetrySettings::default(),
-            circuit_breaker: BreakerSettings::default(),
-            recovery_queue: RecoverySettings::default(),
-            cache: CacheSettings::default(),
+            tables: Tables::default(),
         }
     }
 }
 
-impl Settings {
-    /// The TTL given to stored tasks: `task_store.ttl_seconds` if set, else
-    /// on Redis the seed's `TA_REDIS_TTL` (`redis.ttl`), else none.
-    /// Zero means no TTL.
-    pub fn task_ttl(&self) -> Option<Duration> {
-        let secs = self
-            .task_store
-            .ttl_seconds
-            .or(match self.backend.as_str() {
-                "redis" => Some(self.redis.ttl),
-                _ => None,
-            })?;
-        (secs > 0).then(|| Duration::from_secs(secs))
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tables: Vec<String> = config::Source::collect(&self.tables.tree)
+            .map(|t| t.into_keys().collect())
+            .unwrap_or_default();
+        f.debug_struct("Settings")
+            .field("backend", &self.backend)
+            .field("fallback", &self.fallback)
+            .field("task_store", &self.task_store)
+            .field("layers", &self.layers)
+            .field("tables", &tables)
+            .finish()
     }
+}
+
+impl Settings {
+    pub(super) fn with_tables(tables: Tables) -> Self {
+        Settings {
+            tables,
+            ..Settings::default()
+        }
+    }
+
+    pub(super) fn tree(&self) -> &config::Config {
+        &self.tables.tree
+    }
+
+    pub(super) fn note_origin(&mut self, key: &str, origin: String, value: &str) {
+        self.tables
+            .origins
+            .insert(key.to_string(), (origin, value.to_string()));
+    }
+
+    /// Parses the table `[name]` (a backend's or a layer's) as `T`; an
+    /// absent table is `T::default()`. Errors name the key, where its value
+    /// came from and the value (secrets masked), as every setting's do.
+    ///
+    /// ```
+    /// use persistence_core::config::Settings;
+    /// use persistence_core::factory::Factory;
+    ///
+    /// #[derive(Debug, Default, serde::Deserialize)]
+    /// #[serde(deny_unknown_fields, default)]
+    /// struct Timeout { ms: u64 }
+    ///
+    /// let env = [("TA_PERSISTENCE__TIMEOUT__MS".to_string(), "250".to_string())];
+    /// let settings = Factory::new().settings_from_sources(None, env).unwrap();
+    /// assert_eq!(settings.table::<Timeout>("timeout").unwrap().ms, 250);
+    /// ```
+    pub fn table<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T> {
+        let value = match self.tables.tree.get::<config::Value>(name) {
+            Ok(value) => value,
+            Err(config::ConfigError::NotFound(_)) => return Ok(T::default()),
+            Err(e) => return Err(self.error(e)),
+        };
+        value
+            .try_deserialize()
+            .map_err(|e| self.error(prefixed(e, name)))
+    }
+
+    /// Sets `key` (`plugin.module`, `plugin.options.path`) as a variable
+    /// would, recording `origin` (`--module`) for messages. Core's own
+    /// fields are plain fields: assign them.
+    pub fn set(&mut self, key: &str, value: &str, origin: &str) -> Result<()> {
+        let tree = config::Config::builder()
+            .add_source(self.tables.tree.clone())
+            .set_override(key, value)
+            .and_then(|b| b.build())
+            .map_err(|e| self.error(e))?;
+        self.tables.tree = tree;
+        self.tables
+            .origins
+            .insert(key.to_string(), (origin.to_string(), value.to_string()));
+        Ok(())
+    }
+
+    /// `key` with where its value came from, for messages:
+    /// `redis.port (TA_REDIS_PORT)`, `redis.port (in config/x.toml)`, or
+    /// `redis.port`.
+    pub fn describe(&self, key: &str) -> String {
+        describe(key, &self.tables.origins, self.tables.file.as_deref())
+    }
+
+    /// Whether `key` was given (in the file or by a variable).
+    pub fn is_set(&self, key: &str) -> bool {
+        self.tables.tree.get::<config::Value>(key).is_ok()
+    }
+
+    /// The configuration error for a bad value of `key`.
+    pub fn invalid(&self, key: &str, value: &str, reason: &str) -> Error {
+        Error::Config {
+            key: self.describe(key),
+            value: if is_secret(key) {
+                "***".into()
+            } else {
+                value.into()
+            },
+            reason: reason.into(),
+        }
+    }
+
+    pub(super) fn error(&self, e: config::ConfigError) -> Error {
+        super::load::config_error(e, &self.tables.origins, self.tables.file.as_deref())
+    }
+}
+
+/// Adds `table.` in front of the key a table's error names.
+fn prefixed(e: config::ConfigError, table: &str) -> config::ConfigError {
+    use config::ConfigError;
+    let join =
+        |key: Option<String>| Some(key.map_or(table.to_string(), |k| format!("{table}.{k}")));
+    match e {
+        ConfigError::Type {
+            origin,
+            unexpected,
+            expected,
+            key,
+        } => ConfigError::Type {
+            origin,
+            unexpected,
+            expected,
+            key: join(key),
+        },
+        ConfigError::At { error, origin, key } => ConfigError::At {
+            error,
+            origin,
+            key: join(key),
+        },
+        other => ConfigError::At {
+            error: Box::new(other),
+            origin: None,
+            key: join(None),
+        },
+    }
+}
+
+/// `redis.port (TA_REDIS_PORT)`, `redis.port (in config/x.toml)` or `redis.port`.
+pub(super) fn describe(key: &str, origins: &Origins, file: Option<&Path>) -> String {
+    match (origins.get(key), file) {
+        (Some((origin, _)), _) => format!("{key} ({origin})"),
+        (None, Some(file)) => format!("{key} (in {})", file.display()),
+        (None, None) => key.to_string(),
+    }
+}
+
+/// Whether a setting's value may be a secret and must never be shown: its
+/// last segment names a password, token, secret or credential, or a URL
+/// (which may carry credentials).
+pub(super) fn is_secret(key: &str) -> bool {
+    let leaf = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
+    ["password", "pwd", "secret", "token", "credential", "url"]
+        .iter()
+        .any(|s| leaf.contains(s))
 }
 
 /// What the factory does when the configured backend cannot start.
@@ -234,92 +233,75 @@ pub struct TaskStoreSettings {
     pub namespace: Option<String>,
 }
 
-/// `[sled]` (`TA_SLED_PATH`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SledSettings {
-    /// Directory of the database.
-    pub path: PathBuf,
-    /// How often sled flushes to disk in the background, in milliseconds;
-    /// absent keeps sled's default (500), 0 turns background flushing off.
-    pub flush_every_ms: Option<u64>,
-    /// Flush before every write returns (durable once acknowledged).
-    pub flush_on_write: bool,
-}
+impl TaskStoreSettings {
+    /// The TTL given to stored tasks: `ttl_seconds` if set, else
+    /// `backend_default` (the backend's seed TTL, such as `TA_REDIS_TTL`),
+    /// else none. Zero means no TTL.
+    pub fn ttl(&self, backend_default: Option<u64>) -> Option<Duration> {
+        let secs = self.ttl_seconds.or(backend_default)?;
+        (secs > 0).then(|| Duration::from_secs(secs))
+    }
 
-impl Default for SledSettings {
-    fn default() -> Self {
-        SledSettings {
-            path: PathBuf::from("./data/sled"),
-            flush_every_ms: None,
-            flush_on_write: false,
-        }
+    /// The namespace tasks live in (`task` unless configured).
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("task")
     }
 }
 
-/// `[redis]` (`TA_REDIS_*`, named as in the seed).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedisSettings {
-    /// A `redis://` or `rediss://` URL; overrides host, port, db, password and ssl.
-    pub url: Option<Secret>,
-    /// Host (`TA_REDIS_HOST`, default `localhost`).
-    pub host: String,
-    /// Port (`TA_REDIS_PORT`, default 6379).
-    pub port: u16,
-    /// Database number (`TA_REDIS_DB`, default 0).
-    pub db: u32,
-    /// TTL of tasks in seconds (`TA_REDIS_TTL`, default 3600; 0 = none).
-    pub ttl: u64,
-    /// Password (`TA_REDIS_PWD`).
-    pub password: Option<Secret>,
-    /// TLS (`TA_REDIS_SSL`): `true` means TLS on, `false` off.
-    pub ssl: bool,
-    /// PEM file of the CA that signed the server's certificate (private CAs).
-    pub tls_ca_file: Option<PathBuf>,
-    /// Key prefix (default `task_persistence`, the seed's layout).
-    pub prefix: String,
-    /// Longest wait to connect, in ms (default 2000, as in seed 002).
-    pub connect_timeout_ms: u64,
-    /// Longest wait for a reply, in ms (default 2000).
-    pub command_timeout_ms: u64,
-    /// Renew a task's TTL on every load (opt-in; default off, as the seed).
-    pub sliding_ttl: bool,
-    /// Redis Cluster seed nodes, `host:port,host:port`; set = cluster mode.
-    pub cluster_nodes: Option<String>,
-}
+/// Layer names, from a TOML list or a comma-separated string.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LayerList(pub Vec<String>);
 
-impl Default for RedisSettings {
-    fn default() -> Self {
-        RedisSettings {
-            url: None,
-            host: "localhost".into(),
-            port: 6379,
-            db: 0,
-            ttl: 3600,
-            password: None,
-            ssl: false,
-            tls_ca_file: None,
-            prefix: "task_persistence".into(),
-            connect_timeout_ms: 2000,
-            command_timeout_ms: 2000,
-            sliding_ttl: false,
-            cluster_nodes: None,
+impl<'de> Deserialize<'de> for LayerList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            List(Vec<String>),
+            Text(String),
         }
+        Ok(LayerList(match Form::deserialize(d)? {
+            Form::List(v) => v,
+            Form::Text(t) => t
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        }))
     }
 }
 
-/// `[plugin]` (`TA_PERSISTENCE_MODULE`, `TA_PERSISTENCE_CLASS`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PluginSettings {
-    /// Path of the plugin library.
-    pub module: Option<PathBuf>,
-    /// Backend name inside the plugin (optional when it offers one).
-    pub class: Option<String>,
-    /// Expected SHA-256 of the library, hex (`TA_PERSISTENCE_MODULE_SHA256`).
-    pub sha256: Option<String>,
-    /// Options for the plugin's backend (`[plugin.options]`,
-    /// `TA_PERSISTENCE__PLUGIN__OPTIONS__NAME`), passed to it as a JSON object.
-    pub options: std::collections::BTreeMap<String, String>,
+/// A variable of the seed's naming that sets one key of its owner's table
+/// (`TA_REDIS_HOST` sets `host` in `[redis]`). Seed variables are applied
+/// after the file and the `TA_PERSISTENCE__TABLE__KEY` variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeedVariable {
+    /// The variable (`TA_REDIS_HOST`).
+    pub name: &'static str,
+    /// The key it sets, inside the owner's table (`host`).
+    pub key: &'static str,
+    /// Whether setting it, with no `backend` given, chooses its owner as
+    /// the backend (the seed chose a custom backend by naming its module).
+    pub selects_backend: bool,
+}
+
+impl SeedVariable {
+    /// `name` sets `key` of the owner's table.
+    pub const fn new(name: &'static str, key: &'static str) -> Self {
+        SeedVariable {
+            name,
+            key,
+            selects_backend: false,
+        }
+    }
+
+    /// Like [`SeedVariable::new`], and setting it alone chooses the owner.
+    pub const fn selecting(name: &'static str, key: &'static str) -> Self {
+        SeedVariable {
+            name,
+            key,
+            selects_backend: true,
+        }
+    }
 }

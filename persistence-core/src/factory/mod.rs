@@ -1,139 +1,31 @@
-//! Chooses and opens the backend the settings ask for.
+//! Reads settings and opens the backend and layers they choose.
 //!
-//! Backends live in their own crates, so the factory holds a registry of
-//! [`BackendProvider`]s: memory is always there, and a binary registers the
-//! ones it was built with. A known backend that is not registered answers
-//! "not available in this build". When the chosen backend cannot start, the
-//! [`FallbackPolicy`] decides: fail, or run on memory with a loud warning and
-//! a degraded health report.
+//! Backends and layers live outside core's knowledge: the factory holds a
+//! registry of [`BackendProvider`]s and [`LayerProvider`]s, each owning
+//! its table and seed variables. Memory and the built-in layers are always
+//! there; a binary registers the backends it was built with. Settings are
+//! loaded through the factory, so every table is checked by its owner and
+//! a name nobody registered fails at once, listing the registered ones.
+//! When the chosen backend cannot start, the [`FallbackPolicy`] decides:
+//! fail, or run on memory with a loud warning and a degraded health report.
+//! Wrong configuration is never covered by the fallback.
 
 mod fallback;
+mod provider;
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::path::Path;
 use std::sync::Arc;
-
-use async_trait::async_trait;
+use std::time::Duration;
 
 use crate::backend::SharedBackend;
-use crate::config::{FallbackPolicy, Settings};
+use crate::config::{config_file, FallbackPolicy, Settings, TableOwner};
 use crate::error::{Error, Result};
-use crate::memory::MemoryBackend;
+use crate::layers::{layer, LayerProvider, Metrics};
 use crate::store::TaskStore;
 
 pub use fallback::FallbackBackend;
-
-/// Opens the durable store of a recovery queue (`recovery_queue.spill_path`).
-pub type SpillOpener =
-    Arc<dyn Fn(&std::path::Path) -> Result<Arc<dyn crate::layers::QueueSpill>> + Send + Sync>;
-
-/// Wraps `backend` in the configured layers, from the backend outward,
-/// and puts [`Metrics`](crate::layers::Metrics) outermost, so
-/// [`Backend::stats`](crate::Backend::stats) counts what callers saw (call
-/// inside a tokio runtime: the recovery queue replays in the background).
-/// A `spill_path` needs a `spill` opener.
-pub fn stack(
-    mut backend: SharedBackend,
-    settings: &Settings,
-    spill: Option<&SpillOpener>,
-) -> Result<SharedBackend> {
-    use crate::layers::{layer, CacheTier, CircuitBreaker, Metrics, RecoveryQueue, Retry, Timeout};
-    use std::time::Duration;
-    for name in &settings.layers.0 {
-        backend = match name.as_str() {
-            "timeout" => layer(
-                backend,
-                Timeout::new(Duration::from_millis(settings.timeout.ms)),
-            ),
-            "retry" => {
-                let r = &settings.retry;
-                layer(
-                    backend,
-                    Retry::new(
-                        r.max_retries,
-                        Duration::from_millis(r.base_ms),
-                        r.factor,
-                        Duration::from_millis(r.max_delay_ms),
-                    ),
-                )
-            }
-            "circuit_breaker" => {
-                let b = &settings.circuit_breaker;
-                layer(
-                    backend,
-                    CircuitBreaker::new(b.failures, Duration::from_millis(b.reset_ms)),
-                )
-            }
-            "recovery_queue" => {
-                let q = &settings.recovery_queue;
-                let store = match (&q.spill_path, spill) {
-                    (None, _) => None,
-                    (Some(path), Some(open)) => Some(open(path)?),
-                    (Some(path), None) => {
-                        return Err(Error::Config {
-                            key: "recovery_queue.spill_path".into(),
-                            value: path.display().to_string(),
-                            reason: "this build has no spill store (register one with Factory::register_spill)".into(),
-                        })
-                    }
-                };
-                RecoveryQueue::with_spill(
-                    backend,
-                    q.capacity,
-                    q.critical_retries,
-                    Duration::from_millis(q.backoff_ms),
-                    store,
-                )?
-            }
-            "cache" => Arc::new(CacheTier::new(backend, settings.cache.capacity)),
-            // Settings::validate refuses every other name
-            _ => backend,
-        };
-    }
-    Ok(layer(backend, Metrics::new()))
-}
-
-/// Fills the caches of `backend` with `namespace`'s documents by reading
-/// them once (each read goes through the cache tier and is kept there).
-async fn preload(backend: &SharedBackend, namespace: &str) -> Result<()> {
-    use crate::backend::{ScanOrder, ScanRequest};
-    let mut request = ScanRequest::first(ScanOrder::Key, 500);
-    loop {
-        let page = backend.scan(namespace, request.clone()).await?;
-        for (key, _) in &page.entries {
-            backend.get(namespace, key).await?;
-        }
-        match page.cursor {
-            Some(c) => request.cursor = Some(c),
-            None => return Ok(()),
-        }
-    }
-}
-
-/// Opens one kind of backend from the settings.
-#[async_trait]
-pub trait BackendProvider: Send + Sync + Debug {
-    /// The name `backend = "..."` selects it by.
-    fn name(&self) -> &'static str;
-
-    /// Opens the backend, or says why it cannot start.
-    async fn open(&self, settings: &Settings) -> Result<SharedBackend>;
-}
-
-/// The provider of the in-memory backend.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MemoryProvider;
-
-#[async_trait]
-impl BackendProvider for MemoryProvider {
-    fn name(&self) -> &'static str {
-        "memory"
-    }
-
-    async fn open(&self, _settings: &Settings) -> Result<SharedBackend> {
-        Ok(Arc::new(MemoryBackend::new()))
-    }
-}
+pub use provider::{BackendProvider, MemoryProvider, NoSettings};
 
 /// The backend the factory opened, and how.
 #[derive(Debug, Clone)]
@@ -146,27 +38,35 @@ pub struct Opened {
     pub fallback_cause: Option<Error>,
 }
 
-/// The registry of backend providers.
+/// The registry of backends and layers, which loads settings and opens
+/// what they choose.
 ///
 /// ```
-/// use persistence_core::{config::Settings, factory::Factory};
+/// use persistence_core::factory::Factory;
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let opened = Factory::new().open(&Settings::default()).await.unwrap();
+/// let factory = Factory::new();
+/// let env = [("TA_PERSISTENCE__TIMEOUT__MS".to_string(), "500".to_string())];
+/// let settings = factory.settings_from_sources(None, env).unwrap();
+/// let opened = factory.open(&settings).await.unwrap();
 /// assert_eq!(opened.backend.name(), "memory");
 /// assert!(opened.fallback_cause.is_none());
+///
+/// let typo = [("TA_PERSISTENCE_BACKEND".to_string(), "mongo".to_string())];
+/// let err = factory.settings_from_sources(None, typo).unwrap_err();
+/// assert!(err.to_string().contains("available: memory"), "{err}");
 /// # });
 /// ```
 #[derive(Clone)]
 pub struct Factory {
-    providers: BTreeMap<&'static str, Arc<dyn BackendProvider>>,
-    spill: Option<SpillOpener>,
+    backends: Vec<Arc<dyn BackendProvider>>,
+    layers: Vec<Arc<dyn LayerProvider>>,
 }
 
 impl Debug for Factory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Factory")
-            .field("providers", &self.available())
-            .field("spill", &self.spill.is_some())
+            .field("backends", &self.available())
+            .field("layers", &self.available_layers())
             .finish()
     }
 }
@@ -178,60 +78,172 @@ impl Default for Factory {
 }
 
 impl Factory {
-    /// A factory that knows the memory backend.
+    /// A factory that knows the memory backend and the built-in layers.
     pub fn new() -> Self {
-        let mut f = Factory {
-            providers: BTreeMap::new(),
-            spill: None,
-        };
-        f.register(Arc::new(MemoryProvider));
-        f
+        Factory {
+            backends: vec![Arc::new(MemoryProvider)],
+            layers: crate::layers::builtin(),
+        }
     }
 
-    /// Adds (or replaces) a provider.
+    /// Adds a backend provider, or replaces the one of the same name.
     pub fn register(&mut self, provider: Arc<dyn BackendProvider>) -> &mut Self {
-        self.providers.insert(provider.name(), provider);
+        replace_or_push(&mut self.backends, provider, |p| p.name());
         self
     }
 
-    /// Sets how recovery queues open their spill (`recovery_queue.spill_path`).
-    pub fn register_spill(&mut self, opener: SpillOpener) -> &mut Self {
-        self.spill = Some(opener);
+    /// Adds a layer provider, or replaces the one of the same name (a
+    /// binary with a durable engine registers
+    /// [`RecoveryQueueProvider::with_spill`](crate::layers::RecoveryQueueProvider::with_spill)
+    /// this way).
+    pub fn register_layer(&mut self, provider: Arc<dyn LayerProvider>) -> &mut Self {
+        replace_or_push(&mut self.layers, provider, |p| p.name());
         self
     }
 
-    /// Names of the backends this factory can open.
+    /// Names of the backends this factory can open, in registration order.
     pub fn available(&self) -> Vec<&'static str> {
-        self.providers.keys().copied().collect()
+        self.backends.iter().map(|p| p.name()).collect()
+    }
+
+    /// Names of the layers this factory can stack, in registration order.
+    pub fn available_layers(&self) -> Vec<&'static str> {
+        self.layers.iter().map(|p| p.name()).collect()
+    }
+
+    /// Reads the settings of this process: the file named by
+    /// `TA_PERSISTENCE_CONFIG` (an error if it is missing), else
+    /// `config/default.toml` if it exists, overlaid by the environment.
+    pub fn load_settings(&self) -> Result<Settings> {
+        self.load_settings_from_env(std::env::vars())
+    }
+
+    /// [`Factory::load_settings`] with `env` in place of the process
+    /// environment (a tool appends its command-line overrides this way).
+    pub fn load_settings_from_env(
+        &self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        self.settings_from_sources(config_file(&env).as_deref(), env)
+    }
+
+    /// Reads settings from `file` (TOML, must exist if given) overlaid by
+    /// the variables in `env` (see [`crate::config`]), then has every
+    /// registered backend and layer check its table.
+    ///
+    /// ```
+    /// # use persistence_core::factory::Factory;
+    /// let env = [("TA_PERSISTENCE_FALLBACK".to_string(), "maybe".to_string())];
+    /// let err = Factory::new().settings_from_sources(None, env).unwrap_err();
+    /// assert!(err.to_string().starts_with(
+    ///     "invalid configuration fallback (TA_PERSISTENCE_FALLBACK) = \"maybe\""
+    /// ), "{err}");
+    /// ```
+    pub fn settings_from_sources(
+        &self,
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings> {
+        let owners: Vec<TableOwner<'_>> = self
+            .backends
+            .iter()
+            .map(|p| TableOwner {
+                table: p.name(),
+                seeds: p.seed_variables(),
+            })
+            .chain(self.layers.iter().map(|l| TableOwner {
+                table: l.name(),
+                seeds: l.seed_variables(),
+            }))
+            .collect();
+        let settings = Settings::from_sources(file, env, &owners)?;
+        self.check(&settings)?;
+        Ok(settings)
+    }
+
+    /// Checks `settings` against this registry: the backend and every
+    /// layer are registered, and each owner accepts its table.
+    pub fn check(&self, settings: &Settings) -> Result<()> {
+        self.provider(settings)?;
+        for name in &settings.layers.0 {
+            if !self.layers.iter().any(|l| l.name() == name) {
+                return Err(settings.invalid(
+                    "layers",
+                    name,
+                    &format!(
+                        "unknown layer: expected some of {}",
+                        self.available_layers().join(", ")
+                    ),
+                ));
+            }
+        }
+        for provider in &self.backends {
+            provider.check(settings)?;
+        }
+        for layer in &self.layers {
+            layer.check(settings)?;
+        }
+        Ok(())
+    }
+
+    fn provider(&self, settings: &Settings) -> Result<&Arc<dyn BackendProvider>> {
+        self.backends
+            .iter()
+            .find(|p| p.name() == settings.backend)
+            .ok_or_else(|| {
+                settings.invalid(
+                    "backend",
+                    &settings.backend,
+                    &format!(
+                        "unknown backend, or not available in this build (available: {})",
+                        self.available().join(", ")
+                    ),
+                )
+            })
+    }
+
+    /// The TTL given to stored tasks: `task_store.ttl_seconds`, else the
+    /// chosen backend's default (Redis: `TA_REDIS_TTL`), else none.
+    pub fn task_ttl(&self, settings: &Settings) -> Result<Option<Duration>> {
+        let backend_default = self.provider(settings)?.default_task_ttl(settings)?;
+        Ok(settings.task_store.ttl(backend_default))
     }
 
     /// Opens the backend `settings` choose, applying the fallback policy,
-    /// and stacks the configured layers over it.
+    /// and stacks the configured layers over it. Settings this registry
+    /// does not accept fail whatever the fallback policy says.
     pub async fn open(&self, settings: &Settings) -> Result<Opened> {
+        self.check(settings)?;
         let mut opened = self.open_bare(settings).await?;
-        opened.backend = stack(opened.backend, settings, self.spill.as_ref())?;
-        if settings.layers.0.iter().any(|l| l == "cache") {
-            for ns in &settings.cache.preload {
-                // preloading reads through every layer, the cache included
-                preload(&opened.backend, ns).await?;
+        opened.backend = self.stack(opened.backend, settings)?;
+        for name in &settings.layers.0 {
+            if let Some(layer) = self.layers.iter().find(|l| l.name() == name) {
+                layer.prepare(&opened.backend, settings).await?;
             }
         }
         Ok(opened)
     }
 
+    /// Wraps `backend` in the configured layers, from the backend outward,
+    /// and puts [`Metrics`] outermost, so
+    /// [`Backend::stats`](crate::Backend::stats) counts what callers saw
+    /// (call inside a tokio runtime: some layers work in the background).
+    pub fn stack(&self, mut backend: SharedBackend, settings: &Settings) -> Result<SharedBackend> {
+        for name in &settings.layers.0 {
+            let layer = self
+                .layers
+                .iter()
+                .find(|l| l.name() == name)
+                .ok_or_else(|| settings.invalid("layers", name, "unknown layer"))?;
+            backend = layer.wrap(backend, settings)?;
+        }
+        Ok(layer(backend, Metrics::new()))
+    }
+
     async fn open_bare(&self, settings: &Settings) -> Result<Opened> {
         let requested = settings.backend.clone();
-        let attempt = match self.providers.get(requested.as_str()) {
-            Some(provider) => provider.open(settings).await,
-            None => Err(Error::Config {
-                key: "backend".into(),
-                value: requested.clone(),
-                reason: format!(
-                    "not available in this build (available: {})",
-                    self.available().join(", ")
-                ),
-            }),
-        };
+        let attempt = self.provider(settings)?.open(settings).await;
         match (attempt, settings.fallback) {
             (Ok(backend), _) => Ok(Opened {
                 backend,
@@ -258,11 +270,18 @@ impl Factory {
     /// Opens the backend and a [`TaskStore`] on it with the configured
     /// namespace and TTL.
     pub async fn open_task_store(&self, settings: &Settings) -> Result<(TaskStore, Opened)> {
+        let ttl = self.task_ttl(settings)?;
         let opened = self.open(settings).await?;
-        let mut store = TaskStore::new(opened.backend.clone()).with_ttl(settings.task_ttl());
-        if let Some(ns) = &settings.task_store.namespace {
-            store = store.with_namespace(ns.clone());
-        }
+        let store = TaskStore::new(opened.backend.clone())
+            .with_ttl(ttl)
+            .with_namespace(settings.task_store.namespace());
         Ok((store, opened))
+    }
+}
+
+fn replace_or_push<T: ?Sized>(list: &mut Vec<Arc<T>>, item: Arc<T>, name: impl Fn(&T) -> &str) {
+    match list.iter_mut().find(|p| name(p) == name(&item)) {
+        Some(slot) => *slot = item,
+        None => list.push(item),
     }
 }

@@ -1,5 +1,10 @@
 //! A circuit breaker: closed, open, half-open.
 
+use serde::Deserialize;
+
+use super::{layer, LayerProvider};
+use crate::backend::SharedBackend;
+use crate::config::Settings;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -198,5 +203,44 @@ impl Policy for CircuitBreaker {
         stats.set("breaker_opened", i.opened);
         stats.set("breaker_closed", i.closed);
         stats.set("breaker_rejected", i.rejected);
+    }
+}
+
+/// `[circuit_breaker]` (seed 002: opens after 3 failures, probes after 300 s).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSettings {
+    /// Consecutive failures that open the circuit.
+    pub failures: u32,
+    /// Time open before a probe, ms.
+    pub reset_ms: u64,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            failures: 3,
+            reset_ms: 300_000,
+        }
+    }
+}
+
+/// Registers `circuit_breaker` (`[circuit_breaker]`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CircuitBreakerProvider;
+
+impl LayerProvider for CircuitBreakerProvider {
+    fn name(&self) -> &'static str {
+        "circuit_breaker"
+    }
+
+    fn check(&self, settings: &Settings) -> Result<()> {
+        settings.table::<BreakerSettings>(self.name()).map(drop)
+    }
+
+    fn wrap(&self, inner: SharedBackend, settings: &Settings) -> Result<SharedBackend> {
+        let b: BreakerSettings = settings.table(self.name())?;
+        let breaker = CircuitBreaker::new(b.failures, Duration::from_millis(b.reset_ms));
+        Ok(layer(inner, breaker))
     }
 }

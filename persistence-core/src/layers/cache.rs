@@ -1,19 +1,26 @@
 //! A memory cache in front of a durable backend (seed 000).
 
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::LayerProvider;
+use crate::config::Settings;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::backend::{
-    Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, Precondition, ScanOrder,
-    ScanPage, ScanRequest, SharedBackend, Stats, Version,
+    Backend, Document, DocumentWrite, Health, HealthStatus, Precondition, ScanOrder, ScanRequest,
+    SharedBackend, Stats, Version,
 };
 use crate::error::Result;
+
+use super::Layer;
 
 #[derive(Default)]
 struct Lru {
@@ -147,16 +154,9 @@ impl CacheTier {
 }
 
 #[async_trait]
-impl Backend for CacheTier {
-    fn name(&self) -> &str {
-        self.durable.name()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            native_batch: false,
-            ..self.durable.capabilities()
-        }
+impl Layer for CacheTier {
+    fn inner(&self) -> &dyn Backend {
+        &*self.durable
     }
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
@@ -179,10 +179,6 @@ impl Backend for CacheTier {
             }
         }
         Ok(doc)
-    }
-
-    async fn get_value(&self, namespace: &str, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.get(namespace, key).await?.map(|d| d.value))
     }
 
     async fn put(
@@ -239,18 +235,6 @@ impl Backend for CacheTier {
         result
     }
 
-    async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
-        self.durable.lookup(namespace, index, term).await
-    }
-
-    async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
-        self.durable.scan(namespace, request).await
-    }
-
-    async fn count(&self, namespace: &str) -> Result<u64> {
-        self.durable.count(namespace).await
-    }
-
     async fn health(&self) -> Health {
         let mut h = self.durable.health().await;
         let (hits, misses) = self.hits_and_misses();
@@ -283,5 +267,64 @@ impl Backend for CacheTier {
         stats.set("cache_hits", hits);
         stats.set("cache_misses", misses);
         stats
+    }
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// Most documents kept in memory.
+    pub capacity: usize,
+    /// Namespaces loaded into the cache when the backend opens.
+    pub preload: Vec<String>,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            capacity: 10_000,
+            preload: Vec::new(),
+        }
+    }
+}
+
+/// Registers `cache` (`[cache]`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheProvider;
+
+#[async_trait]
+impl LayerProvider for CacheProvider {
+    fn name(&self) -> &'static str {
+        "cache"
+    }
+
+    fn check(&self, settings: &Settings) -> Result<()> {
+        settings.table::<CacheSettings>(self.name()).map(drop)
+    }
+
+    fn wrap(&self, inner: SharedBackend, settings: &Settings) -> Result<SharedBackend> {
+        let c: CacheSettings = settings.table(self.name())?;
+        Ok(Arc::new(CacheTier::new(inner, c.capacity)))
+    }
+
+    /// Fills the cache with each `preload` namespace by reading it once
+    /// through the whole stack (each read passes the cache and stays there).
+    async fn prepare(&self, stack: &SharedBackend, settings: &Settings) -> Result<()> {
+        let c: CacheSettings = settings.table(self.name())?;
+        for namespace in &c.preload {
+            let mut request = ScanRequest::first(ScanOrder::Key, 500);
+            loop {
+                let page = stack.scan(namespace, request.clone()).await?;
+                for (key, _) in &page.entries {
+                    stack.get(namespace, key).await?;
+                }
+                match page.cursor {
+                    Some(c) => request.cursor = Some(c),
+                    None => break,
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -9,7 +9,9 @@
 
 mod breaker;
 mod cache;
+mod forward;
 mod metrics;
+mod provider;
 mod recovery;
 mod retry;
 mod spill;
@@ -21,17 +23,21 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use breaker::{BreakerState, CircuitBreaker};
-pub use cache::CacheTier;
+pub use breaker::{BreakerSettings, BreakerState, CircuitBreaker, CircuitBreakerProvider};
+pub use cache::{CacheProvider, CacheSettings, CacheTier};
+pub use forward::Layer;
 pub use metrics::Metrics;
-pub use recovery::{with_priority, Priority, RecoveryQueue};
-pub use retry::Retry;
+pub use provider::{builtin, LayerProvider};
+pub use recovery::{
+    with_priority, Priority, RecoveryQueue, RecoveryQueueProvider, RecoverySettings, SpillOpener,
+};
+pub use retry::{Retry, RetryProvider, RetrySettings};
 pub use spill::{QueueSpill, SpilledOp, SpilledWrite};
-pub use timeout::Timeout;
+pub use timeout::{Timeout, TimeoutProvider, TimeoutSettings};
 
 use crate::backend::{
-    Backend, Capabilities, Document, DocumentWrite, Health, Precondition, ScanPage, ScanRequest,
-    SharedBackend, Stats, Version,
+    Backend, Document, DocumentWrite, Health, Precondition, ScanPage, ScanRequest, SharedBackend,
+    Stats, Version,
 };
 use crate::error::{Error, Result};
 
@@ -159,16 +165,9 @@ pub fn layer<P: Policy>(inner: SharedBackend, policy: P) -> SharedBackend {
 }
 
 #[async_trait]
-impl<P: Policy> Backend for Layered<P> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            native_batch: false,
-            ..self.inner.capabilities()
-        }
+impl<P: Policy> Layer for Layered<P> {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
     }
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,15 +11,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
+use serde::Deserialize;
 use tokio::sync::Notify;
 
 use crate::backend::{
-    Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, Precondition, ScanPage,
-    ScanRequest, SharedBackend, Stats, Version,
+    Backend, DocumentWrite, Health, HealthStatus, Precondition, SharedBackend, Stats, Version,
 };
 use crate::error::{Error, Result};
 
 use super::spill::{QueueSpill, SpilledOp, SpilledWrite};
+use super::{Layer, LayerProvider};
+use crate::config::Settings;
 
 /// How much a write matters when the backend is unavailable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -351,22 +354,12 @@ impl RecoveryQueue {
 }
 
 #[async_trait]
-impl Backend for RecoveryQueue {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl Layer for RecoveryQueue {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            native_batch: false,
-            ..self.inner.capabilities()
-        }
-    }
-
-    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
-        self.inner.get(namespace, key).await
-    }
-
+    // reads are not this layer's business: keep the inner backend's cheap path
     async fn get_value(&self, namespace: &str, key: &str) -> Result<Option<Bytes>> {
         self.inner.get_value(namespace, key).await
     }
@@ -395,18 +388,6 @@ impl Backend for RecoveryQueue {
             self.inner.remove(namespace, key, precondition)
         })
         .await
-    }
-
-    async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
-        self.inner.lookup(namespace, index, term).await
-    }
-
-    async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
-        self.inner.scan(namespace, request).await
-    }
-
-    async fn count(&self, namespace: &str) -> Result<u64> {
-        self.inner.count(namespace).await
     }
 
     async fn health(&self) -> Health {
@@ -441,5 +422,90 @@ impl Backend for RecoveryQueue {
         stats.set("queue_dropped", q.dropped);
         stats.set("queue_full", q.full);
         stats
+    }
+}
+
+/// `[recovery_queue]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoverySettings {
+    /// Most writes held while the backend is unavailable.
+    pub capacity: usize,
+    /// Retries of a CRITICAL write before its error goes to the caller.
+    pub critical_retries: u32,
+    /// First wait between CRITICAL retries, ms (doubling).
+    pub backoff_ms: u64,
+    /// Keep queued writes in this directory (a durable spill store) so
+    /// they survive a restart of the host; absent = in memory only.
+    pub spill_path: Option<PathBuf>,
+}
+
+impl Default for RecoverySettings {
+    fn default() -> Self {
+        RecoverySettings {
+            capacity: 10_000,
+            critical_retries: 3,
+            backoff_ms: 100,
+            spill_path: None,
+        }
+    }
+}
+
+/// Opens the durable store of a recovery queue (`recovery_queue.spill_path`).
+pub type SpillOpener = Arc<dyn Fn(&Path) -> Result<Arc<dyn QueueSpill>> + Send + Sync>;
+
+/// Registers `recovery_queue` (`[recovery_queue]`). Without a spill opener
+/// a `spill_path` is refused; a binary with a durable engine registers
+/// [`RecoveryQueueProvider::with_spill`] in its place.
+#[derive(Clone, Default)]
+pub struct RecoveryQueueProvider {
+    spill: Option<SpillOpener>,
+}
+
+impl fmt::Debug for RecoveryQueueProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecoveryQueueProvider")
+            .field("spill", &self.spill.is_some())
+            .finish()
+    }
+}
+
+impl RecoveryQueueProvider {
+    /// A provider whose queues keep their writes in the store `open` opens
+    /// at `recovery_queue.spill_path`.
+    pub fn with_spill(open: SpillOpener) -> Self {
+        RecoveryQueueProvider { spill: Some(open) }
+    }
+}
+
+impl LayerProvider for RecoveryQueueProvider {
+    fn name(&self) -> &'static str {
+        "recovery_queue"
+    }
+
+    fn check(&self, settings: &Settings) -> Result<()> {
+        settings.table::<RecoverySettings>(self.name()).map(drop)
+    }
+
+    fn wrap(&self, inner: SharedBackend, settings: &Settings) -> Result<SharedBackend> {
+        let q: RecoverySettings = settings.table(self.name())?;
+        let store =
+            match (&q.spill_path, &self.spill) {
+                (None, _) => None,
+                (Some(path), Some(open)) => Some(open(path)?),
+                (Some(path), None) => return Err(settings.invalid(
+                    "recovery_queue.spill_path",
+                    &path.display().to_string(),
+                    "this build has no spill store (register RecoveryQueueProvider::with_spill)",
+                )),
+            };
+        let queue = RecoveryQueue::with_spill(
+            inner,
+            q.capacity,
+            q.critical_retries,
+            Duration::from_millis(q.backoff_ms),
+            store,
+        )?;
+        Ok(queue)
     }
 }

@@ -1,5 +1,10 @@
 //! Retries with exponential backoff and jitter.
 
+use serde::Deserialize;
+
+use super::{layer, LayerProvider};
+use crate::backend::SharedBackend;
+use crate::config::Settings;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -103,5 +108,55 @@ impl Policy for Retry {
 
     fn stats(&self, stats: &mut crate::backend::Stats) {
         stats.set("retries", self.retries());
+    }
+}
+
+/// `[retry]` (seed 002: 3 retries, 1 s base, × 2).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// First wait, ms.
+    pub base_ms: u64,
+    /// Growth of each wait.
+    pub factor: f64,
+    /// Longest wait, ms.
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_retries: 3,
+            base_ms: 1000,
+            factor: 2.0,
+            max_delay_ms: 30_000,
+        }
+    }
+}
+
+/// Registers `retry` (`[retry]`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RetryProvider;
+
+impl LayerProvider for RetryProvider {
+    fn name(&self) -> &'static str {
+        "retry"
+    }
+
+    fn check(&self, settings: &Settings) -> Result<()> {
+        settings.table::<RetrySettings>(self.name()).map(drop)
+    }
+
+    fn wrap(&self, inner: SharedBackend, settings: &Settings) -> Result<SharedBackend> {
+        let r: RetrySettings = settings.table(self.name())?;
+        let retry = Retry::new(
+            r.max_retries,
+            Duration::from_millis(r.base_ms),
+            r.factor,
+            Duration::from_millis(r.max_delay_ms),
+        );
+        Ok(layer(inner, retry))
     }
 }

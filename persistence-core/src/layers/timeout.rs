@@ -1,5 +1,10 @@
 //! A deadline per call.
 
+use serde::Deserialize;
+
+use super::{layer, LayerProvider};
+use crate::backend::SharedBackend;
+use crate::config::Settings;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
@@ -76,5 +81,38 @@ impl Policy for Timeout {
 
     fn stats(&self, stats: &mut crate::backend::Stats) {
         stats.set("timeouts", self.expired.load(Ordering::Relaxed));
+    }
+}
+
+/// `[timeout]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutSettings {
+    /// Deadline per call in ms (default 2000, as seed 002).
+    pub ms: u64,
+}
+
+impl Default for TimeoutSettings {
+    fn default() -> Self {
+        TimeoutSettings { ms: 2000 }
+    }
+}
+
+/// Registers `timeout` (`[timeout]`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimeoutProvider;
+
+impl LayerProvider for TimeoutProvider {
+    fn name(&self) -> &'static str {
+        "timeout"
+    }
+
+    fn check(&self, settings: &Settings) -> Result<()> {
+        settings.table::<TimeoutSettings>(self.name()).map(drop)
+    }
+
+    fn wrap(&self, inner: SharedBackend, settings: &Settings) -> Result<SharedBackend> {
+        let s: TimeoutSettings = settings.table(self.name())?;
+        Ok(layer(inner, Timeout::new(Duration::from_millis(s.ms))))
     }
 }

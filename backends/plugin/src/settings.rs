@@ -1,0 +1,104 @@
+//! The `[plugin]` table, the seed's `TA_PERSISTENCE_MODULE`, `_CLASS` and
+//! `_MODULE_SHA256`, and the provider that registers the plugin host.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use persistence_core::config::{SeedVariable, Settings};
+use persistence_core::factory::BackendProvider;
+use persistence_core::{Result, SharedBackend};
+use serde::Deserialize;
+
+use crate::PluginLibrary;
+
+/// `[plugin]` (`TA_PERSISTENCE_MODULE`, `TA_PERSISTENCE_CLASS`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginSettings {
+    /// Path of the plugin library.
+    pub module: Option<PathBuf>,
+    /// Backend name inside the plugin (optional when it offers one).
+    pub class: Option<String>,
+    /// Expected SHA-256 of the library, hex (`TA_PERSISTENCE_MODULE_SHA256`).
+    pub sha256: Option<String>,
+    /// Options for the plugin's backend (`[plugin.options]`,
+    /// `TA_PERSISTENCE__PLUGIN__OPTIONS__NAME`), passed to it as a JSON object.
+    pub options: BTreeMap<String, String>,
+}
+
+/// The seed's variables for `[plugin]`. `TA_PERSISTENCE_MODULE` alone
+/// chooses the plugin backend, as the seed's factory did.
+pub const SEED_VARIABLES: &[SeedVariable] = &[
+    SeedVariable::selecting("TA_PERSISTENCE_MODULE", "module"),
+    SeedVariable::new("TA_PERSISTENCE_CLASS", "class"),
+    SeedVariable::new("TA_PERSISTENCE_MODULE_SHA256", "sha256"),
+];
+
+impl PluginSettings {
+    /// Parses `[plugin]` and checks it: a pin is 64 hex digits, and when
+    /// the plugin backend is chosen, `module` names an existing file.
+    pub fn from_settings(settings: &Settings) -> Result<Self> {
+        let p: PluginSettings = settings.table("plugin")?;
+        if let Some(hash) = &p.sha256 {
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(settings.invalid(
+                    "plugin.sha256",
+                    hash,
+                    "expected 64 hexadecimal digits",
+                ));
+            }
+        }
+        if settings.backend == "plugin" {
+            let Some(module) = &p.module else {
+                return Err(settings.invalid(
+                    "plugin.module",
+                    "",
+                    "the plugin backend needs the path of the plugin library",
+                ));
+            };
+            if !module.is_file() {
+                return Err(settings.invalid(
+                    "plugin.module",
+                    &module.display().to_string(),
+                    "no such file: give the path of the plugin's shared library",
+                ));
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// Opens the plugin backend from the `[plugin]` settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PluginProvider;
+
+#[async_trait]
+impl BackendProvider for PluginProvider {
+    fn name(&self) -> &'static str {
+        "plugin"
+    }
+
+    fn seed_variables(&self) -> &'static [SeedVariable] {
+        SEED_VARIABLES
+    }
+
+    fn check(&self, settings: &Settings) -> Result<()> {
+        PluginSettings::from_settings(settings).map(drop)
+    }
+
+    async fn open(&self, settings: &Settings) -> Result<SharedBackend> {
+        let p = PluginSettings::from_settings(settings)?;
+        let Some(module) = &p.module else {
+            return Err(settings.invalid(
+                "plugin.module",
+                "",
+                "the plugin backend needs the path of the plugin library",
+            ));
+        };
+        let library = PluginLibrary::load(module, p.sha256.as_deref())?;
+        let config = serde_json::to_vec(&p.options).expect("string maps encode");
+        Ok(Arc::new(library.create(p.class.as_deref(), &config)?))
+    }
+}

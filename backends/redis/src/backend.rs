@@ -1,0 +1,462 @@
+//! The `Backend` contract on Redis.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use persistence_core::backend::{
+    Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, Precondition, Put,
+    Remove, ScanOrder, ScanPage, ScanRequest, Version,
+};
+use persistence_core::{Error, Result};
+use redis::RedisError;
+
+use crate::calls::{document, GetReply};
+use crate::conn::Conn;
+use crate::layout::{self, Layout};
+use crate::options::RedisOptions;
+use crate::scripts;
+
+/// The Redis backend. Cheap to clone; clones share one multiplexed connection.
+#[derive(Clone)]
+pub struct RedisBackend {
+    pub(crate) con: Conn,
+    pub(crate) layout: Layout,
+    pub(crate) options: Arc<RedisOptions>,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBackend {
+    /// Up to `n` `(key, created)` after the creation cursor `{created}:{key}`.
+    /// Stamps can tie on a cluster (they come from each node's clock), so
+    /// the cursor names the key too and ties resume in member order.
+    async fn created_after(
+        &self,
+        ns: &str,
+        cursor: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<(String, u64)>> {
+        let after: Option<(u64, String)> = match cursor {
+            None => None,
+            Some(c) => {
+                let (score, key) = c.split_once(':').ok_or_else(|| {
+                    Error::InvalidInput(format!("scan cursor {c:?} is not a creation cursor"))
+                })?;
+                let score = score.parse().map_err(|_| {
+                    Error::InvalidInput(format!("scan cursor {c:?} is not a creation cursor"))
+                })?;
+                Some((score, key.to_string()))
+            }
+        };
+        let start = after
+            .as_ref()
+            .map_or("-inf".to_string(), |(s, _)| s.to_string());
+        let mut con = self.con.clone();
+        let mut out = Vec::with_capacity(n);
+        let mut offset = 0;
+        loop {
+            let batch: Vec<(String, u64)> = redis::cmd("ZRANGEBYSCORE")
+                .arg(self.layout.by_created(ns))
+                .arg(&start)
+                .arg("+inf")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(n)
+                .query_async(&mut con)
+                .await
+                .map_err(|e| self.error("scan", e))?;
+            let fetched = batch.len();
+            for (k, s) in batch {
+                let done = after
+                    .as_ref()
+                    .is_some_and(|(as_, ak)| s < *as_ || s == *as_ && k <= *ak);
+                if !done && out.len() < n {
+                    out.push((k, s));
+                }
+            }
+            if out.len() == n || fetched < n {
+                return Ok(out);
+            }
+            offset += fetched;
+        }
+    }
+
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.con, Conn::Cluster(_))
+    }
+
+    /// The key layout in use.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Deletes every key of `ns` (documents, metadata, indexes, orders) with
+    /// `SCAN` + `UNLINK`, never `KEYS`, and returns how many keys it removed.
+    pub async fn clear_namespace(&self, ns: &str) -> Result<u64> {
+        if self.is_cluster() {
+            return self.clear_cluster(ns).await;
+        }
+        let mut con = self.con.clone();
+        let mut removed = 0u64;
+        for pattern in self.layout.patterns(ns) {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(|e| self.error("clear_namespace", e))?;
+                if !keys.is_empty() {
+                    let n: u64 = redis::cmd("UNLINK")
+                        .arg(&keys)
+                        .query_async(&mut con)
+                        .await
+                        .map_err(|e| self.error("clear_namespace", e))?;
+                    removed += n;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(removed)
+    }
+
+    pub(crate) fn error(&self, operation: &str, e: RedisError) -> Error {
+        if e.is_timeout() {
+            Error::Timeout {
+                operation: format!("redis {operation}"),
+                after: self.options.command_timeout,
+            }
+        } else if e.is_io_error()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_unrecoverable_error()
+        {
+            Error::Unavailable {
+                backend: "redis".into(),
+                reason: format!("{operation} on {}: {e}", self.options.endpoint()),
+            }
+        } else {
+            Error::Internal {
+                backend: "redis".into(),
+                message: format!("{operation}: {e}"),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    fn name(&self) -> &str {
+        "redis"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ttl: true,
+            scan: true,
+            scan_by_creation: true,
+            count: false,
+            native_batch: !self.is_cluster(),
+            atomic_index: !self.is_cluster(),
+            durable: true,
+        }
+    }
+
+    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
+        let mut con = self.con.clone();
+        let reply: GetReply = self
+            .get_invocation(namespace, key)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.error("get", e))?;
+        Ok(reply.map(document))
+    }
+
+    async fn get_value(&self, namespace: &str, key: &str) -> Result<Option<Bytes>> {
+        if self.options.sliding_ttl.is_some() {
+            // reads renew the TTL: that takes the script
+            return Ok(self.get(namespace, key).await?.map(|d| d.value));
+        }
+        let mut con = self.con.clone();
+        let value: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.layout.doc(namespace, key))
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.error("get", e))?;
+        Ok(value.map(Bytes::from))
+    }
+
+    async fn put(
+        &self,
+        namespace: &str,
+        key: &str,
+        write: DocumentWrite,
+        precondition: Precondition,
+    ) -> Result<Version> {
+        if self.is_cluster() {
+            return self.put_cluster(namespace, key, &write, precondition).await;
+        }
+        let mut con = self.con.clone();
+        let reply = self
+            .put_invocation(namespace, key, &write, precondition)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.error("put", e))?;
+        Self::put_result(namespace, key, precondition, reply)
+    }
+
+    async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
+        precondition.check_removal(namespace, key)?;
+        if self.is_cluster() {
+            return self.remove_cluster(namespace, key, precondition).await;
+        }
+        let mut con = self.con.clone();
+        let reply = self
+            .remove_invocation(namespace, key, precondition)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.error("remove", e))?;
+        Self::remove_result(namespace, key, precondition, reply)
+    }
+
+    async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
+        if self.is_cluster() {
+            return self.lookup_cluster(namespace, index, term).await;
+        }
+        let mut con = self.con.clone();
+        let flat: Vec<redis::Value> = scripts::LOOKUP
+            .key(self.layout.index(namespace, index, term))
+            .arg(self.layout.doc_prefix(namespace))
+            .arg(self.layout.meta_prefix(namespace))
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.error("lookup", e))?;
+        let mut hits: Vec<(u64, String)> = Vec::with_capacity(flat.len() / 2);
+        for pair in flat.chunks(2) {
+            let parsed: Option<(u64, String)> = match pair {
+                [c, k] => redis::from_redis_value(c.clone())
+                    .ok()
+                    .zip(redis::from_redis_value(k.clone()).ok()),
+                _ => None,
+            };
+            let hit = parsed.ok_or_else(|| Error::Internal {
+                backend: "redis".into(),
+                message: "lookup script answered an odd reply".into(),
+            })?;
+            hits.push(hit);
+        }
+        hits.sort();
+        Ok(hits.into_iter().map(|(_, k)| k).collect())
+    }
+
+    async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        let limit = request.limit.max(1);
+        let mut con = self.con.clone();
+        let candidates: Vec<(String, u64)> = match request.order {
+            ScanOrder::Key => {
+                let start = request
+                    .cursor
+                    .as_ref()
+                    .map_or("-".to_string(), |c| format!("({c}"));
+                let keys: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(self.layout.by_key(namespace))
+                    .arg(start)
+                    .arg("+")
+                    .arg("BYLEX")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit + 1)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(|e| self.error("scan", e))?;
+                keys.into_iter().map(|k| (k, 0)).collect()
+            }
+            ScanOrder::Created => {
+                self.created_after(namespace, request.cursor.as_deref(), limit + 1)
+                    .await?
+            }
+        };
+        let more = candidates.len() > limit;
+        let page: Vec<(String, u64)> = candidates.into_iter().take(limit).collect();
+        let cursor = more.then(|| match request.order {
+            ScanOrder::Key => page.last().map(|(k, _)| k.clone()),
+            ScanOrder::Created => page.last().map(|(k, c)| format!("{c}:{k}")),
+        });
+        let keys: Vec<String> = page.into_iter().map(|(k, _)| k).collect();
+        let docs = self.get_many(namespace, &keys).await;
+        let mut entries = Vec::with_capacity(keys.len());
+        for (key, doc) in keys.into_iter().zip(docs) {
+            // members whose document expired are skipped (and cleaned on delete)
+            if let Some(doc) = doc? {
+                entries.push((key, doc));
+            }
+        }
+        Ok(ScanPage {
+            entries,
+            cursor: cursor.flatten(),
+        })
+    }
+
+    async fn get_many(&self, namespace: &str, keys: &[String]) -> Vec<Result<Option<Document>>> {
+        if self.is_cluster() {
+            // keys of a batch live in different slots: concurrent calls instead
+            let calls = keys.iter().map(|k| self.get(namespace, k));
+            return futures::future::join_all(calls).await;
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.invoke_script(&self.get_invocation(namespace, key));
+        }
+        match self.pipeline::<Vec<GetReply>>("get_many", &pipe).await {
+            Ok(replies) => replies.into_iter().map(|r| Ok(r.map(document))).collect(),
+            Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    async fn put_many(&self, namespace: &str, puts: Vec<Put>) -> Vec<Result<Version>> {
+        if self.is_cluster() {
+            let calls = puts
+                .into_iter()
+                .map(|p| async move { self.put(namespace, &p.key, p.write, p.precondition).await });
+            return futures::future::join_all(calls).await;
+        }
+        let mut pipe = redis::pipe();
+        for p in &puts {
+            pipe.invoke_script(&self.put_invocation(namespace, &p.key, &p.write, p.precondition));
+        }
+        match self
+            .pipeline::<Vec<(String, u64, u64)>>("put_many", &pipe)
+            .await
+        {
+            Ok(replies) => puts
+                .iter()
+                .zip(replies)
+                .map(|(p, r)| Self::put_result(namespace, &p.key, p.precondition, r))
+                .collect(),
+            Err(e) => puts.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    async fn remove_many(&self, namespace: &str, removes: Vec<Remove>) -> Vec<Result<bool>> {
+        if self.is_cluster() {
+            let calls = removes
+                .iter()
+                .map(|r| self.remove(namespace, &r.key, r.precondition));
+            return futures::future::join_all(calls).await;
+        }
+        let mut out: Vec<Option<Result<bool>>> = Vec::with_capacity(removes.len());
+        let mut pipe = redis::pipe();
+        let mut sent = Vec::new();
+        for (i, r) in removes.iter().enumerate() {
+            if let Err(e) = r.precondition.check_removal(namespace, &r.key) {
+                out.push(Some(Err(e)));
+            } else {
+                out.push(None);
+                sent.push(i);
+                pipe.invoke_script(&self.remove_invocation(namespace, &r.key, r.precondition));
+            }
+        }
+        if !sent.is_empty() {
+            match self
+                .pipeline::<Vec<(String, u64)>>("remove_many", &pipe)
+                .await
+            {
+                Ok(replies) => {
+                    for (i, reply) in sent.into_iter().zip(replies) {
+                        let r = &removes[i];
+                        out[i] = Some(Self::remove_result(
+                            namespace,
+                            &r.key,
+                            r.precondition,
+                            reply,
+                        ));
+                    }
+                }
+                Err(e) => {
+                    for i in sent {
+                        out[i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|r| r.expect("every removal answered"))
+            .collect()
+    }
+
+    async fn health(&self) -> Health {
+        let mut con = self.con.clone();
+        let started = Instant::now();
+        let ping: std::result::Result<String, RedisError> =
+            redis::cmd("PING").query_async(&mut con).await;
+        let latency = started.elapsed();
+        let mut health = match ping {
+            Ok(_) => Health::ok("redis", format!("redis at {}", self.options.endpoint())),
+            Err(e) => Health {
+                status: HealthStatus::Down,
+                backend: "redis".into(),
+                message: self.error("ping", e).to_string(),
+                latency_ms: None,
+                details: Default::default(),
+            },
+        };
+        if health.status == HealthStatus::Down {
+            return health;
+        }
+        health.latency_ms = Some(latency.as_secs_f64() * 1e3);
+        if let Ok(info) = redis::cmd("INFO")
+            .arg("server")
+            .query_async::<String>(&mut con)
+            .await
+        {
+            if let Some(v) = info.lines().find_map(|l| l.strip_prefix("redis_version:")) {
+                health
+                    .details
+                    .insert("server_version".into(), v.trim().to_string());
+            }
+        }
+        let pattern = layout::glob_escape(&format!("{}:", self.layout.prefix())) + "*";
+        let mut cursor = 0u64;
+        let mut found = false;
+        for _ in 0..20 {
+            let scanned: std::result::Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut con)
+                .await;
+            let Ok((next, keys)) = scanned else { break };
+            found |= !keys.is_empty();
+            if found || next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        health
+            .details
+            .insert("prefix".into(), self.layout.prefix().to_string());
+        health
+            .details
+            .insert("prefix_in_use".into(), found.to_string());
+        health
+    }
+}

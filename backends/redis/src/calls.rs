@@ -1,0 +1,179 @@
+//! Script calls: the invocations of the Lua scripts, and what their
+//! replies mean in the contract's terms.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use persistence_core::backend::{Document, DocumentWrite, IndexTerm, Precondition, Version};
+use persistence_core::{Error, Result};
+
+use crate::scripts;
+use crate::RedisBackend;
+
+pub(crate) fn pre_arg(pre: Precondition) -> (&'static str, u64) {
+    match pre {
+        Precondition::Any => ("any", 0),
+        Precondition::Absent => ("absent", 0),
+        Precondition::Present => ("present", 0),
+        Precondition::Version(v) => ("version", v.0),
+    }
+}
+
+pub(crate) fn ttl_ms(ttl: Option<Duration>) -> u64 {
+    ttl.map_or(0, |t| (t.as_millis() as u64).max(1))
+}
+
+/// A GET script reply: value, version, created, pttl.
+pub(crate) type GetReply = Option<(Vec<u8>, u64, u64, i64)>;
+
+pub(crate) fn document((value, version, created, pttl): (Vec<u8>, u64, u64, i64)) -> Document {
+    Document {
+        value: Bytes::from(value),
+        version: Version(version),
+        created,
+        expires_at: (pttl > 0).then(|| SystemTime::now() + Duration::from_millis(pttl as u64)),
+    }
+}
+
+impl RedisBackend {
+    pub(crate) fn get_invocation(&self, ns: &str, key: &str) -> redis::ScriptInvocation<'static> {
+        let mut inv = scripts::GET.prepare_invoke();
+        inv.key(self.layout.doc(ns, key))
+            .key(self.layout.meta(ns, key))
+            .arg(ttl_ms(self.options.sliding_ttl));
+        inv
+    }
+
+    pub(crate) fn put_invocation(
+        &self,
+        ns: &str,
+        key: &str,
+        write: &DocumentWrite,
+        precondition: Precondition,
+    ) -> redis::ScriptInvocation<'static> {
+        let index_keys: Vec<String> = IndexTerm::dedup(write.index.clone())
+            .iter()
+            .map(|t| self.layout.index(ns, &t.index, &t.term))
+            .collect();
+        let terms_json = serde_json::to_string(&index_keys).expect("strings encode");
+        let (pre, expected) = pre_arg(precondition);
+        let mut inv = scripts::PUT.prepare_invoke();
+        inv.key(self.layout.doc(ns, key))
+            .key(self.layout.meta(ns, key))
+            .key(self.layout.by_key(ns))
+            .key(self.layout.by_created(ns));
+        for k in &index_keys {
+            inv.key(k);
+        }
+        inv.arg(key)
+            .arg(&write.value[..])
+            .arg(pre)
+            .arg(expected)
+            .arg(ttl_ms(write.ttl))
+            .arg(terms_json);
+        inv
+    }
+
+    pub(crate) fn remove_invocation(
+        &self,
+        ns: &str,
+        key: &str,
+        precondition: Precondition,
+    ) -> redis::ScriptInvocation<'static> {
+        let (pre, expected) = pre_arg(precondition);
+        let mut inv = scripts::REMOVE.prepare_invoke();
+        inv.key(self.layout.doc(ns, key))
+            .key(self.layout.meta(ns, key))
+            .key(self.layout.by_key(ns))
+            .key(self.layout.by_created(ns))
+            .arg(key)
+            .arg(pre)
+            .arg(expected);
+        inv
+    }
+
+    /// What a script's status word means: `ok` gives its number back, the
+    /// others are the contract's errors (`number` is then the stored version).
+    fn script_status(
+        ns: &str,
+        key: &str,
+        precondition: Precondition,
+        status: &str,
+        number: u64,
+        op: &str,
+    ) -> Result<u64> {
+        match status {
+            "ok" => Ok(number),
+            "exists" => Err(Error::AlreadyExists {
+                namespace: ns.into(),
+                key: key.into(),
+            }),
+            "missing" => Err(Error::NotFound {
+                namespace: ns.into(),
+                key: key.into(),
+            }),
+            "conflict" => Err(Error::Conflict {
+                namespace: ns.into(),
+                key: key.into(),
+                expected: match precondition {
+                    Precondition::Version(v) => v,
+                    _ => Version(0),
+                },
+                actual: Version(number),
+            }),
+            other => Err(Error::Internal {
+                backend: "redis".into(),
+                message: format!("{op} script answered {other}"),
+            }),
+        }
+    }
+
+    pub(crate) fn put_result(
+        ns: &str,
+        key: &str,
+        precondition: Precondition,
+        reply: (String, u64, u64),
+    ) -> Result<Version> {
+        let (status, version, _created) = reply;
+        Self::script_status(ns, key, precondition, &status, version, "put").map(Version)
+    }
+
+    pub(crate) fn remove_result(
+        ns: &str,
+        key: &str,
+        precondition: Precondition,
+        reply: (String, u64),
+    ) -> Result<bool> {
+        let (status, n) = reply;
+        Self::script_status(ns, key, precondition, &status, n, "remove").map(|n| n == 1)
+    }
+
+    /// Runs a pipeline of script calls, loading the scripts once if the
+    /// server lost them (restart, `SCRIPT FLUSH`).
+    pub(crate) async fn pipeline<T: redis::FromRedisValue>(
+        &self,
+        operation: &str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        let mut con = self.con.clone();
+        match pipe.query_async(&mut con).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                for script in [
+                    &*scripts::GET,
+                    &*scripts::PUT,
+                    &*scripts::REMOVE,
+                    &*scripts::LOOKUP,
+                ] {
+                    script
+                        .load_async(&mut con)
+                        .await
+                        .map_err(|e| self.error(operation, e))?;
+                }
+                pipe.query_async(&mut con)
+                    .await
+                    .map_err(|e| self.error(operation, e))
+            }
+            other => other.map_err(|e| self.error(operation, e)),
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The `[sled]` table, the seed-style `TA_SLED_PATH`, and the provider that
+//! registers the sled backend with the factory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use persistence_core::config::{SeedVariable, Settings};
+use persistence_core::factory::BackendProvider;
+use persistence_core::{Result, SharedBackend};
+use serde::Deserialize;
+
+use crate::{SledBackend, SledOptions};
+
+/// `[sled]` (`TA_SLED_PATH`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SledSettings {
+    /// Directory of the database.
+    pub path: PathBuf,
+    /// How often sled flushes to disk in the background, in milliseconds;
+    /// absent keeps sled's default (500), 0 turns background flushing off.
+    pub flush_every_ms: Option<u64>,
+    /// Flush before every write returns (durable once acknowledged).
+    pub flush_on_write: bool,
+}
+
+impl Default for SledSettings {
+    fn default() -> Self {
+        SledSettings {
+            path: PathBuf::from("./data/sled"),
+            flush_every_ms: None,
+            flush_on_write: false,
+        }
+    }
+}
+
+/// The seed-style variables for `[sled]`.
+pub const SEED_VARIABLES: &[SeedVariable] = &[SeedVariable::new("TA_SLED_PATH", "path")];
+
+/// Opens the sled backend from the `[sled]` settings (`TA_SLED_PATH`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SledProvider;
+
+#[async_trait]
+impl BackendProvider for SledProvider {
+    fn name(&self) -> &'static str {
+        "sled"
+    }
+
+    fn seed_variables(&self) -> &'static [SeedVariable] {
+        SEED_VARIABLES
+    }
+
+    fn check(&self, settings: &Settings) -> Result<()> {
+        settings.table::<SledSettings>(self.name()).map(drop)
+    }
+
+    async fn open(&self, settings: &Settings) -> Result<SharedBackend> {
+        let s: SledSettings = settings.table(self.name())?;
+        let options = SledOptions {
+            path: s.path,
+            flush_every_ms: s.flush_every_ms,
+            flush_on_write: s.flush_on_write,
+            temporary: false,
+        };
+        Ok(Arc::new(SledBackend::open(&options)?))
+    }
+}

@@ -1,0 +1,205 @@
+//! Settings as a binary with every backend of this workspace reads them:
+//! each backend's table and seed variables, owned by its crate, overlaid
+//! and checked through one factory.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use persistence_core::config::{FallbackPolicy, Settings};
+use persistence_core::factory::Factory;
+use persistence_core::ErrorKind;
+use persistence_plugin::{PluginProvider, PluginSettings};
+use persistence_redis::{RedisProvider, RedisSettings};
+use persistence_sled::{SledProvider, SledSettings};
+
+/// The factory `ta-persist` builds: memory, sled, redis, plugin.
+fn factory() -> Factory {
+    let mut f = Factory::new();
+    f.register(Arc::new(SledProvider));
+    f.register(Arc::new(RedisProvider));
+    f.register(Arc::new(PluginProvider));
+    f
+}
+
+fn from_sources(
+    file: Option<&std::path::Path>,
+    env: Vec<(String, String)>,
+) -> persistence_core::Result<Settings> {
+    factory().settings_from_sources(file, env)
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn toml(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn redis(s: &Settings) -> RedisSettings {
+    s.table("redis").unwrap()
+}
+
+#[test]
+fn defaults_choose_memory_and_fall_back_to_memory() {
+    let s = from_sources(None, env(&[])).unwrap();
+    assert_eq!(s.backend, "memory");
+    assert_eq!(s.fallback, FallbackPolicy::Memory);
+    assert_eq!(redis(&s).port, 6379);
+    assert_eq!(factory().task_ttl(&s).unwrap(), None);
+}
+
+#[test]
+fn seed_variables_are_honoured() {
+    let s = from_sources(
+        None,
+        env(&[
+            ("TA_PERSISTENCE_BACKEND", "redis"),
+            ("TA_REDIS_HOST", "redis.internal"),
+            ("TA_REDIS_PORT", "6380"),
+            ("TA_REDIS_DB", "3"),
+            ("TA_REDIS_TTL", "7200"),
+            ("TA_REDIS_PWD", "s3cret"),
+            ("TA_REDIS_SSL", "false"),
+            ("UNRELATED", "x"),
+            ("TA_SOMETHING_ELSE", "belongs to the app"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.backend, "redis");
+    let r = redis(&s);
+    assert_eq!(r.host, "redis.internal");
+    assert_eq!(r.port, 6380);
+    assert_eq!(r.db, 3);
+    assert_eq!(r.password.as_ref().unwrap().expose(), "s3cret");
+    assert!(!r.ssl, "TA_REDIS_SSL=false must mean no TLS");
+    assert_eq!(
+        factory().task_ttl(&s).unwrap(),
+        Some(Duration::from_secs(7200))
+    );
+    assert!(
+        !format!("{s:?} {r:?}").contains("s3cret"),
+        "password leaked into Debug"
+    );
+}
+
+#[test]
+fn file_is_overlaid_by_variables_with_double_underscore_nesting() {
+    let f = toml("backend = \"sled\"\nfallback = \"fail\"\n[sled]\npath = \"/tmp/x\"\n[redis]\nprefix = \"file\"\n");
+    let s = from_sources(
+        Some(f.path()),
+        env(&[
+            ("TA_PERSISTENCE__REDIS__PREFIX", "env"),
+            ("TA_SLED_PATH", "/tmp/y"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.backend, "sled");
+    assert_eq!(s.fallback, FallbackPolicy::Fail);
+    assert_eq!(redis(&s).prefix, "env");
+    let sled: SledSettings = s.table("sled").unwrap();
+    assert_eq!(sled.path, std::path::PathBuf::from("/tmp/y"));
+}
+
+#[test]
+fn bad_values_name_the_key_and_the_value() {
+    let err = from_sources(None, env(&[("TA_REDIS_PORT", "abc")])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert_eq!(
+        err.to_string(),
+        "invalid configuration redis.port (TA_REDIS_PORT) = \"abc\": expected an integer"
+    );
+
+    let err = from_sources(None, env(&[("TA_PERSISTENCE_BACKEND", "mongo")])).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("backend (TA_PERSISTENCE_BACKEND)")
+            && text.contains("mongo")
+            && text.contains("memory, sled, redis, plugin"),
+        "{text}"
+    );
+
+    let err = from_sources(None, env(&[("TA_PERSISTENCE_MODULE", "/no/such/lib.so")])).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("plugin.module (TA_PERSISTENCE_MODULE)") && text.contains("/no/such/lib.so"),
+        "{text}"
+    );
+
+    let err = from_sources(None, env(&[("TA_PERSISTENCE_FALLBACK", "maybe")])).unwrap_err();
+    assert!(err.to_string().contains("maybe"), "{err}");
+
+    let f = toml("[redis]\nport = 99999\n");
+    let err = from_sources(Some(f.path()), env(&[])).unwrap_err();
+    assert!(err.to_string().contains("redis.port"), "{err}");
+
+    let f = toml("[redis]\nhots = \"typo\"\n");
+    let err = from_sources(Some(f.path()), env(&[])).unwrap_err();
+    assert!(err.to_string().contains("hots"), "{err}");
+
+    let f = toml("this is not toml");
+    let err = from_sources(Some(f.path()), env(&[])).unwrap_err();
+    assert!(err.to_string().contains("TOML"), "{err}");
+
+    let err = from_sources(Some("/no/such/config.toml".as_ref()), env(&[])).unwrap_err();
+    assert!(err.to_string().contains("/no/such/config.toml"), "{err}");
+
+    let err =
+        from_sources(None, env(&[("TA_PERSISTENCE_MODULE_SHA256", "not-a-hash")])).unwrap_err();
+    assert!(err.to_string().contains("plugin.sha256"), "{err}");
+}
+
+#[test]
+fn secrets_never_appear_in_errors() {
+    let f = toml("[redis]\npassword = 12\n");
+    // a number is accepted as a string by the config crate: no error, no leak
+    let s = from_sources(Some(f.path()), env(&[])).unwrap();
+    assert!(!format!("{s:?} {:?}", redis(&s)).contains("12\""));
+    let err = from_sources(
+        None,
+        env(&[("TA_REDIS_PWD", "hunter2"), ("TA_REDIS_PORT", "x")]),
+    )
+    .unwrap_err();
+    assert!(!err.to_string().contains("hunter2"));
+    let f = toml("[redis]\npassword = [\"hunter2\"]\n");
+    let err = from_sources(Some(f.path()), env(&[])).unwrap_err();
+    assert!(
+        err.to_string().contains("redis.password") && !err.to_string().contains("hunter2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn module_alone_implies_the_plugin_backend() {
+    let lib = tempfile::NamedTempFile::new().unwrap();
+    let path = lib.path().to_str().unwrap();
+    let s = from_sources(None, env(&[("TA_PERSISTENCE_MODULE", path)])).unwrap();
+    assert_eq!(s.backend, "plugin");
+    let p = PluginSettings::from_settings(&s).unwrap();
+    assert_eq!(p.module.as_deref(), Some(lib.path()));
+}
+
+#[test]
+fn every_shipped_config_file_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            from_sources(Some(&path), env(&[]))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "expected the shipped config files in {}",
+        dir.display()
+    );
+}
