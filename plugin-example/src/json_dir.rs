@@ -7,13 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use persistence_core::backend::{
-    Backend, Capabilities, Document, DocumentWrite, Health, IndexTerm, Precondition, ScanOrder,
-    ScanPage, ScanRequest, Version,
+use persistence_plugin_sdk::{
+    async_trait, Backend, Bytes, Capabilities, Document, DocumentWrite, Error, Health, IndexTerm,
+    Precondition, Result, ScanOrder, ScanPage, ScanRequest, Version,
 };
-use persistence_core::{Error, Result};
 
 fn now_ms() -> u64 {
     SystemTime::now()

@@ -17,10 +17,7 @@ mod json_dir;
 
 use std::sync::Arc;
 
-use persistence_core::backend::Backend;
-use persistence_core::memory::MemoryBackend;
-use persistence_core::{Error, SharedBackend};
-use persistence_plugin_sdk::Plugin;
+use persistence_plugin_sdk::{Backend, Capabilities, Error, MemoryBackend, Plugin, SharedBackend};
 
 pub use json_dir::JsonDirBackend;
 
@@ -32,7 +29,7 @@ impl Plugin for ExamplePlugin {
     const NAME: &'static str = "plugin-example";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    fn backends() -> Vec<(&'static str, persistence_core::backend::Capabilities)> {
+    fn backends() -> Vec<(&'static str, Capabilities)> {
         vec![
             ("json-dir", JsonDirBackend::CAPABILITIES),
             ("memory", MemoryBackend::new().capabilities()),

@@ -142,7 +142,12 @@ impl Backend for PluginBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.capabilities
+        Capabilities {
+            // ABI 1.0 has no batch request: batches cross one call per key,
+            // whatever the plugin's backend declares
+            native_batch: false,
+            ..self.capabilities
+        }
     }
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {

@@ -207,11 +207,22 @@ pub(super) fn config_error(e: ConfigError, origins: &Origins, file: Option<&Path
             reason: format!("not valid TOML: {cause}"),
         },
         other => match key {
-            Some(key) => Error::Config {
-                key: describe(&key, origins, file),
-                value: raw(&key, String::new()),
-                reason: other.to_string(),
-            },
+            Some(key) => {
+                // serde names an unknown key in its message only: make it the key
+                let reason = other.to_string();
+                let key = match reason
+                    .strip_prefix("unknown field `")
+                    .and_then(|r| r.split_once('`'))
+                {
+                    Some((field, _)) => format!("{key}.{field}"),
+                    None => key,
+                };
+                Error::Config {
+                    key: describe(&key, origins, file),
+                    value: raw(&key, String::new()),
+                    reason,
+                }
+            }
             None => Error::Config {
                 key: "settings".into(),
                 value: String::new(),

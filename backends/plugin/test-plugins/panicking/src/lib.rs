@@ -4,16 +4,16 @@
 use std::sync::Arc;
 
 use async_trait_free::PanickingBackend;
-use persistence_core::backend::Capabilities;
-use persistence_core::{Error, SharedBackend};
+use persistence_plugin_sdk::Capabilities;
 use persistence_plugin_sdk::Plugin;
+use persistence_plugin_sdk::{Error, SharedBackend};
 
 mod async_trait_free {
-    use persistence_core::backend::{
+    use persistence_plugin_sdk::MemoryBackend;
+    use persistence_plugin_sdk::Result;
+    use persistence_plugin_sdk::{
         Backend, Capabilities, Document, DocumentWrite, Health, Precondition, Version,
     };
-    use persistence_core::memory::MemoryBackend;
-    use persistence_core::Result;
 
     /// Memory, except that writes and reads panic.
     #[derive(Debug, Default)]
