@@ -8,7 +8,7 @@ use persistence_core::config::{FallbackPolicy, Settings};
 use persistence_core::factory::Factory;
 use persistence_plugin::PluginSettings;
 
-use crate::report::{right, table};
+use persistence_cli::report::{right, table};
 
 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

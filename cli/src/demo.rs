@@ -9,8 +9,8 @@ use persistence_core::config::Settings;
 use persistence_core::factory::Factory;
 use persistence_core::TaskStore;
 
-use crate::report::{right, table, thousands, Samples, Summary};
-use crate::workload;
+use persistence_cli::report::{right, table, thousands, Samples, Summary};
+use persistence_cli::workload;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

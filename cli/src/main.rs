@@ -1,12 +1,9 @@
 //! `ta-persist`: operate the agent-state persistence framework.
 
-mod bench;
 mod conformance;
 mod demo;
 mod health;
-mod report;
 mod stats;
-mod workload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,8 +13,8 @@ use persistence_core::config::{Settings, CONFIG_PATH_VAR};
 use persistence_core::factory::Factory;
 
 /// Operate the agent-state persistence framework: check the configured
-/// backend, run a demo workload, read the stack's counters, benchmark, or
-/// run the conformance suite.
+/// backend, run a demo workload, read the stack's counters, or run the
+/// conformance suite. (Benchmarks: the ta-persist-bench binary.)
 ///
 /// Settings come from a TOML file (--config, TA_PERSISTENCE_CONFIG, or
 /// config/default.toml if present) overlaid by TA_* environment variables.
@@ -46,10 +43,6 @@ enum Command {
     /// tasks, resume them by request id, pause for a tool call, complete,
     /// delete; then print counts and ops/s.
     Demo(demo::Args),
-    /// Benchmark the task store against a baseline doing the same work in the
-    /// same run (memory: a bare RwLock<HashMap>; sled: raw sled); prints
-    /// ops/s, p50/p99 and ratios.
-    Bench(bench::Args),
     /// Run the conformance suite against the configured backend, or against
     /// a plugin library (--module PATH [--class NAME] [--option KEY=VALUE]),
     /// and print a pass/fail table (exit code 1 on any failure).
@@ -93,7 +86,6 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match &cli.command {
         Command::Health => health::run(&settings()?, &factory(), cli.json).await,
         Command::Demo(args) => demo::run(args, &settings()?, &factory(), cli.json).await,
-        Command::Bench(args) => bench::run(args, cli.json).await,
         Command::Stats(args) => stats::run(args, &settings()?, &factory(), cli.json).await,
         Command::Conformance(args) => {
             conformance::run(args, &settings()?, &factory(), cli.json).await

@@ -10,16 +10,24 @@ use serde::Serialize;
 pub struct Samples(Vec<u64>);
 
 impl Samples {
+    /// Adds one latency.
     pub fn push(&mut self, d: Duration) {
         self.0.push(d.as_nanos().min(u64::MAX as u128) as u64);
     }
 
+    /// Adds every latency of `other`.
     pub fn extend(&mut self, other: Samples) {
         self.0.extend(other.0);
     }
 
+    /// How many latencies.
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// Summary over a run that took `wall`.
@@ -46,16 +54,22 @@ impl Samples {
 /// What the tables and JSON show for one operation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// The operation (`create`, `load`...).
     pub op: String,
+    /// Operations measured.
     pub count: usize,
+    /// Operations per second of wall time.
     pub ops_per_sec: f64,
+    /// Median latency, µs.
     pub p50_us: f64,
+    /// 99th percentile latency, µs.
     pub p99_us: f64,
     /// CPU time of this process per operation, where measured (bench).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_us: Option<f64>,
 }
 
+/// A table for people, with `header`.
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
@@ -63,6 +77,7 @@ pub fn table(header: &[&str]) -> Table {
     t
 }
 
+/// A right-aligned cell (numbers).
 pub fn right(text: impl ToString) -> Cell {
     Cell::new(text.to_string()).set_alignment(CellAlignment::Right)
 }

@@ -7,7 +7,7 @@ use persistence_core::config::Settings;
 use persistence_core::factory::Factory;
 
 use crate::demo;
-use crate::report::{right, table};
+use persistence_cli::report::{right, table};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::backend::Version;
+use crate::version::Version;
 
 /// What kind of failure an [`Error`] is: stable across backends and across the
 /// plugin boundary, for matching and for deciding whether a retry can help.

@@ -16,6 +16,7 @@ pub mod layers;
 pub mod memory;
 pub mod model;
 pub mod store;
+mod version;
 pub mod wire;
 
 pub use backend::{Backend, BackendExt, SharedBackend};

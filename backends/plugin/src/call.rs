@@ -280,3 +280,68 @@ impl Backend for PluginBackend {
         }
     }
 }
+
+/// Starting an instance: the library hands out backends of this module's type.
+impl PluginLibrary {
+    /// Starts backend `class` (optional when the plugin offers exactly one)
+    /// with `config` (JSON bytes).
+    pub fn create(self: &Arc<Self>, class: Option<&str>, config: &[u8]) -> Result<PluginBackend> {
+        let offered = || {
+            self.backends
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (backend, caps) = match class {
+            Some(c) => self
+                .backends
+                .iter()
+                .find(|(n, _)| n == c)
+                .cloned()
+                .ok_or_else(|| Error::Config {
+                    key: "plugin.class (TA_PERSISTENCE_CLASS)".into(),
+                    value: c.to_string(),
+                    reason: format!(
+                        "plugin {} offers no such backend; it offers: {}",
+                        self.name,
+                        offered()
+                    ),
+                })?,
+            None if self.backends.len() == 1 => self.backends[0].clone(),
+            None => {
+                return Err(Error::Config {
+                    key: "plugin.class (TA_PERSISTENCE_CLASS)".into(),
+                    value: String::new(),
+                    reason: format!(
+                        "plugin {} offers several backends, choose one of: {}",
+                        self.name,
+                        offered()
+                    ),
+                })
+            }
+        };
+        let mut instance: *mut c_void = std::ptr::null_mut();
+        let mut error = RBuffer::EMPTY;
+        // SAFETY: valid slices and out-pointers for the duration of the call
+        let status = unsafe {
+            (self.descriptor.create)(
+                RStr::new(backend.as_bytes()),
+                RStr::new(config),
+                &mut instance,
+                &mut error,
+            )
+        };
+        if status != STATUS_OK || instance.is_null() {
+            // SAFETY: the plugin filled `error`; it is freed by the plugin
+            let cause = unsafe { decode_error(error.as_bytes()) };
+            // SAFETY: as above, once
+            unsafe { (self.descriptor.free_buffer)(error) };
+            return Err(Error::Plugin {
+                plugin: self.name.clone(),
+                message: format!("backend {backend} failed to start: {cause}"),
+            });
+        }
+        Ok(PluginBackend::new(self.clone(), instance, backend, caps))
+    }
+}

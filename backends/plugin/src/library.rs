@@ -1,7 +1,6 @@
 //! Loading and checking a plugin library.
 
 use std::collections::HashMap;
-use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
@@ -9,12 +8,9 @@ use parking_lot::Mutex;
 use persistence_core::backend::Capabilities;
 use persistence_core::{Error, Result};
 use persistence_plugin_sdk::abi::{
-    capabilities_from_bits, PluginDescriptor, RBuffer, RStr, ABI_MAJOR, ENTRY_SYMBOL, STATUS_OK,
+    capabilities_from_bits, PluginDescriptor, RStr, ABI_MAJOR, ENTRY_SYMBOL,
 };
-use persistence_plugin_sdk::codec::decode_error;
 use sha2::{Digest, Sha256};
-
-use crate::call::PluginBackend;
 
 /// A loaded, checked plugin library. Loading the same path again returns
 /// the same library.
@@ -22,9 +18,9 @@ use crate::call::PluginBackend;
 pub struct PluginLibrary {
     pub(crate) descriptor: &'static PluginDescriptor,
     path: PathBuf,
-    name: String,
+    pub(crate) name: String,
     version: String,
-    backends: Vec<(String, Capabilities)>,
+    pub(crate) backends: Vec<(String, Capabilities)>,
 }
 
 fn plugin_error(path: &Path, message: impl Into<String>) -> Error {
@@ -163,67 +159,5 @@ impl PluginLibrary {
     /// Where it was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Starts backend `class` (optional when the plugin offers exactly one)
-    /// with `config` (JSON bytes).
-    pub fn create(self: &Arc<Self>, class: Option<&str>, config: &[u8]) -> Result<PluginBackend> {
-        let offered = || {
-            self.backends
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let (backend, caps) = match class {
-            Some(c) => self
-                .backends
-                .iter()
-                .find(|(n, _)| n == c)
-                .cloned()
-                .ok_or_else(|| Error::Config {
-                    key: "plugin.class (TA_PERSISTENCE_CLASS)".into(),
-                    value: c.to_string(),
-                    reason: format!(
-                        "plugin {} offers no such backend; it offers: {}",
-                        self.name,
-                        offered()
-                    ),
-                })?,
-            None if self.backends.len() == 1 => self.backends[0].clone(),
-            None => {
-                return Err(Error::Config {
-                    key: "plugin.class (TA_PERSISTENCE_CLASS)".into(),
-                    value: String::new(),
-                    reason: format!(
-                        "plugin {} offers several backends, choose one of: {}",
-                        self.name,
-                        offered()
-                    ),
-                })
-            }
-        };
-        let mut instance: *mut c_void = std::ptr::null_mut();
-        let mut error = RBuffer::EMPTY;
-        // SAFETY: valid slices and out-pointers for the duration of the call
-        let status = unsafe {
-            (self.descriptor.create)(
-                RStr::new(backend.as_bytes()),
-                RStr::new(config),
-                &mut instance,
-                &mut error,
-            )
-        };
-        if status != STATUS_OK || instance.is_null() {
-            // SAFETY: the plugin filled `error`; it is freed by the plugin
-            let cause = unsafe { decode_error(error.as_bytes()) };
-            // SAFETY: as above, once
-            unsafe { (self.descriptor.free_buffer)(error) };
-            return Err(Error::Plugin {
-                plugin: self.name.clone(),
-                message: format!("backend {backend} failed to start: {cause}"),
-            });
-        }
-        Ok(PluginBackend::new(self.clone(), instance, backend, caps))
     }
 }

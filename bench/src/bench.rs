@@ -14,8 +14,8 @@ use persistence_core::TaskStore;
 use persistence_sled::{SledBackend, SledOptions};
 use serde::Serialize;
 
-use crate::report::{right, table, thousands, Samples, Summary};
-use crate::workload;
+use persistence_cli::report::{right, table, thousands, Samples, Summary};
+use persistence_cli::workload;
 
 /// The baseline's stored bytes: shared, so a load copies nothing under the lock.
 type Bytes = Arc<[u8]>;

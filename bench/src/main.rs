@@ -1,0 +1,45 @@
+//! `ta-persist-bench`: benchmark the task store against a baseline doing
+//! the same work in the same run. Kept apart from `ta-persist`, so the
+//! shipped CLI links no test support (it starts its own redis-server) and
+//! no raw-engine baselines.
+
+mod bench;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Benchmark the task store against a baseline doing the same work in the
+/// same run (memory: a bare RwLock<HashMap>; sled: raw sled; redis: raw
+/// SET/GET/DEL; plugin: the same backend linked in); prints ops/s, p50/p99
+/// and ratios, medians over rounds.
+#[derive(Debug, Parser)]
+#[command(name = "ta-persist-bench", version)]
+struct Cli {
+    /// Print JSON for scripts instead of tables for people.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    args: bench::Args,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench::run(&cli.args, cli.json)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

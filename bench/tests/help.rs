@@ -1,0 +1,33 @@
+//! The benchmark binary explains itself and runs a small measurement.
+
+use std::process::Command;
+
+fn bench(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ta-persist-bench"))
+        .args(args)
+        .output()
+        .expect("run ta-persist-bench");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn it_has_help() {
+    let (code, out, err) = bench(&["--help"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Usage: ta-persist-bench"), "{out}");
+    assert!(out.contains("--store"), "{out}");
+}
+
+#[test]
+fn a_small_memory_run_prints_ratios_as_json() {
+    let (code, out, err) = bench(&[
+        "--json", "--store", "memory", "--ops", "200", "--rounds", "1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert!(v.to_string().contains("ratio"), "{out}");
+}
