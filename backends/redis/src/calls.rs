@@ -7,8 +7,8 @@ use bytes::Bytes;
 use persistence_core::backend::{Document, DocumentWrite, IndexTerm, Precondition, Version};
 use persistence_core::{Error, Result};
 
+use crate::backend::RedisBackend;
 use crate::scripts;
-use crate::RedisBackend;
 
 pub(crate) fn pre_arg(pre: Precondition) -> (&'static str, u64) {
     match pre {

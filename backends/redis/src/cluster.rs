@@ -16,8 +16,9 @@ use persistence_core::Result;
 
 use persistence_core::backend::IndexTerm;
 
+use crate::backend::RedisBackend;
 use crate::calls::{pre_arg, ttl_ms};
-use crate::{scripts, RedisBackend};
+use crate::scripts;
 
 /// A document script's reply: status, version, created, old index keys, known.
 type PutDocReply = (String, u64, u64, String, u8);

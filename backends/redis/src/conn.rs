@@ -1,8 +1,16 @@
-//! One connection type for a single server and for a cluster.
+//! Connecting: one connection type for a single server and for a
+//! cluster, and how a backend opens it within its timeouts.
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use std::sync::Arc;
+
+use persistence_core::{Error, Result};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+
+use crate::backend::RedisBackend;
+use crate::layout::{self, Layout};
+use crate::options::{KindName, RedisOptions};
 
 /// A multiplexed connection to a single server (reconnecting by itself) or
 /// to a cluster (routing each command to the node of its key's slot).
@@ -41,15 +49,6 @@ impl ConnectionLike for Conn {
         }
     }
 }
-
-use persistence_core::{Error, Result};
-use redis::aio::ConnectionManagerConfig;
-use redis::RedisError;
-use std::sync::Arc;
-
-use crate::layout::{self, Layout};
-use crate::options::{KindName, RedisOptions};
-use crate::RedisBackend;
 
 impl RedisBackend {
     /// Connects (within the connect timeout) and checks the server answers.
