@@ -1,14 +1,17 @@
 //! A backend inside a plugin: every call goes through the envelope.
 
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use persistence_core::backend::{
     Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, Precondition, ScanPage,
-    ScanRequest, Version,
+    ScanRequest, Stats, Version,
 };
 use persistence_core::{Error, Result};
 use persistence_plugin_sdk::abi::{RBuffer, RStr, STATUS_OK, STATUS_PENDING};
@@ -48,9 +51,32 @@ struct Waiting {
     free: unsafe extern "C" fn(RBuffer),
 }
 
+/// Calls waiting for their answer, by the id handed to the plugin as the
+/// callback's `ctx`. The context is an id, never a pointer to host memory:
+/// a plugin that answers twice, answers late, answers a call it already
+/// answered inline, or forges a context finds no entry, and the host ignores
+/// that answer (and counts it) instead of touching freed memory.
+static WAITING: LazyLock<Mutex<HashMap<usize, Waiting>>> = LazyLock::new(Default::default);
+static NEXT_CALL: AtomicUsize = AtomicUsize::new(1);
+static IGNORED_ANSWERS: AtomicU64 = AtomicU64::new(0);
+
+/// Answers plugins delivered that no call was waiting for (a second answer,
+/// an answer after an inline one, a forged context), since the process began.
+pub fn ignored_answers() -> u64 {
+    IGNORED_ANSWERS.load(Ordering::Relaxed)
+}
+
 unsafe extern "C" fn answered(ctx: *mut c_void, status: i32, response: RBuffer) {
-    // SAFETY: `ctx` is the `Waiting` box given to exactly one `call`
-    let waiting = unsafe { Box::from_raw(ctx.cast::<Waiting>()) };
+    let waiting = WAITING.lock().remove(&(ctx as usize));
+    let Some(waiting) = waiting else {
+        IGNORED_ANSWERS.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            "a plugin answered a call that was not waiting (answered twice, late, or with a \
+             forged context); the answer is ignored and its buffer leaked, since the host \
+             cannot know which plugin's allocator it came from"
+        );
+        return;
+    };
     if let Err((_, buffer)) = waiting.tx.send((status, response)) {
         // the caller went away: the plugin's buffer still goes back to it
         // SAFETY: freed once, by the side that allocated it
@@ -76,15 +102,17 @@ impl PluginBackend {
     async fn call(&self, request: Request) -> Result<Response> {
         let bytes = request.encode();
         let descriptor = self.library.descriptor;
-        let (tx, rx) = oneshot::channel();
-        let ctx = Box::into_raw(Box::new(Waiting {
+        let (tx, mut rx) = oneshot::channel();
+        let id = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
+        let waiting = Waiting {
             tx,
             free: descriptor.free_buffer,
-        }))
-        .cast::<c_void>();
+        };
+        WAITING.lock().insert(id, waiting);
+        let ctx = id as *mut c_void;
         let mut response = RBuffer::EMPTY;
-        // SAFETY: the instance is live, the request outlives the call (the
-        // plugin copies it before returning), `ctx` is handed over once.
+        // SAFETY: the instance is live and the request outlives the call
+        // (the plugin copies it before returning); `ctx` is an id, not memory.
         let status = unsafe {
             (descriptor.call)(
                 self.instance.0,
@@ -100,9 +128,16 @@ impl PluginBackend {
                 message: "the plugin dropped a call without answering".into(),
             })?
         } else {
-            // answered at once: the callback will never run, reclaim its context
-            // SAFETY: not handed to the callback
-            drop(unsafe { Box::from_raw(ctx.cast::<Waiting>()) });
+            // answered at once: a callback for this call from now on is ignored
+            if WAITING.lock().remove(&id).is_none() {
+                // it also called back before returning: the inline answer
+                // wins, the earlier one is the extra
+                IGNORED_ANSWERS.fetch_add(1, Ordering::Relaxed);
+                if let Ok((_, extra)) = rx.try_recv() {
+                    // SAFETY: this plugin's buffer, freed once
+                    unsafe { (descriptor.free_buffer)(extra) };
+                }
+            }
             (status, response)
         };
         // copy out, then give the buffer back to the plugin
@@ -248,6 +283,14 @@ impl Backend for PluginBackend {
             Response::Count(n) => Ok(n),
             _ => Err(self.unexpected()),
         }
+    }
+
+    /// The host's own counter of answers no call was waiting for (ABI 1.0
+    /// carries no stats from inside the plugin).
+    fn stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        stats.set("plugin_ignored_answers", ignored_answers());
+        stats
     }
 
     async fn health(&self) -> Health {

@@ -14,6 +14,6 @@ mod call;
 mod library;
 mod settings;
 
-pub use call::PluginBackend;
+pub use call::{ignored_answers, PluginBackend};
 pub use library::PluginLibrary;
 pub use settings::{PluginProvider, PluginSettings, SEED_VARIABLES};

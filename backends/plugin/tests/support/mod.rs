@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Once;
 
-const PLUGINS: [&str; 4] = [
+const PLUGINS: [&str; 5] = [
     "plugin-example",
     "test-plugin-wrong-abi",
     "test-plugin-panicking",
     "test-plugin-no-symbol",
+    "test-plugin-answers-twice",
 ];
 
 /// `target/<profile>` of this test binary (`target/<profile>/deps/test-...`).

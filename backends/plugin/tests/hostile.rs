@@ -1,0 +1,75 @@
+//! Plugins that break the ABI's rules on purpose: the host answers each
+//! call once with a typed error, ignores and counts every extra answer, and
+//! never touches memory it freed (run under valgrind to see it:
+//! `valgrind --error-exitcode=9 target/debug/deps/hostile-*`).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use persistence_core::{Backend, ErrorKind};
+use persistence_plugin::{ignored_answers, PluginBackend, PluginLibrary};
+
+fn open(class: &str) -> PluginBackend {
+    PluginLibrary::load(&support::library("test-plugin-answers-twice"), None)
+        .expect("load the hostile plugin")
+        .create(Some(class), b"{}")
+        .expect("start its backend")
+}
+
+/// Runs `calls` gets, each of which must fail with the plugin's error, then
+/// waits for the plugin's extra answers to be ignored and counted.
+async fn each_call_answered_once(class: &str, calls: u64) {
+    let backend = open(class);
+    let before = ignored_answers();
+    for i in 0..calls {
+        let err = backend
+            .get("ns", &format!("k{i}"))
+            .await
+            .expect_err("the plugin only says no");
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ignored_answers() - before < calls && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // other tests of this binary may add to the process-wide counter
+    assert!(
+        ignored_answers() - before >= calls,
+        "{class}: {} extra answers counted for {calls} calls",
+        ignored_answers() - before
+    );
+    assert!(backend.stats().counters["plugin_ignored_answers"] >= calls);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_answer_to_one_call_is_ignored() {
+    each_call_answered_once("twice", 300).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_after_an_inline_answer_is_ignored() {
+    each_call_answered_once("inline-and-callback", 300).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_callback_context_is_ignored() {
+    each_call_answered_once("forged", 300).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_answers_do_not_disturb_concurrent_calls() {
+    let backend = std::sync::Arc::new(open("twice"));
+    let calls = (0..8).map(|t| {
+        let b = backend.clone();
+        tokio::spawn(async move {
+            for i in 0..100 {
+                let err = b.get("ns", &format!("{t}-{i}")).await.unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::Unavailable);
+            }
+        })
+    });
+    for c in calls {
+        c.await.expect("no call panicked");
+    }
+}
