@@ -44,11 +44,11 @@ pub struct Args {
     /// The store to measure.
     #[arg(long, value_enum, default_value_t = Store::Memory)]
     store: Store,
-    /// Operations per measured phase.
-    #[arg(long, default_value_t = 20_000)]
+    /// Operations per measured phase (at least 1).
+    #[arg(long, default_value_t = 20_000, value_parser = at_least_one)]
     ops: usize,
-    /// Concurrent tasks in the concurrent pass.
-    #[arg(long, default_value_t = 32)]
+    /// Concurrent tasks in the concurrent pass (at least 1).
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     concurrency: usize,
     /// The example plugin library for --store plugin (default: next to this binary).
     #[arg(long, value_name = "PATH")]
@@ -57,9 +57,9 @@ pub struct Args {
     /// outside keys starting with `bench:`).
     #[arg(long, value_name = "URL")]
     redis_url: Option<String>,
-    /// Rounds per mode; each row reports the median round and the median
-    /// ratio (this machine is noisy).
-    #[arg(long, default_value_t = 5)]
+    /// Rounds per mode (at least 1); each row reports the median round and
+    /// the median ratio (this machine is noisy).
+    #[arg(long, default_value_t = 5, value_parser = at_least_one)]
     rounds: usize,
     /// Measure the store under these layers (from the backend outward, e.g.
     /// timeout,retry,circuit_breaker,recovery_queue; the metrics layer is
@@ -72,6 +72,15 @@ pub struct Args {
     /// 1.00 the noise of this machine alone moves a ratio.
     #[arg(long)]
     aa: bool,
+}
+
+/// A count that must be 1 or more.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("expected a whole number of at least 1 ({e})")),
+    }
 }
 
 /// The simplest correct store: the same JSON bytes in a `RwLock<HashMap>`,

@@ -31,3 +31,12 @@ fn a_small_memory_run_prints_ratios_as_json() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
     assert!(v.to_string().contains("ratio"), "{out}");
 }
+
+#[test]
+fn counts_of_zero_are_refused_with_a_clear_error() {
+    for flag in ["--ops", "--rounds", "--concurrency"] {
+        let (code, _, err) = bench(&[flag, "0"]);
+        assert_eq!(code, 2, "{flag} 0: {err}");
+        assert!(err.contains(flag) && err.contains("at least 1"), "{err}");
+    }
+}

@@ -161,6 +161,16 @@ fn bad_core_values_name_the_key_and_the_value() {
         .settings_from_sources(Some(f2.path()), env(&[]))
         .unwrap_err();
     assert!(err.to_string().contains("TOML"), "{err}");
+    // a syntax error on a line holding a secret names the line, never quotes it
+    let f3 = toml("[retry]\nmax_retries = 3\n[other]\npassword = \"hunter2\n");
+    let err = f
+        .settings_from_sources(Some(f3.path()), env(&[]))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("line 4") && !text.contains("hunter2"),
+        "{text}"
+    );
     let err = f
         .settings_from_sources(Some("/no/such/config.toml".as_ref()), env(&[]))
         .unwrap_err();

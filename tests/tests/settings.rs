@@ -177,7 +177,9 @@ fn secrets_never_appear_in_errors() {
 
 #[test]
 fn module_alone_implies_the_plugin_backend() {
-    let lib = tempfile::NamedTempFile::new().unwrap();
+    let mut lib = tempfile::NamedTempFile::new().unwrap();
+    // settings only look at the header; loading is the plugin host's tests' job
+    lib.write_all(b"\x7fELF").unwrap();
     let path = lib.path().to_str().unwrap();
     let s = from_sources(None, env(&[("TA_PERSISTENCE_MODULE", path)])).unwrap();
     assert_eq!(s.backend, "plugin");
@@ -201,5 +203,94 @@ fn every_shipped_config_file_is_valid() {
         checked >= 2,
         "expected the shipped config files in {}",
         dir.display()
+    );
+}
+
+/// Each of these fell back to memory (or said something unhelpful) before:
+/// a configuration mistake is an error whatever the fallback policy.
+#[test]
+fn wrong_configuration_is_never_covered_by_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_lib = dir.path().join("passwd");
+    std::fs::write(&not_a_lib, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    let dir_path = dir.path().display().to_string();
+    let lib_path = not_a_lib.display().to_string();
+    let cases: [(&[(&str, &str)], &str, &str); 7] = [
+        (
+            &[
+                ("TA_PERSISTENCE_BACKEND", "sled"),
+                ("TA_SLED_PATH", &lib_path),
+            ],
+            "sled.path (TA_SLED_PATH)",
+            "is a file",
+        ),
+        (
+            &[
+                ("TA_PERSISTENCE_BACKEND", "sled"),
+                ("TA_PERSISTENCE__SLED__PATH", " "),
+            ],
+            "sled.path (TA_PERSISTENCE__SLED__PATH)",
+            "blank",
+        ),
+        (
+            &[("TA_PERSISTENCE_MODULE", &lib_path)],
+            "plugin.module (TA_PERSISTENCE_MODULE)",
+            "not a shared library",
+        ),
+        (
+            &[("TA_PERSISTENCE_MODULE", &dir_path)],
+            "plugin.module (TA_PERSISTENCE_MODULE)",
+            "is a directory",
+        ),
+        (
+            &[("TA_REDIS_PORT", "0")],
+            "redis.port (TA_REDIS_PORT)",
+            "1 to 65535",
+        ),
+        (
+            &[("TA_REDIS_TTL", "-5")],
+            "redis.ttl (TA_REDIS_TTL)",
+            "zero or more",
+        ),
+        (
+            &[("TA_PERSISTENCE_FALLBACK", "maybe")],
+            "fallback (TA_PERSISTENCE_FALLBACK)",
+            "memory",
+        ),
+    ];
+    for (vars, key, reason) in cases {
+        let mut vars = vars.to_vec();
+        vars.push(("TA_PERSISTENCE_FALLBACK", "memory"));
+        vars.rotate_right(1); // a later `maybe` must still win
+        let err = from_sources(None, env(&vars)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(key) && text.contains(reason),
+            "{vars:?}: {text}"
+        );
+    }
+    assert!(
+        !dir.path().join(" ").exists(),
+        "a blank path must not create a directory"
+    );
+}
+
+#[tokio::test]
+async fn a_configuration_error_found_while_opening_does_not_fall_back() {
+    let s = from_sources(
+        None,
+        env(&[
+            ("TA_PERSISTENCE_BACKEND", "redis"),
+            ("TA_REDIS_URL", "not a url"),
+            ("TA_PERSISTENCE_FALLBACK", "memory"),
+        ]),
+    )
+    .unwrap();
+    let err = factory().open(&s).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(
+        err.to_string().contains("redis.url") && !err.to_string().contains("not a url"),
+        "{err}"
     );
 }

@@ -58,16 +58,43 @@ impl PluginSettings {
                     "the plugin backend needs the path of the plugin library",
                 ));
             };
+            let shown = module.display().to_string();
+            if module.is_dir() {
+                return Err(settings.invalid(
+                    "plugin.module",
+                    &shown,
+                    "is a directory: give the path of the plugin's shared library file",
+                ));
+            }
             if !module.is_file() {
                 return Err(settings.invalid(
                     "plugin.module",
-                    &module.display().to_string(),
+                    &shown,
                     "no such file: give the path of the plugin's shared library",
+                ));
+            }
+            if !looks_like_a_library(module) {
+                return Err(settings.invalid(
+                    "plugin.module",
+                    &shown,
+                    "not a shared library (no ELF header): give the path of the plugin's .so",
                 ));
             }
         }
         Ok(p)
     }
+}
+
+/// Whether `path` starts as this platform's shared libraries do (ELF on
+/// Linux; elsewhere the loader alone decides).
+fn looks_like_a_library(path: &std::path::Path) -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok_and(|()| magic == *b"\x7fELF")
 }
 
 /// Opens the plugin backend from the `[plugin]` settings.

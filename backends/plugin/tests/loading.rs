@@ -175,3 +175,25 @@ async fn a_broken_plugin_falls_back_to_memory_when_allowed() {
     assert_eq!(opened.backend.name(), "memory");
     assert_eq!(opened.fallback_cause.unwrap().kind(), ErrorKind::Plugin);
 }
+
+#[tokio::test]
+async fn an_unknown_class_is_a_configuration_error_even_with_fallback_memory() {
+    let env = [
+        (
+            "TA_PERSISTENCE_MODULE",
+            support::library("plugin-example").display().to_string(),
+        ),
+        ("TA_PERSISTENCE_CLASS", "nope".to_string()),
+        ("TA_PERSISTENCE_FALLBACK", "memory".to_string()),
+    ]
+    .map(|(k, v)| (k.to_string(), v));
+    let mut factory = Factory::new();
+    factory.register(Arc::new(PluginProvider));
+    let settings = factory.settings_from_sources(None, env).unwrap();
+    let err = factory.open(&settings).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(
+        err.to_string().contains("plugin.class") && err.to_string().contains("json-dir"),
+        "{err}"
+    );
+}

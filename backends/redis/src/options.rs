@@ -66,7 +66,7 @@ impl RedisOptions {
     /// The options the settings describe (`[redis]`, `TA_REDIS_*`, and
     /// the task store's namespace and TTL).
     pub fn from_settings(settings: &Settings) -> Result<Self> {
-        let r: RedisSettings = settings.table("redis")?;
+        let r = RedisSettings::from_settings(settings)?;
         let task_ttl = settings.task_store.ttl(Some(r.ttl));
         Ok(RedisOptions {
             url: r.url.clone(),

@@ -64,6 +64,18 @@ impl Default for RedisSettings {
     }
 }
 
+impl RedisSettings {
+    /// Parses `[redis]` and checks what the types cannot: a port is 1 to
+    /// 65535.
+    pub fn from_settings(settings: &Settings) -> Result<Self> {
+        let r: RedisSettings = settings.table("redis")?;
+        if r.port == 0 {
+            return Err(settings.invalid("redis.port", "0", "expected a port from 1 to 65535"));
+        }
+        Ok(r)
+    }
+}
+
 /// The seed's variables for `[redis]`.
 pub const SEED_VARIABLES: &[SeedVariable] = &[
     SeedVariable::new("TA_REDIS_URL", "url"),
@@ -90,12 +102,12 @@ impl BackendProvider for RedisProvider {
     }
 
     fn check(&self, settings: &Settings) -> Result<()> {
-        settings.table::<RedisSettings>(self.name()).map(drop)
+        RedisSettings::from_settings(settings).map(drop)
     }
 
     /// The seed's `TA_REDIS_TTL` (`redis.ttl`) is the TTL of tasks on Redis.
     fn default_task_ttl(&self, settings: &Settings) -> Result<Option<u64>> {
-        Ok(Some(settings.table::<RedisSettings>(self.name())?.ttl))
+        Ok(Some(RedisSettings::from_settings(settings)?.ttl))
     }
 
     async fn open(&self, settings: &Settings) -> Result<SharedBackend> {

@@ -35,6 +35,30 @@ impl Default for SledSettings {
     }
 }
 
+impl SledSettings {
+    /// Parses `[sled]` and checks the path: not blank, and, when sled is
+    /// the chosen backend, not an existing file.
+    pub fn from_settings(settings: &Settings) -> Result<Self> {
+        let s: SledSettings = settings.table("sled")?;
+        let shown = s.path.display().to_string();
+        if shown.trim().is_empty() {
+            return Err(settings.invalid(
+                "sled.path",
+                &shown,
+                "empty or blank: give the directory of the database",
+            ));
+        }
+        if settings.backend == "sled" && s.path.exists() && !s.path.is_dir() {
+            return Err(settings.invalid(
+                "sled.path",
+                &shown,
+                "is a file: give the directory of the database",
+            ));
+        }
+        Ok(s)
+    }
+}
+
 /// The seed-style variables for `[sled]`.
 pub const SEED_VARIABLES: &[SeedVariable] = &[SeedVariable::new("TA_SLED_PATH", "path")];
 
@@ -53,11 +77,11 @@ impl BackendProvider for SledProvider {
     }
 
     fn check(&self, settings: &Settings) -> Result<()> {
-        settings.table::<SledSettings>(self.name()).map(drop)
+        SledSettings::from_settings(settings).map(drop)
     }
 
     async fn open(&self, settings: &Settings) -> Result<SharedBackend> {
-        let s: SledSettings = settings.table(self.name())?;
+        let s = SledSettings::from_settings(settings)?;
         let options = SledOptions {
             path: s.path,
             flush_every_ms: s.flush_every_ms,

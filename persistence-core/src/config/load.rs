@@ -195,16 +195,26 @@ pub(super) fn config_error(e: ConfigError, origins: &Origins, file: Option<&Path
             ..
         } => {
             let key = inner.or(key).unwrap_or_default();
+            let value = raw(&key, unexpected.to_string());
+            // unsigned settings (ports, seconds, sizes) refuse a minus sign
+            let reason = if value.trim_start().starts_with('-') && expected.contains("integer") {
+                "expected a whole number of zero or more".to_string()
+            } else {
+                format!("expected {expected}")
+            };
             Error::Config {
                 key: describe(&key, origins, file),
-                value: raw(&key, unexpected.to_string()),
-                reason: format!("expected {expected}"),
+                value,
+                reason,
             }
         }
         ConfigError::FileParse { uri, cause } => Error::Config {
             key: CONFIG_PATH_VAR.into(),
-            value: uri.unwrap_or_default(),
-            reason: format!("not valid TOML: {cause}"),
+            value: file
+                .map(|f| f.display().to_string())
+                .or(uri)
+                .unwrap_or_default(),
+            reason: format!("not valid TOML: {}", without_excerpt(&cause.to_string())),
         },
         other => match key {
             Some(key) => {
@@ -230,4 +240,19 @@ pub(super) fn config_error(e: ConfigError, origins: &Origins, file: Option<&Path
             },
         },
     }
+}
+
+/// A parse error's text without the excerpt of the file it quotes (the
+/// line may hold a password): `TOML parse error at line 2, column 20;
+/// invalid basic string, expected `"``.
+fn without_excerpt(text: &str) -> String {
+    let is_excerpt = |line: &str| {
+        let t = line.trim_start();
+        let digits = t.trim_start_matches(|c: char| c.is_ascii_digit());
+        t.is_empty() || digits.trim_start().starts_with('|')
+    };
+    text.lines()
+        .filter(|l| !is_excerpt(l))
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -214,13 +214,25 @@ pub(super) fn is_secret(key: &str) -> bool {
 
 /// What the factory does when the configured backend cannot start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum FallbackPolicy {
     /// Run on the in-memory backend, warn loudly, report degraded health.
     #[default]
     Memory,
     /// Fail with the backend's error.
     Fail,
+}
+
+impl TryFrom<String> for FallbackPolicy {
+    type Error = String;
+
+    fn try_from(value: String) -> std::result::Result<Self, String> {
+        match value.as_str() {
+            "memory" => Ok(FallbackPolicy::Memory),
+            "fail" => Ok(FallbackPolicy::Fail),
+            _ => Err("expected one of: memory (run on memory, degraded), fail (stop)".into()),
+        }
+    }
 }
 
 /// `[task_store]`.

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::backend::SharedBackend;
 use crate::config::{config_file, FallbackPolicy, Settings, TableOwner};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::layers::{layer, LayerProvider, Metrics};
 use crate::store::TaskStore;
 
@@ -250,6 +250,8 @@ impl Factory {
                 requested,
                 fallback_cause: None,
             }),
+            // a configuration mistake found while opening is still one
+            (Err(e), _) if e.kind() == ErrorKind::Config => Err(e),
             (Err(e), FallbackPolicy::Fail) => Err(e),
             (Err(e), FallbackPolicy::Memory) => {
                 tracing::warn!(
