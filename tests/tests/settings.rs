@@ -215,7 +215,9 @@ fn wrong_configuration_is_never_covered_by_the_fallback() {
     std::fs::write(&not_a_lib, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
     let dir_path = dir.path().display().to_string();
     let lib_path = not_a_lib.display().to_string();
-    let cases: [(&[(&str, &str)], &str, &str); 7] = [
+    // (variables, the setting the error names, what it says)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 7] = [
         (
             &[
                 ("TA_PERSISTENCE_BACKEND", "sled"),
