@@ -296,3 +296,18 @@ async fn a_configuration_error_found_while_opening_does_not_fall_back() {
         "{err}"
     );
 }
+
+#[test]
+fn an_empty_pin_is_an_error_not_unset() {
+    let err = from_sources(None, env(&[("TA_PERSISTENCE_MODULE_SHA256", "")])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(
+        err.to_string()
+            .contains("plugin.sha256 (TA_PERSISTENCE_MODULE_SHA256)")
+            && err.to_string().contains("empty"),
+        "{err}"
+    );
+    // other empty values still mean unset
+    let s = from_sources(None, env(&[("TA_REDIS_HOST", "")])).unwrap();
+    assert_eq!(redis(&s).host, "localhost");
+}

@@ -57,6 +57,10 @@ struct Waiting {
 /// answered inline, or forges a context finds no entry, and the host ignores
 /// that answer (and counts it) instead of touching freed memory.
 static WAITING: LazyLock<Mutex<HashMap<usize, Waiting>>> = LazyLock::new(Default::default);
+/// Largest answer the host reads from a plugin (a scan page of large
+/// documents fits many times over).
+pub const MAX_ANSWER: usize = 1 << 30;
+
 static NEXT_CALL: AtomicUsize = AtomicUsize::new(1);
 static IGNORED_ANSWERS: AtomicU64 = AtomicU64::new(0);
 
@@ -140,8 +144,13 @@ impl PluginBackend {
             }
             (status, response)
         };
+        if let Err(e) = self.check_buffer(&buffer) {
+            // SAFETY: the plugin's buffer, given back once, never read
+            unsafe { (descriptor.free_buffer)(buffer) };
+            return Err(e);
+        }
         // copy out, then give the buffer back to the plugin
-        // SAFETY: a live plugin buffer, freed exactly once right after
+        // SAFETY: a live plugin buffer of a checked shape, freed exactly once right after
         let decoded = unsafe {
             let body = buffer.as_bytes();
             let out = if status == STATUS_OK {
@@ -153,6 +162,33 @@ impl PluginBackend {
             out
         };
         decoded
+    }
+
+    /// Refuses an answer buffer whose shape cannot be right: a null
+    /// pointer with a length, a length past its capacity, or past
+    /// [`MAX_ANSWER`]. (A length that lies within those bounds cannot be
+    /// detected from this side; the envelope's own framing then fails to
+    /// decode.)
+    fn check_buffer(&self, buffer: &RBuffer) -> Result<()> {
+        let broken = if buffer.ptr.is_null() && buffer.len > 0 {
+            Some(format!("a null buffer of {} bytes", buffer.len))
+        } else if buffer.len > buffer.cap && !buffer.ptr.is_null() {
+            Some(format!(
+                "{} bytes in a buffer of {}",
+                buffer.len, buffer.cap
+            ))
+        } else if buffer.len > MAX_ANSWER {
+            Some(format!("{} bytes (at most {MAX_ANSWER})", buffer.len))
+        } else {
+            None
+        };
+        match broken {
+            Some(what) => Err(Error::Plugin {
+                plugin: self.library.name().into(),
+                message: format!("answered with {what}: broke the ABI's buffer rules"),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn unexpected(&self) -> Error {
@@ -375,6 +411,12 @@ impl PluginLibrary {
                 &mut error,
             )
         };
+        if status != STATUS_OK && !instance.is_null() {
+            // an error with a live instance: the plugin's, destroyed once
+            // SAFETY: the instance came from this library's `create`
+            unsafe { (self.descriptor.destroy)(instance) };
+            instance = std::ptr::null_mut();
+        }
         if status != STATUS_OK || instance.is_null() {
             // SAFETY: the plugin filled `error`; it is freed by the plugin
             let cause = unsafe { decode_error(error.as_bytes()) };

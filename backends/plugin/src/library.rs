@@ -34,15 +34,89 @@ fn plugin_error(path: &Path, message: impl Into<String>) -> Error {
 static LOADED: LazyLock<Mutex<HashMap<PathBuf, Arc<PluginLibrary>>>> =
     LazyLock::new(Default::default);
 
-/// Reads a descriptor string.
+/// Longest name or version a descriptor may carry.
+const MAX_TEXT: usize = 4096;
+
+/// Most backends one plugin may offer.
+const MAX_BACKENDS: usize = 256;
+
+/// Reads a descriptor string, refusing a null pointer with a length, an
+/// absurd length, or bytes that are not UTF-8.
 ///
 /// # Safety
-/// `s` must be a valid slice of the loaded library.
+/// A non-null `s` of a sane length must be a valid slice of the library.
 unsafe fn text(path: &Path, s: RStr, what: &str) -> Result<String> {
-    // SAFETY: per the caller
+    if s.len > MAX_TEXT {
+        return Err(plugin_error(
+            path,
+            format!("its {what} claims {} bytes (at most {MAX_TEXT})", s.len),
+        ));
+    }
+    if s.ptr.is_null() && s.len > 0 {
+        return Err(plugin_error(path, format!("its {what} is a null pointer")));
+    }
+    // SAFETY: per the caller, now that null and absurd lengths are refused
     let bytes = unsafe { s.as_bytes() };
     String::from_utf8(bytes.to_vec())
         .map_err(|_| plugin_error(path, format!("its {what} is not UTF-8")))
+}
+
+/// The file's bytes, read once, and their SHA-256 in hex.
+fn read_and_hash(path: &Path) -> Result<(Vec<u8>, String)> {
+    let bytes = std::fs::read(path).map_err(|e| plugin_error(path, format!("cannot read: {e}")))?;
+    let hash = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((bytes, hash))
+}
+
+/// `bytes` in a sealed in-memory file (no write, grow or shrink, ever), and
+/// the path that opens exactly them: what was hashed is what is loaded,
+/// whatever happens to the file on disk meanwhile.
+#[cfg(target_os = "linux")]
+fn sealed_copy(path: &Path, bytes: &[u8]) -> Result<(std::fs::File, PathBuf)> {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let fail = |what: &str| {
+        plugin_error(
+            path,
+            format!(
+                "cannot make a sealed copy to load ({what}: {})",
+                std::io::Error::last_os_error()
+            ),
+        )
+    };
+    // SAFETY: a static C string and valid flags; the fd is owned below
+    let fd = unsafe {
+        libc::memfd_create(
+            c"ta-persistence-plugin".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(fail("memfd_create"));
+    }
+    // SAFETY: a fresh fd this function owns
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(bytes)
+        .map_err(|e| plugin_error(path, format!("cannot copy: {e}")))?;
+    let seals = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+    // SAFETY: a valid fd and a valid command
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(fail("sealing"));
+    }
+    let at = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    Ok((file, at))
+}
+
+/// Elsewhere there is no sealed file: refuse a pin rather than pretend.
+#[cfg(not(target_os = "linux"))]
+fn sealed_copy(path: &Path, _bytes: &[u8]) -> Result<(std::fs::File, PathBuf)> {
+    Err(plugin_error(
+        path,
+        "a SHA-256 pin needs a sealed in-memory copy to load, which this platform lacks",
+    ))
 }
 
 impl PluginLibrary {
@@ -59,28 +133,39 @@ impl PluginLibrary {
         let canonical = path
             .canonicalize()
             .map_err(|e| plugin_error(path, e.to_string()))?;
-        if let Some(expected) = sha256 {
-            let bytes = std::fs::read(&canonical)
-                .map_err(|e| plugin_error(path, format!("cannot read: {e}")))?;
-            let actual: String = Sha256::digest(&bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            if !actual.eq_ignore_ascii_case(expected) {
-                return Err(plugin_error(
-                    path,
-                    format!("refusing to load: its SHA-256 is {actual}, TA_PERSISTENCE_MODULE_SHA256 pins {expected}"),
-                ));
+        // A pinned library is loaded from a sealed copy of the bytes that
+        // were hashed, and known by its hash; an unpinned one by its path.
+        let (key, sealed) = match sha256 {
+            Some(expected) => {
+                let (bytes, actual) = read_and_hash(&canonical)?;
+                if !actual.eq_ignore_ascii_case(expected) {
+                    return Err(plugin_error(
+                        path,
+                        format!("refusing to load: its SHA-256 is {actual}, TA_PERSISTENCE_MODULE_SHA256 pins {expected}"),
+                    ));
+                }
+                (PathBuf::from(format!("sha256:{actual}")), Some(bytes))
             }
-        }
+            None => (canonical.clone(), None),
+        };
         let mut loaded = LOADED.lock();
-        if let Some(lib) = loaded.get(&canonical) {
+        if let Some(lib) = loaded.get(&key) {
             return Ok(lib.clone());
         }
-        // SAFETY: loading runs the library's initializers; that is what
-        // loading a plugin means, and the hash pin exists to restrict it.
-        let library = unsafe { libloading::Library::new(&canonical) }
-            .map_err(|e| plugin_error(path, format!("not a loadable shared library: {e}")))?;
+        let library = match &sealed {
+            Some(bytes) => {
+                let (copy, at) = sealed_copy(path, bytes)?;
+                // SAFETY: loading runs the library's initializers; these are
+                // the bytes the pin allows
+                let library = unsafe { libloading::Library::new(&at) };
+                drop(copy); // the loader holds its own mapping
+                library
+            }
+            // SAFETY: loading runs the library's initializers; that is what
+            // loading a plugin means without a pin
+            None => unsafe { libloading::Library::new(&canonical) },
+        }
+        .map_err(|e| plugin_error(path, format!("not a loadable shared library: {e}")))?;
         // never unloaded: see the crate documentation
         let library: &'static libloading::Library = Box::leak(Box::new(library));
         // SAFETY: the symbol's type is the ABI's entry point type
@@ -122,6 +207,18 @@ impl PluginLibrary {
                 text(path, descriptor.version, "version")?,
             )
         };
+        if descriptor.backend_count > MAX_BACKENDS {
+            return Err(plugin_error(
+                path,
+                format!(
+                    "it claims {} backends (at most {MAX_BACKENDS})",
+                    descriptor.backend_count
+                ),
+            ));
+        }
+        if descriptor.backends.is_null() && descriptor.backend_count > 0 {
+            return Err(plugin_error(path, "its backend table is a null pointer"));
+        }
         let mut backends = Vec::with_capacity(descriptor.backend_count);
         for i in 0..descriptor.backend_count {
             // SAFETY: `backends` points to `backend_count` entries
@@ -137,7 +234,7 @@ impl PluginLibrary {
             version,
             backends,
         });
-        loaded.insert(canonical, lib.clone());
+        loaded.insert(key, lib.clone());
         Ok(lib)
     }
 

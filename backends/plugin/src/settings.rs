@@ -33,7 +33,7 @@ pub struct PluginSettings {
 pub const SEED_VARIABLES: &[SeedVariable] = &[
     SeedVariable::selecting("TA_PERSISTENCE_MODULE", "module"),
     SeedVariable::new("TA_PERSISTENCE_CLASS", "class"),
-    SeedVariable::new("TA_PERSISTENCE_MODULE_SHA256", "sha256"),
+    SeedVariable::never_empty("TA_PERSISTENCE_MODULE_SHA256", "sha256"),
 ];
 
 impl PluginSettings {

@@ -73,3 +73,30 @@ async fn extra_answers_do_not_disturb_concurrent_calls() {
         c.await.expect("no call panicked");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_longer_than_its_allocation_is_refused_unread() {
+    let backend = open("huge-answer");
+    let err = backend.get("ns", "k").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Plugin, "{err}");
+    assert!(err.to_string().contains("buffer rules"), "{err}");
+}
+
+#[test]
+fn an_instance_handed_over_with_a_start_error_is_destroyed() {
+    let path = support::library("test-plugin-answers-twice");
+    let lib = PluginLibrary::load(&path, None).unwrap();
+    // SAFETY: the test plugin exports this counter with this signature
+    let destroyed = unsafe {
+        let raw = Box::leak(Box::new(libloading::Library::new(&path).unwrap()));
+        *raw.get::<unsafe extern "C" fn() -> usize>(b"answers_twice_destroyed")
+            .unwrap()
+    };
+    // SAFETY: as above
+    let before = unsafe { destroyed() };
+    let err = lib.create(Some("start-fails"), b"{}").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Plugin, "{err}");
+    assert!(err.to_string().contains("failed to start"), "{err}");
+    // SAFETY: as above
+    assert_eq!(unsafe { destroyed() }, before + 1, "the instance leaked");
+}

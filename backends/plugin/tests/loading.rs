@@ -197,3 +197,60 @@ async fn an_unknown_class_is_a_configuration_error_even_with_fallback_memory() {
         "{err}"
     );
 }
+
+#[test]
+fn a_library_swapped_during_a_pinned_load_is_never_loaded() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read(support::library("plugin-example")).unwrap();
+    let hostile = std::fs::read(support::library("test-plugin-panicking")).unwrap();
+    let target = dir.path().join("libstore.so");
+    let hostile_copy = dir.path().join("hostile.so");
+    std::fs::write(&hostile_copy, &hostile).unwrap();
+    let (mut loaded, mut refused) = (0, 0);
+    for round in 0..20u64 {
+        // a trailer the ELF loader ignores: a new hash, so every round loads anew
+        let mut bytes = good.clone();
+        bytes.extend_from_slice(&round.to_le_bytes());
+        let pin: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let good_copy = dir.path().join(format!("good-{round}.so"));
+        std::fs::write(&good_copy, &bytes).unwrap();
+        std::fs::copy(&good_copy, &target).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (stop, target) = (stop.clone(), target.clone());
+            let (good_copy, hostile_copy) = (good_copy.clone(), hostile_copy.clone());
+            std::thread::spawn(move || {
+                let scratch = target.with_extension("next");
+                let mut flip = false;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let from = if flip { &good_copy } else { &hostile_copy };
+                    std::fs::copy(from, &scratch).unwrap();
+                    std::fs::rename(&scratch, &target).unwrap();
+                    flip = !flip;
+                }
+            })
+        };
+        for _ in 0..5 {
+            match PluginLibrary::load(&target, Some(&pin)) {
+                Ok(lib) => {
+                    assert_eq!(lib.name(), "plugin-example", "a hostile library was loaded");
+                    loaded += 1;
+                }
+                Err(e) => {
+                    assert!(e.to_string().contains("refusing to load"), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+    }
+    assert!(
+        loaded > 0,
+        "the pinned library never loaded ({refused} refusals)"
+    );
+}

@@ -78,6 +78,18 @@ impl Settings {
             }
             builder = builder.add_source(File::from(path).format(FileFormat::Toml));
         }
+        let env: BTreeMap<String, String> = env.into_iter().collect();
+        for owner in owners {
+            for seed in owner.seeds.iter().filter(|s| s.empty_is_error) {
+                if env.get(seed.name).is_some_and(|v| v.trim().is_empty()) {
+                    return Err(Error::Config {
+                        key: format!("{}.{} ({})", owner.table, seed.key, seed.name),
+                        value: env[seed.name].clone(),
+                        reason: "set but empty: unset it, or give a value (empty would turn it off silently)".into(),
+                    });
+                }
+            }
+        }
         let env: BTreeMap<String, String> =
             env.into_iter().filter(|(_, v)| !v.is_empty()).collect();
         let generic = env.iter().filter_map(|(name, value)| {

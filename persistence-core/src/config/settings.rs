@@ -296,6 +296,9 @@ pub struct SeedVariable {
     /// Whether setting it, with no `backend` given, chooses its owner as
     /// the backend (the seed chose a custom backend by naming its module).
     pub selects_backend: bool,
+    /// Whether an empty value is an error rather than "unset" (a pin or a
+    /// guard, which an empty value would silently turn off).
+    pub empty_is_error: bool,
 }
 
 impl SeedVariable {
@@ -305,6 +308,7 @@ impl SeedVariable {
             name,
             key,
             selects_backend: false,
+            empty_is_error: false,
         }
     }
 
@@ -314,6 +318,18 @@ impl SeedVariable {
             name,
             key,
             selects_backend: true,
+            empty_is_error: false,
+        }
+    }
+
+    /// Like [`SeedVariable::new`], but set and empty is an error, never
+    /// "unset" (for pins and guards).
+    pub const fn never_empty(name: &'static str, key: &'static str) -> Self {
+        SeedVariable {
+            name,
+            key,
+            selects_backend: false,
+            empty_is_error: true,
         }
     }
 }

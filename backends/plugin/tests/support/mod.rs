@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Once;
 
-const PLUGINS: [&str; 5] = [
+const PLUGINS: [&str; 6] = [
     "plugin-example",
     "test-plugin-wrong-abi",
     "test-plugin-panicking",
     "test-plugin-no-symbol",
     "test-plugin-answers-twice",
+    "test-plugin-bad-descriptor",
 ];
 
 /// `target/<profile>` of this test binary (`target/<profile>/deps/test-...`).

@@ -5,7 +5,11 @@
 //! - `twice`: return pending, then call the callback twice from a thread;
 //! - `inline-and-callback`: answer inline, and also call the callback later;
 //! - `forged`: answer inline, and call the callback with a context the host
-//!   never gave out.
+//!   never gave out;
+//! - `huge-answer`: answer inline with a buffer claiming 2^40 bytes over a
+//!   4-byte allocation;
+//! - `start-fails`: `create` reports an error but hands over an instance
+//!   anyway (`answers_twice_destroyed` counts the instances destroyed).
 //!
 //! The host must answer each call once, ignore (and count) the extra
 //! answers, and never touch memory it already freed.
@@ -23,6 +27,17 @@ use persistence_plugin_sdk::Error;
 const TWICE: &str = "twice";
 const INLINE_AND_CALLBACK: &str = "inline-and-callback";
 const FORGED: &str = "forged";
+const HUGE_ANSWER: &str = "huge-answer";
+const START_FAILS: &str = "start-fails";
+static DESTROYED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many instances the host destroyed.
+#[unsafe(no_mangle)]
+pub extern "C" fn answers_twice_destroyed() -> usize {
+    DESTROYED.load(std::sync::atomic::Ordering::SeqCst)
+}
+const HUGE: usize = 1 << 40;
+static SHORT: [u8; 4] = [0; 4];
 
 /// The instance: which misbehaviour (a leaked, never freed box).
 struct Mode(&'static str);
@@ -38,17 +53,24 @@ unsafe extern "C" fn create(
     backend: RStr,
     _: RStr,
     instance: *mut *mut c_void,
-    _: *mut RBuffer,
+    error: *mut RBuffer,
 ) -> i32 {
     // SAFETY: the host passes a valid name for the call's duration
     let name = unsafe { std::slice::from_raw_parts(backend.ptr, backend.len) };
     let mode = match name {
         b"twice" => TWICE,
         b"inline-and-callback" => INLINE_AND_CALLBACK,
+        b"huge-answer" => HUGE_ANSWER,
+        b"start-fails" => START_FAILS,
         _ => FORGED,
     };
     // SAFETY: the host passes a valid out-pointer
     unsafe { *instance = Box::into_raw(Box::new(Mode(mode))).cast() };
+    if mode == START_FAILS {
+        // SAFETY: the host passes a valid out-pointer
+        unsafe { *error = answer() };
+        return STATUS_ERROR;
+    }
     STATUS_OK
 }
 
@@ -76,6 +98,16 @@ unsafe extern "C" fn call(
             late(ctx, 2);
             STATUS_PENDING
         }
+        HUGE_ANSWER => {
+            let lie = RBuffer {
+                ptr: SHORT.as_ptr().cast_mut(),
+                len: HUGE,
+                cap: HUGE,
+            };
+            // SAFETY: the host passes a valid out-pointer
+            unsafe { *response = lie };
+            STATUS_OK
+        }
         INLINE_AND_CALLBACK => {
             late(ctx, 1);
             // SAFETY: the host passes a valid out-pointer
@@ -92,12 +124,16 @@ unsafe extern "C" fn call(
 }
 
 unsafe extern "C" fn free_buffer(buffer: RBuffer) {
-    // SAFETY: every buffer this plugin hands out comes from `RBuffer::from_vec`
+    if buffer.cap == HUGE {
+        return; // the lie points at a static
+    }
+    // SAFETY: every other buffer this plugin hands out comes from `RBuffer::from_vec`
     unsafe { buffer.free() }
 }
 
 unsafe extern "C" fn destroy(_: *mut c_void) {
     // instances are leaked: a late callback thread may still read its mode
+    DESTROYED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
 const fn s(text: &'static str) -> RStr {
@@ -107,7 +143,7 @@ const fn s(text: &'static str) -> RStr {
     }
 }
 
-struct Backends([RBackendInfo; 3]);
+struct Backends([RBackendInfo; 5]);
 // SAFETY: immutable statics
 unsafe impl Sync for Backends {}
 
@@ -124,6 +160,14 @@ static BACKENDS: Backends = Backends([
         name: s(FORGED),
         capabilities: 0,
     },
+    RBackendInfo {
+        name: s(HUGE_ANSWER),
+        capabilities: 0,
+    },
+    RBackendInfo {
+        name: s(START_FAILS),
+        capabilities: 0,
+    },
 ]);
 
 static DESCRIPTOR: PluginDescriptor = PluginDescriptor {
@@ -133,7 +177,7 @@ static DESCRIPTOR: PluginDescriptor = PluginDescriptor {
     name: s("answers-twice"),
     version: s("0.1.0"),
     backends: BACKENDS.0.as_ptr(),
-    backend_count: 3,
+    backend_count: 5,
     create,
     call,
     free_buffer,
