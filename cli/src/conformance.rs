@@ -100,7 +100,11 @@ pub async fn run(
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let reports = run_all(open, Duration::from_secs(args.case_timeout)).await;
+    // A cancelled case may still be stuck on a thread that panics when the
+    // runtime shuts down: its outcome is in the table already, so the
+    // default hook comes back only for the report below (printing).
     std::panic::set_hook(hook);
+    let _quiet_from_here = QuietPanicsOnDrop;
 
     let failed = reports
         .iter()
@@ -150,4 +154,15 @@ pub async fn run(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Silences panic messages from the moment it is dropped (the end of the
+/// command): what panics after that is a cancelled case's thread meeting
+/// the runtime's shutdown, already reported as failed.
+struct QuietPanicsOnDrop;
+
+impl Drop for QuietPanicsOnDrop {
+    fn drop(&mut self) {
+        std::panic::set_hook(Box::new(|_| {}));
+    }
 }

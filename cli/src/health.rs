@@ -2,17 +2,40 @@
 
 use std::process::ExitCode;
 
-use persistence_core::backend::HealthStatus;
+use std::time::Duration;
+
+use persistence_core::backend::{Health, HealthStatus};
 use persistence_core::config::Settings;
 use persistence_core::factory::Factory;
 
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Longest wait, in ms, for the backend to open and then to answer the
+    /// check (each); past it the report says down (exit code 1).
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+}
+
 pub async fn run(
+    args: &Args,
     settings: &Settings,
     factory: &Factory,
     json: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let opened = factory.open(settings).await?;
-    let health = opened.backend.health().await;
+    let limit = Duration::from_millis(args.timeout_ms);
+    let opened = tokio::time::timeout(limit, factory.open(settings))
+        .await
+        .map_err(|_| format!("the backend did not open within {limit:?}"))??;
+    let health = match tokio::time::timeout(limit, opened.backend.health()).await {
+        Ok(health) => health,
+        Err(_) => Health {
+            status: HealthStatus::Down,
+            backend: opened.backend.name().to_string(),
+            message: format!("no answer to the health check within {limit:?}"),
+            latency_ms: None,
+            details: Default::default(),
+        },
+    };
     let caps = opened.backend.capabilities();
     if json {
         let out = serde_json::json!({

@@ -38,7 +38,7 @@ struct Cli {
 enum Command {
     /// Resolve the settings, open the backend and report its health
     /// (exit code 1 when down, 2 when degraded).
-    Health,
+    Health(health::Args),
     /// Run a realistic agent workload on the configured backend: create
     /// tasks, resume them by request id, pause for a tool call, complete,
     /// delete; then print counts and ops/s.
@@ -74,19 +74,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // a thread still stuck in a backend (a cancelled case, a plugin that
+    // never returns) must not keep the process alive
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let settings = || load_settings(&cli);
     match &cli.command {
-        Command::Health => health::run(&settings()?, &factory(), cli.json).await,
+        Command::Health(args) => health::run(args, &settings()?, &factory(), cli.json).await,
         Command::Demo(args) => demo::run(args, &settings()?, &factory(), cli.json).await,
         Command::Stats(args) => stats::run(args, &settings()?, &factory(), cli.json).await,
         Command::Conformance(args) => {

@@ -94,6 +94,63 @@ async fn timeout_turns_a_stalled_call_into_a_timeout_error() {
     assert_eq!(b.get("ns", "k").await.unwrap(), None);
 }
 
+/// A backend whose `get` blocks its thread for `block` in its first poll,
+/// then waits far longer (a plugin or engine that misbehaves).
+#[derive(Debug)]
+struct BlocksThenWaits {
+    inner: MemoryBackend,
+    block: Duration,
+}
+
+#[async_trait]
+impl Backend for BlocksThenWaits {
+    fn name(&self) -> &str {
+        "blocks-then-waits"
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn get(&self, _: &str, _: &str) -> Result<Option<Document>> {
+        std::thread::sleep(self.block);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(None)
+    }
+    async fn put(&self, ns: &str, key: &str, w: DocumentWrite, p: Precondition) -> Result<Version> {
+        self.inner.put(ns, key, w, p).await
+    }
+    async fn remove(&self, ns: &str, key: &str, p: Precondition) -> Result<bool> {
+        self.inner.remove(ns, key, p).await
+    }
+    async fn lookup(&self, ns: &str, i: &str, t: &str) -> Result<Vec<String>> {
+        self.inner.lookup(ns, i, t).await
+    }
+    async fn health(&self) -> Health {
+        self.inner.health().await
+    }
+}
+
+#[tokio::test]
+async fn the_timeout_counts_time_a_first_poll_spent_blocking() {
+    let block = Duration::from_millis(1_000);
+    let b = layer(
+        Arc::new(BlocksThenWaits {
+            inner: MemoryBackend::new(),
+            block,
+        }),
+        Timeout::new(Duration::from_millis(900)),
+    );
+    let started = Instant::now();
+    let e = b.get("ns", "k").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    // the deadline had passed when the blocking poll returned: no second
+    // 900 ms wait after it (which would end near 1.9 s)
+    assert!(
+        started.elapsed() < Duration::from_millis(1_600),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn retry_repeats_safe_calls_and_not_inserts() {
     let t = Arc::new(Troubled::default());

@@ -21,9 +21,11 @@
 mod cases;
 mod fixtures;
 mod model_based;
+mod plugins;
 mod runner;
 
 pub use fixtures::{fixture_task, sample_task};
+pub use plugins::plugin_library;
 pub use runner::{run_all, run_case, Case, CaseOutcome, CaseReport, Ctx, Requirement, CASES};
 
 /// Generates one `#[tokio::test]` per conformance case, each calling

@@ -231,8 +231,8 @@ async fn check(backend: &SharedBackend, ns: &str, ops: &[Op]) -> Result<(), Stri
 /// Runs 48 random sequences of up to 40 operations, each in a fresh
 /// namespace, shrinking a failure to a minimal sequence.
 pub async fn run(ctx: Ctx) {
-    let Ctx { backend, ns, .. } = ctx;
     tokio::task::block_in_place(move || {
+        let backend = ctx.backend.clone();
         let handle = tokio::runtime::Handle::current();
         let config = Config {
             cases: 48,
@@ -242,12 +242,18 @@ pub async fn run(ctx: Ctx) {
         let mut runner = TestRunner::new(config);
         let sequence = AtomicU64::new(0);
         let result = runner.run(&prop::collection::vec(op(), 1..40), |ops| {
-            let ns = format!("{ns}-{}", sequence.fetch_add(1, Ordering::Relaxed));
+            if ctx.is_cancelled() {
+                return Err(TestCaseError::fail("cancelled: the case ran out of time"));
+            }
+            let ns = ctx.other_ns(&sequence.fetch_add(1, Ordering::Relaxed).to_string());
             handle
                 .block_on(check(&backend, &ns, &ops))
                 .map_err(TestCaseError::fail)
         });
         if let Err(e) = result {
+            if ctx.is_cancelled() {
+                return; // the runner has reported it already
+            }
             panic!("the backend differs from the model: {e}");
         }
     });

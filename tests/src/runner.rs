@@ -1,11 +1,12 @@
 //! Running cases: one at a time from a generated test, or all from a tool.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use persistence_core::backend::Capabilities;
+use persistence_core::backend::{Capabilities, Precondition, ScanOrder, ScanRequest};
 use persistence_core::{SharedBackend, TaskStore};
 
 /// A capability a case needs before it can run.
@@ -71,6 +72,11 @@ pub struct Ctx {
     pub ns: String,
     /// What the backend declares.
     pub caps: Capabilities,
+    /// Every namespace the case used (its own, and those from
+    /// [`Ctx::other_ns`]), for the clean-up after it.
+    used: Arc<Mutex<Vec<String>>>,
+    /// Set when the runner gave up on the case: stop at the next chance.
+    cancelled: Arc<AtomicBool>,
 }
 
 impl Ctx {
@@ -88,13 +94,60 @@ impl Ctx {
         Ctx {
             caps: backend.capabilities(),
             backend,
+            used: Arc::new(Mutex::new(vec![ns.clone()])),
             ns,
+            cancelled: Arc::default(),
         }
     }
 
-    /// A second namespace of this case.
+    /// A second namespace of this case (removed with the case's own).
     pub fn other_ns(&self, suffix: &str) -> String {
-        format!("{}-{suffix}", self.ns)
+        let ns = format!("{}-{suffix}", self.ns);
+        self.used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ns.clone());
+        ns
+    }
+
+    /// Whether the runner gave up on this case (it timed out): a case that
+    /// loops should stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Removes every document of every namespace the case used, each call
+    /// bounded by `limit`; returns how many it removed. Needs a backend that
+    /// can scan; others keep what the case wrote.
+    pub async fn clean_up(&self, limit: Duration) -> u64 {
+        if !self.caps.scan {
+            return 0;
+        }
+        let namespaces = self.used.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut removed = 0;
+        for ns in namespaces {
+            // bounded: a stuck backend costs `limit` per namespace at most
+            let mut pages = 0;
+            while pages < 1_000 {
+                pages += 1;
+                let request = ScanRequest::first(ScanOrder::Key, 500);
+                let Ok(Ok(page)) =
+                    tokio::time::timeout(limit, self.backend.scan(&ns, request)).await
+                else {
+                    break;
+                };
+                if page.entries.is_empty() {
+                    break;
+                }
+                for (key, _) in page.entries {
+                    let remove = self.backend.remove(&ns, &key, Precondition::Any);
+                    if let Ok(Ok(true)) = tokio::time::timeout(limit, remove).await {
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        removed
     }
 
     /// A task store in the case's namespace.
@@ -153,9 +206,15 @@ pub struct CaseReport {
     pub elapsed: Duration,
 }
 
+/// Longest wait for one call of the clean-up after a case.
+const CLEAN_UP_LIMIT: Duration = Duration::from_secs(5);
+
 /// Runs every case on fresh backends from `factory`, each in its own task
 /// with `timeout`, and reports every outcome (a panicking case is a failure,
-/// not a crash). Needs a multi-threaded tokio runtime.
+/// not a crash; a case past its time is cancelled). After each case,
+/// whatever its outcome, the documents of every namespace it used are
+/// removed, so a run against a shared server leaves nothing behind. Needs a
+/// multi-threaded tokio runtime.
 pub async fn run_all<F, Fut>(factory: F, timeout: Duration) -> Vec<CaseReport>
 where
     F: Fn() -> Fut,
@@ -168,12 +227,21 @@ where
         let outcome = if !case.requires.met_by(backend.capabilities()) {
             CaseOutcome::NotApplicable(case.requires)
         } else {
-            let task = tokio::spawn((case.run)(Ctx::new(case.name, backend)));
-            match tokio::time::timeout(timeout, task).await {
+            let ctx = Ctx::new(case.name, backend);
+            let mut task = tokio::spawn((case.run)(ctx.clone()));
+            let outcome = match tokio::time::timeout(timeout, &mut task).await {
                 Ok(Ok(())) => CaseOutcome::Passed,
                 Ok(Err(e)) => CaseOutcome::Failed(panic_message(e)),
-                Err(_) => CaseOutcome::Failed(format!("did not finish within {timeout:?}")),
-            }
+                Err(_) => {
+                    // stop it: at its next await, or at the next check of
+                    // the flag where it cannot be reached (block_in_place)
+                    ctx.cancelled.store(true, Ordering::Relaxed);
+                    task.abort();
+                    CaseOutcome::Failed(format!("did not finish within {timeout:?}"))
+                }
+            };
+            ctx.clean_up(CLEAN_UP_LIMIT).await;
+            outcome
         };
         reports.push(CaseReport {
             name: case.name,

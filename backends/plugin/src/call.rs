@@ -5,6 +5,7 @@ use std::ffi::c_void;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -27,7 +28,11 @@ pub struct PluginBackend {
     instance: Instance,
     backend: String,
     capabilities: Capabilities,
+    call_timeout: Duration,
 }
+
+/// How long the host waits for a plugin's answer unless told otherwise.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Instance(*mut c_void);
 // SAFETY: the SDK's instances are an `Arc<dyn Backend>` behind a box: Send + Sync.
@@ -100,7 +105,17 @@ impl PluginBackend {
             instance: Instance(instance),
             backend,
             capabilities,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
+    }
+
+    /// Waits at most `limit` for each answer (default
+    /// [`DEFAULT_CALL_TIMEOUT`]); past it the call fails with `Timeout` and
+    /// a late answer is ignored, so a plugin that never answers costs a
+    /// bounded wait, never a hang or a growing table.
+    pub fn with_call_timeout(mut self, limit: Duration) -> Self {
+        self.call_timeout = limit;
+        self
     }
 
     async fn call(&self, request: Request) -> Result<Response> {
@@ -127,10 +142,20 @@ impl PluginBackend {
             )
         };
         let (status, buffer) = if status == STATUS_PENDING {
-            rx.await.map_err(|_| Error::Plugin {
-                plugin: self.library.name().into(),
-                message: "the plugin dropped a call without answering".into(),
-            })?
+            match tokio::time::timeout(self.call_timeout, rx).await {
+                Ok(answer) => answer.map_err(|_| Error::Plugin {
+                    plugin: self.library.name().into(),
+                    message: "the plugin dropped a call without answering".into(),
+                })?,
+                Err(_) => {
+                    // from now on its answer, if any, is an ignored one
+                    WAITING.lock().remove(&id);
+                    return Err(Error::Timeout {
+                        operation: format!("plugin {} {}", self.library.name(), request.name()),
+                        after: self.call_timeout,
+                    });
+                }
+            }
         } else {
             // answered at once: a callback for this call from now on is ignored
             if WAITING.lock().remove(&id).is_none() {

@@ -26,6 +26,9 @@ pub struct PluginSettings {
     /// Options for the plugin's backend (`[plugin.options]`,
     /// `TA_PERSISTENCE__PLUGIN__OPTIONS__NAME`), passed to it as a JSON object.
     pub options: BTreeMap<String, String>,
+    /// Longest wait for one answer of the plugin, in ms (default 30000);
+    /// past it the call fails with `Timeout`.
+    pub call_timeout_ms: Option<u64>,
 }
 
 /// The seed's variables for `[plugin]`. `TA_PERSISTENCE_MODULE` alone
@@ -126,6 +129,10 @@ impl BackendProvider for PluginProvider {
         };
         let library = PluginLibrary::load(module, p.sha256.as_deref())?;
         let config = serde_json::to_vec(&p.options).expect("string maps encode");
-        Ok(Arc::new(library.create(p.class.as_deref(), &config)?))
+        let backend = library.create(p.class.as_deref(), &config)?;
+        Ok(Arc::new(match p.call_timeout_ms {
+            Some(ms) => backend.with_call_timeout(std::time::Duration::from_millis(ms.max(1))),
+            None => backend,
+        }))
     }
 }

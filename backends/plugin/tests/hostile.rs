@@ -100,3 +100,21 @@ fn an_instance_handed_over_with_a_start_error_is_destroyed() {
     // SAFETY: as above
     assert_eq!(unsafe { destroyed() }, before + 1, "the instance leaked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_never_answers_costs_a_bounded_wait() {
+    let backend = open("never-answers").with_call_timeout(Duration::from_millis(200));
+    let started = Instant::now();
+    let err = backend.get("ns", "k").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("get"), "{err}");
+    let health = tokio::time::timeout(Duration::from_secs(5), backend.health())
+        .await
+        .expect("health is bounded by the call timeout too");
+    assert_eq!(health.status, persistence_core::backend::HealthStatus::Down);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}

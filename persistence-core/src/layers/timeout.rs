@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 
 /// Fails a call that takes longer than `after` with `Timeout` (the call's
 /// future is dropped: a write may or may not have applied, as with any
-/// lost reply). The clock starts when the call first waits: one that
-/// completes at once (memory, a cache hit) never touches the timer.
+/// lost reply). The clock starts before the call's first poll, so time a
+/// call spent blocking its thread counts; a call that completes at once
+/// (memory, a cache hit) never arms the timer.
 #[derive(Debug)]
 pub struct Timeout {
     after: Duration,
@@ -47,15 +48,18 @@ impl Policy for Timeout {
         target: Target<'a>,
         call: &'a (dyn Fn() -> BoxFuture<'a, Result<T>> + Send + Sync),
     ) -> Result<T> {
+        // the deadline counts from before the first poll, so a call whose
+        // first poll blocks its thread has spent that time already
+        let deadline = tokio::time::Instant::now() + self.after;
         let mut call = call();
         // no timer for a call that finishes on its first poll (memory,
-        // a cache hit): the deadline starts when it first waits
+        // a cache hit)
         if let Poll::Ready(result) =
             std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await
         {
             return result;
         }
-        tokio::time::timeout(self.after, call)
+        tokio::time::timeout_at(deadline, call)
             .await
             .unwrap_or_else(|_| {
                 self.expired.fetch_add(1, Ordering::Relaxed);

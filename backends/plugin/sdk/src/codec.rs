@@ -65,6 +65,20 @@ pub enum Request {
 }
 
 impl Request {
+    /// The operation's name (`get`, `put`, ...), for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Get { .. } => "get",
+            Request::GetValue { .. } => "get_value",
+            Request::Put { .. } => "put",
+            Request::Remove { .. } => "remove",
+            Request::Lookup { .. } => "lookup",
+            Request::Scan { .. } => "scan",
+            Request::Count { .. } => "count",
+            Request::Health => "health",
+        }
+    }
+
     /// Encodes the request (document bytes are copied once, as they are).
     pub fn encode(&self) -> Vec<u8> {
         let size = match self {

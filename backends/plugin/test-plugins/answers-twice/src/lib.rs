@@ -9,7 +9,8 @@
 //! - `huge-answer`: answer inline with a buffer claiming 2^40 bytes over a
 //!   4-byte allocation;
 //! - `start-fails`: `create` reports an error but hands over an instance
-//!   anyway (`answers_twice_destroyed` counts the instances destroyed).
+//!   anyway (`answers_twice_destroyed` counts the instances destroyed);
+//! - `never-answers`: every call is pending, and no answer ever comes.
 //!
 //! The host must answer each call once, ignore (and count) the extra
 //! answers, and never touch memory it already freed.
@@ -29,6 +30,7 @@ const INLINE_AND_CALLBACK: &str = "inline-and-callback";
 const FORGED: &str = "forged";
 const HUGE_ANSWER: &str = "huge-answer";
 const START_FAILS: &str = "start-fails";
+const NEVER_ANSWERS: &str = "never-answers";
 static DESTROYED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// How many instances the host destroyed.
@@ -62,6 +64,7 @@ unsafe extern "C" fn create(
         b"inline-and-callback" => INLINE_AND_CALLBACK,
         b"huge-answer" => HUGE_ANSWER,
         b"start-fails" => START_FAILS,
+        b"never-answers" => NEVER_ANSWERS,
         _ => FORGED,
     };
     // SAFETY: the host passes a valid out-pointer
@@ -94,6 +97,7 @@ unsafe extern "C" fn call(
         });
     };
     match mode {
+        NEVER_ANSWERS => STATUS_PENDING,
         TWICE => {
             late(ctx, 2);
             STATUS_PENDING
@@ -143,7 +147,7 @@ const fn s(text: &'static str) -> RStr {
     }
 }
 
-struct Backends([RBackendInfo; 5]);
+struct Backends([RBackendInfo; 6]);
 // SAFETY: immutable statics
 unsafe impl Sync for Backends {}
 
@@ -168,6 +172,10 @@ static BACKENDS: Backends = Backends([
         name: s(START_FAILS),
         capabilities: 0,
     },
+    RBackendInfo {
+        name: s(NEVER_ANSWERS),
+        capabilities: 0,
+    },
 ]);
 
 static DESCRIPTOR: PluginDescriptor = PluginDescriptor {
@@ -177,7 +185,7 @@ static DESCRIPTOR: PluginDescriptor = PluginDescriptor {
     name: s("answers-twice"),
     version: s("0.1.0"),
     backends: BACKENDS.0.as_ptr(),
-    backend_count: 5,
+    backend_count: 6,
     create,
     call,
     free_buffer,

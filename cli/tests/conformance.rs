@@ -1,0 +1,105 @@
+//! `ta-persist conformance` against plugins: it always exits, and it leaves
+//! nothing behind on the store it tested.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use persistence_conformance::plugin_library;
+
+/// Runs `ta-persist` with `args` and `env`; fails if it has not exited
+/// within `limit`.
+fn run_within(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ta-persist"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("TA_PERSISTENCE_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ta-persist");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+            return (status.code().unwrap_or(-1), out);
+        }
+        if started.elapsed() > limit {
+            child.kill().ok();
+            panic!("ta-persist {args:?} did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_plugin_that_never_answers_fails_every_case_and_the_command_exits() {
+    let module = plugin_library("test-plugin-answers-twice");
+    let (code, out) = run_within(
+        &[
+            "conformance",
+            "--module",
+            module.to_str().unwrap(),
+            "--class",
+            "never-answers",
+            "--case-timeout",
+            "1",
+        ],
+        &[("TA_PERSISTENCE__PLUGIN__CALL_TIMEOUT_MS", "300")],
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("0 passed"), "{out}");
+    assert!(out.contains("did not finish within 1s"), "{out}");
+}
+
+#[test]
+fn conformance_removes_what_its_cases_wrote() {
+    let module = plugin_library("plugin-example");
+    let dir = tempfile::tempdir().unwrap();
+    let option = format!("path={}", dir.path().display());
+    let (code, out) = run_within(
+        &[
+            "conformance",
+            "--module",
+            module.to_str().unwrap(),
+            "--class",
+            "json-dir",
+            "--option",
+            &option,
+        ],
+        &[],
+        Duration::from_secs(300),
+    );
+    assert_eq!(code, 0, "{out}");
+    let mut left = Vec::new();
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                left.push(path);
+            }
+        }
+    }
+    // Expired documents are invisible, so no contract call can remove them:
+    // Redis drops them by their TTL, json-dir keeps the file until purged.
+    // Every other document must be gone.
+    let namespace = |p: &std::path::Path| {
+        let hex = p.parent().unwrap().file_name().unwrap().to_str().unwrap();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        String::from_utf8(bytes).unwrap()
+    };
+    let live: Vec<String> = left
+        .iter()
+        .map(|p| namespace(p))
+        .filter(|ns| !ns.starts_with("conformance-ttl_"))
+        .collect();
+    assert!(live.is_empty(), "documents left in {live:?}");
+}
