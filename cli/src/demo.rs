@@ -85,15 +85,27 @@ async fn life(
     Ok(())
 }
 
+/// Task lives that failed when running with `keep_going`.
+#[derive(Debug, Default)]
+pub struct Failures {
+    /// How many lives ended with an error.
+    pub count: usize,
+    /// The first error met.
+    pub first: Option<String>,
+}
+
 /// Runs `tasks` task lives, `concurrency` at a time, with a progress bar
-/// when `progress`; returns the latencies by operation.
+/// when `progress`; returns the latencies by operation. The first failed
+/// life is the error, unless `keep_going`: then failed lives are counted
+/// and the others run on.
 pub async fn lives(
     store: &TaskStore,
     tasks: usize,
     concurrency: usize,
     keep: bool,
     progress: bool,
-) -> Result<Recorded, Box<dyn std::error::Error>> {
+    keep_going: bool,
+) -> Result<(Recorded, Failures), Box<dyn std::error::Error>> {
     let bar = if progress {
         ProgressBar::new(tasks as u64)
     } else {
@@ -117,21 +129,34 @@ pub async fn lives(
         let (store, bar, run_id) = (store.clone(), bar.clone(), run_id.clone());
         handles.push(tokio::spawn(async move {
             let mut rec = Recorded::new();
+            let mut failures = Failures::default();
             for n in (w..tasks).step_by(workers) {
-                life(&store, &run_id, n, keep, &mut rec).await?;
+                if let Err(e) = life(&store, &run_id, n, keep, &mut rec).await {
+                    if !keep_going {
+                        return Err(e);
+                    }
+                    failures.count += 1;
+                    failures.first.get_or_insert(e);
+                }
                 bar.inc(1);
             }
-            Ok::<_, String>(rec)
+            Ok::<_, String>((rec, failures))
         }));
     }
     let mut all = Recorded::new();
+    let mut failures = Failures::default();
     for h in handles {
-        for (op, samples) in h.await?? {
+        let (recorded, failed) = h.await??;
+        for (op, samples) in recorded {
             all.entry(op).or_default().extend(samples);
+        }
+        failures.count += failed.count;
+        if failures.first.is_none() {
+            failures.first = failed.first;
         }
     }
     bar.finish_and_clear();
-    Ok(all)
+    Ok((all, failures))
 }
 
 /// Opens the configured task store, warning on stderr when it fell back
@@ -159,7 +184,15 @@ pub async fn run(
     let (store, opened) = open_task_store(factory, settings).await?;
     let backend = opened.backend.name().to_string();
     let started = Instant::now();
-    let mut all = lives(&store, args.tasks, args.concurrency, args.keep, !json).await?;
+    let (mut all, _) = lives(
+        &store,
+        args.tasks,
+        args.concurrency,
+        args.keep,
+        !json,
+        false,
+    )
+    .await?;
     let wall = started.elapsed();
     let remaining = store.count().await.ok();
     let total_ops: usize = all.values().map(Samples::len).sum();

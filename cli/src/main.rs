@@ -49,7 +49,9 @@ enum Command {
     Conformance(conformance::Args),
     /// Run task lives through the configured stack and print what it
     /// counted: calls, errors and time per operation; retries, breaker
-    /// transitions, queue depth, cache hits and misses.
+    /// transitions, queue depth, cache hits and misses; and lives that
+    /// failed. Exit code as `health`, by where the stack ended (1 down, 2
+    /// degraded).
     Stats(stats::Args),
 }
 

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use persistence_core::backend::Stats;
+use persistence_core::backend::{HealthStatus, Stats};
 use persistence_core::config::Settings;
 use persistence_core::factory::Factory;
 
@@ -19,6 +19,10 @@ pub struct Args {
     /// Tasks in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// After the lives, wait up to this many seconds for queued writes to
+    /// be replayed before reporting.
+    #[arg(long, default_value_t = 30)]
+    settle_secs: u64,
 }
 
 pub async fn run(
@@ -28,8 +32,27 @@ pub async fn run(
     json: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (store, opened) = demo::open_task_store(factory, settings).await?;
-    if args.tasks > 0 {
-        demo::lives(&store, args.tasks, args.concurrency, false, !json).await?;
+    // the counters matter most when calls fail: every life runs, a failed
+    // one is counted, and the report comes whatever happened
+    let failures = if args.tasks > 0 {
+        demo::lives(&store, args.tasks, args.concurrency, false, !json, true)
+            .await?
+            .1
+    } else {
+        demo::Failures::default()
+    };
+    // writes accepted during an outage are still being replayed: give them
+    // the time the stack would, so the counters show where it ended
+    let settle = std::time::Instant::now() + std::time::Duration::from_secs(args.settle_secs);
+    while opened
+        .backend
+        .stats()
+        .counters
+        .get("queue_depth")
+        .is_some_and(|d| *d > 0)
+        && std::time::Instant::now() < settle
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let stats = opened.backend.stats();
     let health = opened.backend.health().await;
@@ -41,13 +64,26 @@ pub async fn run(
             "tasks": args.tasks,
             "health": health.status,
             "stats": stats,
+            "failed_lives": failures.count,
+            "first_error": failures.first,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print(&stats, opened.backend.name(), layers, args.tasks);
+        if let Some(first) = &failures.first {
+            println!(
+                "failed task lives: {} of {} (first: {first})",
+                failures.count, args.tasks
+            );
+        }
         println!("health: {} ({})", health.status, health.message);
     }
-    Ok(ExitCode::SUCCESS)
+    // judged as `health` is: by where the stack ended
+    Ok(match health.status {
+        HealthStatus::Ok => ExitCode::SUCCESS,
+        HealthStatus::Down => ExitCode::from(1),
+        HealthStatus::Degraded => ExitCode::from(2),
+    })
 }
 
 fn print(stats: &Stats, backend: &str, layers: &[String], tasks: usize) {

@@ -552,3 +552,88 @@ async fn every_call_runs_in_a_span_naming_operation_namespace_and_key() {
         .map(|(op, key)| (op.to_string(), "tasks".to_string(), key.to_string()));
     assert_eq!(seen, expected, "all spans: {spans:?}");
 }
+
+#[tokio::test]
+async fn the_breaker_probes_on_a_backoff_that_starts_small() {
+    let t = Arc::new(Troubled::default());
+    let b = Layered::new(
+        t.clone(),
+        CircuitBreaker::new(1, Duration::from_millis(400))
+            .with_first_probe(Duration::from_millis(50)),
+    );
+    t.fail_next.store(u32::MAX, Ordering::SeqCst);
+    let _ = b.get("ns", "k").await; // opens
+    let mut waits = vec![b.policy().current_wait()];
+    for _ in 0..4 {
+        tokio::time::sleep(b.policy().current_wait() + Duration::from_millis(20)).await;
+        let _ = b.get("ns", "k").await; // the probe, failing
+        waits.push(b.policy().current_wait());
+    }
+    let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+    assert_eq!(ms, [50, 100, 200, 400, 400], "doubling up to the maximum");
+    // the server is back: the next probe closes it, and a later outage
+    // starts from the small wait again
+    t.fail_next.store(0, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(420)).await;
+    assert_eq!(b.get("ns", "k").await.unwrap(), None);
+    assert_eq!(b.policy().state(), BreakerState::Closed);
+    t.fail_next.store(1, Ordering::SeqCst);
+    let _ = b.get("ns", "k").await;
+    assert_eq!(b.policy().current_wait(), Duration::from_millis(50));
+}
+
+/// Memory whose next `lose` puts are applied but answer `Unavailable`, as
+/// when a reply is lost after the server applied the write.
+#[derive(Debug, Default)]
+struct LosesReplies {
+    inner: MemoryBackend,
+    lose: AtomicU32,
+}
+
+#[async_trait]
+impl persistence_core::layers::Layer for LosesReplies {
+    fn inner(&self) -> &dyn Backend {
+        &self.inner
+    }
+    async fn put(&self, ns: &str, key: &str, w: DocumentWrite, p: Precondition) -> Result<Version> {
+        let version = self.inner.put(ns, key, w, p).await?;
+        if self.lose.load(Ordering::SeqCst) > 0 {
+            self.lose.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::Unavailable {
+                backend: "loses-replies".into(),
+                reason: "the reply was lost".into(),
+            });
+        }
+        Ok(version)
+    }
+}
+
+#[tokio::test]
+async fn a_queued_create_that_had_reached_the_backend_is_done_not_dropped() {
+    let backend = Arc::new(LosesReplies::default());
+    backend.lose.store(1, Ordering::SeqCst);
+    let queue = persistence_core::layers::RecoveryQueue::new(
+        backend.clone(),
+        100,
+        0,
+        Duration::from_millis(1),
+    );
+    let accepted = queue
+        .insert("ns", "k", DocumentWrite::new(&b"{\"v\":1}"[..]))
+        .await
+        .expect("accepted into the queue");
+    assert_eq!(accepted, Version(0), "accepted, not yet applied");
+    assert!(queue.drained(Duration::from_secs(5)).await);
+    let stats = queue.stats();
+    assert_eq!(stats.counters["queue_dropped"], 0, "{stats:?}");
+    assert_eq!(stats.counters["queue_already_applied"], 1, "{stats:?}");
+    assert_eq!(stats.counters["queue_replayed"], 1, "{stats:?}");
+    // every lost reply is recognised the same way
+    backend.lose.store(1, Ordering::SeqCst);
+    queue
+        .insert("ns", "k2", DocumentWrite::new(&b"1"[..]))
+        .await
+        .unwrap();
+    assert!(queue.drained(Duration::from_secs(5)).await);
+    assert_eq!(queue.stats().counters["queue_already_applied"], 2);
+}

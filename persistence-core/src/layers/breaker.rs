@@ -29,6 +29,9 @@ struct Inner {
     state: BreakerState,
     failures: u32,
     opened_at: Option<Instant>,
+    /// How long this opening lasts before a probe: the first probe wait,
+    /// doubled by every failed probe, at most `reset_after`.
+    wait: Duration,
     probing: bool,
     opened: u64,
     closed: u64,
@@ -37,13 +40,17 @@ struct Inner {
 
 /// Opens after `failures_to_open` consecutive failures that mean the
 /// backend is unreachable (`Unavailable`, `Timeout`; other errors prove it
-/// answers), fails calls fast while open, and after `reset_after` lets one
-/// probe through (half-open): its success closes the circuit, its failure
-/// opens it again. Seed defaults: 3 failures, 300 s.
+/// answers), fails calls fast while open, and then lets one probe through
+/// (half-open): its success closes the circuit, its failure opens it again.
+/// The first probe comes after `first_probe` (1 s unless set), each failed
+/// probe doubles the wait, up to `reset_after` (the seed's 300 s): a short
+/// outage costs seconds, a long one costs one probe per `reset_after`.
+/// Seed defaults: 3 failures, 300 s.
 #[derive(Debug)]
 pub struct CircuitBreaker {
     failures_to_open: u32,
     reset_after: Duration,
+    first_probe: Duration,
     inner: Mutex<Inner>,
     /// True while closed with no failures counted: calls then pass and
     /// successes record without taking the lock.
@@ -51,15 +58,17 @@ pub struct CircuitBreaker {
 }
 
 impl CircuitBreaker {
-    /// A closed breaker.
+    /// A closed breaker probing first after 1 s (or `reset_after`, if shorter).
     pub fn new(failures_to_open: u32, reset_after: Duration) -> Self {
         CircuitBreaker {
             failures_to_open: failures_to_open.max(1),
             reset_after,
+            first_probe: Duration::from_secs(1),
             inner: Mutex::new(Inner {
                 state: BreakerState::Closed,
                 failures: 0,
                 opened_at: None,
+                wait: Duration::ZERO,
                 probing: false,
                 opened: 0,
                 closed: 0,
@@ -67,6 +76,17 @@ impl CircuitBreaker {
             }),
             healthy: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// Probes first after `first_probe` once open (doubling from there).
+    pub fn with_first_probe(mut self, first_probe: Duration) -> Self {
+        self.first_probe = first_probe;
+        self
+    }
+
+    /// How long the current opening lasts before its probe.
+    pub fn current_wait(&self) -> Duration {
+        self.inner.lock().wait
     }
 
     /// The current state.
@@ -90,13 +110,13 @@ impl CircuitBreaker {
             BreakerState::Closed => Ok(()),
             BreakerState::Open => {
                 let since = i.opened_at.map_or(Duration::ZERO, |t| t.elapsed());
-                if since >= self.reset_after {
+                if since >= i.wait {
                     i.state = BreakerState::HalfOpen;
                     i.probing = true;
                     Ok(())
                 } else {
                     i.rejected += 1;
-                    Err(self.reset_after - since)
+                    Err(i.wait - since)
                 }
             }
             BreakerState::HalfOpen if !i.probing => {
@@ -120,12 +140,18 @@ impl CircuitBreaker {
         if unreachable {
             i.failures += 1;
             if was == BreakerState::HalfOpen || i.failures >= self.failures_to_open {
+                i.wait = match was {
+                    // a failed probe: wait twice as long, at most reset_after
+                    BreakerState::HalfOpen => (i.wait * 2).min(self.reset_after),
+                    BreakerState::Closed => self.first_probe.min(self.reset_after),
+                    BreakerState::Open => i.wait,
+                };
                 if was != BreakerState::Open {
                     i.opened += 1;
                     tracing::warn!(
                         failures = i.failures,
-                        "circuit breaker opened: failing calls fast for {:?}",
-                        self.reset_after
+                        "circuit breaker opened: failing calls fast, next probe in {:?}",
+                        i.wait
                     );
                 }
                 i.state = BreakerState::Open;
@@ -212,8 +238,10 @@ impl Policy for CircuitBreaker {
 pub struct BreakerSettings {
     /// Consecutive failures that open the circuit.
     pub failures: u32,
-    /// Time open before a probe, ms.
+    /// Longest time open before a probe, ms (the wait doubles up to it).
     pub reset_ms: u64,
+    /// Time open before the first probe, ms (default 1000; at most `reset_ms`).
+    pub first_probe_ms: u64,
 }
 
 impl Default for BreakerSettings {
@@ -221,6 +249,7 @@ impl Default for BreakerSettings {
         BreakerSettings {
             failures: 3,
             reset_ms: 300_000,
+            first_probe_ms: 1_000,
         }
     }
 }
@@ -240,7 +269,8 @@ impl LayerProvider for CircuitBreakerProvider {
 
     fn wrap(&self, inner: SharedBackend, settings: &Settings) -> Result<SharedBackend> {
         let b: BreakerSettings = settings.table(self.name())?;
-        let breaker = CircuitBreaker::new(b.failures, Duration::from_millis(b.reset_ms));
+        let breaker = CircuitBreaker::new(b.failures, Duration::from_millis(b.reset_ms))
+            .with_first_probe(Duration::from_millis(b.first_probe_ms));
         Ok(layer(inner, breaker))
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::backend::{
     Backend, DocumentWrite, Health, HealthStatus, Precondition, SharedBackend, Stats, Version,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 use super::spill::{QueueSpill, SpilledOp, SpilledWrite};
 use super::{Layer, LayerProvider};
@@ -71,6 +71,8 @@ struct Queue {
     per_key: HashMap<(String, String), usize>,
     accepted: u64,
     replayed: u64,
+    /// Replays that found their write already applied (counted in `replayed`).
+    already_applied: u64,
     dropped: u64,
     /// Writes refused because the queue was full.
     full: u64,
@@ -236,11 +238,19 @@ impl RecoveryQueue {
         if matches!(&result, Err(e) if e.is_retryable()) {
             return Some(false);
         }
+        let already = match &result {
+            Err(e) => self.already_applied(&write, e).await,
+            Ok(()) => false,
+        };
         let mut q = self.queue.lock();
         q.forget_front();
         self.queued.store(q.entries.len(), Ordering::Release);
         match result {
             Ok(()) => q.replayed += 1,
+            Err(_) if already => {
+                q.replayed += 1;
+                q.already_applied += 1;
+            }
             Err(e) => {
                 q.dropped += 1;
                 tracing::warn!(namespace = %ns, key = %key, error = %e, "queued write dropped: it no longer applies");
@@ -253,6 +263,21 @@ impl RecoveryQueue {
             }
         }
         Some(true)
+    }
+
+    /// Whether a replay that failed its precondition finds the store as the
+    /// write meant to leave it: the first attempt reached the backend before
+    /// the failure that queued it (a create now "already exists" with these
+    /// bytes, a removal finds nothing). Then it was not lost, it was done.
+    async fn already_applied(&self, write: &SpilledWrite, error: &Error) -> bool {
+        let (ns, key) = (&write.namespace, &write.key);
+        match (&write.op, error.kind()) {
+            (SpilledOp::Put { write, .. }, ErrorKind::AlreadyExists | ErrorKind::Conflict) => {
+                matches!(self.inner.get_value(ns, key).await, Ok(Some(v)) if v == write.value)
+            }
+            (SpilledOp::Remove { .. }, ErrorKind::NotFound) => true,
+            _ => false,
+        }
     }
 
     fn enqueue(&self, ns: &str, key: &str, op: SpilledOp, cause: &Error) -> Result<()> {
@@ -419,6 +444,7 @@ impl Layer for RecoveryQueue {
         stats.set("queue_capacity", self.capacity as u64);
         stats.set("queue_accepted", q.accepted);
         stats.set("queue_replayed", q.replayed);
+        stats.set("queue_already_applied", q.already_applied);
         stats.set("queue_dropped", q.dropped);
         stats.set("queue_full", q.full);
         stats
