@@ -32,7 +32,8 @@ pub use spill::SledQueueSpill;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -40,7 +41,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use persistence_core::backend::{
     Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, IndexTerm, Precondition,
-    ScanOrder, ScanPage, ScanRequest, Version,
+    ScanOrder, ScanPage, ScanRequest, Stats, Version,
 };
 use persistence_core::{Error, Result};
 
@@ -66,6 +67,9 @@ pub struct SledOptions {
     /// Remove the directory when the backend is dropped (scratch databases
     /// and tests).
     pub temporary: bool,
+    /// Longest wait for one sled call before it fails with `Timeout`
+    /// (default 30 s).
+    pub call_timeout: Duration,
 }
 
 impl SledOptions {
@@ -76,14 +80,34 @@ impl SledOptions {
             flush_every_ms: None,
             flush_on_write: false,
             temporary: false,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }
 }
 
+/// How long a sled call may take unless told otherwise.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The sled backend. Share it behind an `Arc`; one per database directory
 /// (sled locks the directory against every other handle).
+///
+/// Every sled call runs on tokio's blocking pool under a deadline
+/// ([`SledOptions::call_timeout`]), never on the runtime's workers: sled
+/// 0.34 can deadlock under heavy load (its upstream issue 1412), and a call
+/// that does so then fails with `Timeout` and makes health `degraded`,
+/// instead of stopping every task of the process. Its calls therefore need
+/// a tokio runtime with time enabled (`enable_time`, or `enable_all`).
 #[derive(Debug)]
 pub struct SledBackend {
+    engine: Arc<Engine>,
+    call_timeout: Duration,
+    /// Calls that did not finish within `call_timeout`.
+    overdue: AtomicU64,
+}
+
+/// The database and what every call needs; its methods block.
+#[derive(Debug)]
+struct Engine {
     db: sled::Db,
     tree: sled::Tree,
     key_locks: Box<[Mutex<()>]>,
@@ -133,42 +157,79 @@ impl SledBackend {
             .open_tree("persistence")
             .map_err(|e| open::error(&options.path, e))?;
         let has_expiry = tree.scan_prefix([layout::EXPIRY]).next().is_some();
-        Ok(SledBackend {
+        let engine = Engine {
             tree,
             key_locks: (0..KEY_LOCKS).map(|_| Mutex::new(())).collect(),
             path: options.path.clone(),
             flush_on_write: options.flush_on_write,
             has_expiry: AtomicBool::new(has_expiry),
             db,
+        };
+        Ok(SledBackend {
+            engine: Arc::new(engine),
+            call_timeout: options.call_timeout,
+            overdue: AtomicU64::new(0),
         })
     }
 
     /// The database directory.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.engine.path
     }
 
     /// Flushes every write so far to disk (fsync) and returns the bytes flushed.
     pub async fn flush(&self) -> Result<usize> {
-        self.db
-            .flush_async()
-            .await
-            .map_err(|e| self.io_error("flush", e))
+        self.blocking("flush", |e| e.flush()).await
     }
 
     /// Bytes the database takes on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
-        self.db
+        self.engine
+            .db
             .size_on_disk()
-            .map_err(|e| self.io_error("size_on_disk", e))
+            .map_err(|e| self.engine.io_error("size_on_disk", e))
     }
 
     /// Frees every expired document now and returns how many. Writes free
     /// a few each already; call this after a quiet period with many expiries.
     pub fn purge_expired(&self) -> Result<usize> {
-        self.purge(usize::MAX)
+        self.engine.purge(usize::MAX)
     }
 
+    /// Runs `call` on the blocking pool, waiting at most `call_timeout`: a
+    /// call past it fails with `Timeout` (its thread is left to finish or
+    /// stay stuck; the runtime's workers never wait for it).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        call: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let engine = self.engine.clone();
+        let task = tokio::task::spawn_blocking(move || call(&engine));
+        match tokio::time::timeout(self.call_timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(Error::Internal {
+                backend: "sled".into(),
+                message: format!("{operation} panicked: {e}"),
+            }),
+            Err(_) => {
+                self.overdue.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    operation,
+                    after = ?self.call_timeout,
+                    path = %self.engine.path.display(),
+                    "a sled call did not finish in time; sled 0.34 can deadlock under load (upstream issue 1412)"
+                );
+                Err(Error::Timeout {
+                    operation: format!("sled {operation}"),
+                    after: self.call_timeout,
+                })
+            }
+        }
+    }
+}
+
+impl Engine {
     fn io_error(&self, what: &str, e: sled::Error) -> Error {
         match e {
             sled::Error::Corruption { .. } => Error::Corrupted {
@@ -213,12 +274,16 @@ impl SledBackend {
         self.tree.get(dk).map_err(|e| self.io_error("get", e))
     }
 
-    async fn after_write(&self) -> Result<()> {
+    fn flush(&self) -> Result<usize> {
+        self.db.flush().map_err(|e| self.io_error("flush", e))
+    }
+
+    fn after_write(&self) -> Result<()> {
         if self.has_expiry.load(Ordering::Relaxed) {
             self.purge(PURGE_PER_WRITE)?;
         }
         if self.flush_on_write {
-            self.flush().await?;
+            self.flush()?;
         }
         Ok(())
     }
@@ -299,25 +364,9 @@ fn check(ns: &str, key: &str, pre: Precondition, current: Option<&Record<'_>>) -
     pre.check(ns, key, current.map(|r| Version(r.version)))
 }
 
-#[async_trait]
-impl Backend for SledBackend {
-    fn name(&self) -> &str {
-        "sled"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            ttl: true,
-            scan: true,
-            scan_by_creation: true,
-            count: false,
-            native_batch: false,
-            atomic_index: true,
-            durable: true,
-        }
-    }
-
-    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
+/// The contract's operations, blocking.
+impl Engine {
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
         let Some(bytes) = self.read(&layout::doc_key(namespace, key))? else {
             return Ok(None);
         };
@@ -326,7 +375,7 @@ impl Backend for SledBackend {
         Ok(layout::live(rec.expires, now_ms()).then(|| document(&rec)))
     }
 
-    async fn put(
+    fn put(
         &self,
         namespace: &str,
         key: &str,
@@ -378,11 +427,11 @@ impl Backend for SledBackend {
         if expires != 0 {
             self.has_expiry.store(true, Ordering::Relaxed);
         }
-        self.after_write().await?;
+        self.after_write()?;
         Ok(Version(id))
     }
 
-    async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
+    fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
         precondition.check_removal(namespace, key)?;
         let now = now_ms();
         let dk = layout::doc_key(namespace, key);
@@ -404,11 +453,11 @@ impl Backend for SledBackend {
                 .map_err(|e| self.io_error("remove", e))?;
             live
         };
-        self.after_write().await?;
+        self.after_write()?;
         Ok(removed)
     }
 
-    async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
+    fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
         let now = now_ms();
         let mut keys = Vec::new();
         for entry in self
@@ -426,7 +475,7 @@ impl Backend for SledBackend {
         Ok(keys)
     }
 
-    async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+    fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
         let now = now_ms();
         let limit = request.limit.max(1);
         let mut entries = Vec::new();
@@ -482,7 +531,7 @@ impl Backend for SledBackend {
                         continue;
                     }
                     // a document removed since the index was read is skipped
-                    let Some(doc) = self.get(namespace, key).await? else {
+                    let Some(doc) = self.get(namespace, key)? else {
                         continue;
                     };
                     if entries.len() == limit {
@@ -497,7 +546,7 @@ impl Backend for SledBackend {
     }
 
     /// Counts the namespace's creation entries: reads keys, not documents.
-    async fn count(&self, namespace: &str) -> Result<u64> {
+    fn count(&self, namespace: &str) -> Result<u64> {
         let now = now_ms();
         let mut n = 0;
         for entry in self
@@ -512,7 +561,7 @@ impl Backend for SledBackend {
         Ok(n)
     }
 
-    async fn health(&self) -> Health {
+    fn health(&self) -> Health {
         let started = std::time::Instant::now();
         let probe = self.tree.get(b"\xff health probe");
         let mut health = match probe {
@@ -541,5 +590,173 @@ impl Backend for SledBackend {
             .details
             .insert("recovered".into(), self.db.was_recovered().to_string());
         health
+    }
+}
+
+#[async_trait]
+impl Backend for SledBackend {
+    fn name(&self) -> &str {
+        "sled"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ttl: true,
+            scan: true,
+            scan_by_creation: true,
+            count: false,
+            native_batch: false,
+            atomic_index: true,
+            durable: true,
+        }
+    }
+
+    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
+        let (ns, key) = (namespace.to_string(), key.to_string());
+        self.blocking("get", move |e| e.get(&ns, &key)).await
+    }
+
+    async fn put(
+        &self,
+        namespace: &str,
+        key: &str,
+        write: DocumentWrite,
+        precondition: Precondition,
+    ) -> Result<Version> {
+        let (ns, key) = (namespace.to_string(), key.to_string());
+        self.blocking("put", move |e| e.put(&ns, &key, write, precondition))
+            .await
+    }
+
+    async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
+        let (ns, key) = (namespace.to_string(), key.to_string());
+        self.blocking("remove", move |e| e.remove(&ns, &key, precondition))
+            .await
+    }
+
+    async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
+        let (ns, index, term) = (namespace.to_string(), index.to_string(), term.to_string());
+        self.blocking("lookup", move |e| e.lookup(&ns, &index, &term))
+            .await
+    }
+
+    async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        let ns = namespace.to_string();
+        self.blocking("scan", move |e| e.scan(&ns, request)).await
+    }
+
+    async fn count(&self, namespace: &str) -> Result<u64> {
+        let ns = namespace.to_string();
+        self.blocking("count", move |e| e.count(&ns)).await
+    }
+
+    async fn health(&self) -> Health {
+        let mut health = match self.blocking("health", |e| Ok(e.health())).await {
+            Ok(health) => health,
+            Err(e) => Health {
+                status: HealthStatus::Down,
+                backend: "sled".into(),
+                message: e.to_string(),
+                latency_ms: None,
+                details: Default::default(),
+            },
+        };
+        let overdue = self.overdue.load(Ordering::Relaxed);
+        health
+            .details
+            .insert("overdue_calls".into(), overdue.to_string());
+        if overdue > 0 && health.status == HealthStatus::Ok {
+            health.status = HealthStatus::Degraded;
+            health.message = format!(
+                "{} ({overdue} calls did not finish within {:?}: sled may be deadlocked, see docs/sled.md)",
+                health.message, self.call_timeout
+            );
+        }
+        health
+    }
+
+    fn stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        stats.set("sled_overdue_calls", self.overdue.load(Ordering::Relaxed));
+        stats
+    }
+}
+
+#[cfg(test)]
+mod containment {
+    use super::*;
+
+    /// A call stuck inside the engine (here: on a writer lock held
+    /// elsewhere, where a sled deadlock would hold it) fails with `Timeout`
+    /// after the deadline, health turns degraded, and the runtime, a single
+    /// thread, keeps running other tasks meanwhile.
+    #[test]
+    fn a_stuck_call_times_out_without_stopping_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(
+            SledBackend::open(&SledOptions {
+                call_timeout: Duration::from_millis(300),
+                ..SledOptions::new(dir.path().join("db"))
+            })
+            .unwrap(),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // another thread holds the key's writer lock until released
+            let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+            let engine = backend.engine.clone();
+            let holder = std::thread::spawn(move || {
+                let _stuck = engine.lock("ns", "k");
+                held.0.send(()).unwrap();
+                let _ = release.1.recv();
+            });
+            held.1.recv().unwrap();
+            let ticks = Arc::new(AtomicU64::new(0));
+            let heartbeat = {
+                let ticks = ticks.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        ticks.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            };
+            let started = std::time::Instant::now();
+            let err = backend
+                .put("ns", "k", DocumentWrite::new(&b"{}"[..]), Precondition::Any)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), persistence_core::ErrorKind::Timeout, "{err}");
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{:?}",
+                started.elapsed()
+            );
+            assert!(
+                ticks.load(Ordering::Relaxed) >= 10,
+                "the runtime's only thread was blocked: {} ticks",
+                ticks.load(Ordering::Relaxed)
+            );
+            let health = backend.health().await;
+            assert_eq!(health.status, HealthStatus::Degraded, "{health:?}");
+            assert_eq!(health.details["overdue_calls"], "1");
+            release.0.send(()).unwrap();
+            holder.join().unwrap();
+            heartbeat.abort();
+            // the engine is usable again once the stuck call is released
+            let v = backend
+                .put(
+                    "ns",
+                    "k2",
+                    DocumentWrite::new(&b"{}"[..]),
+                    Precondition::Absent,
+                )
+                .await
+                .unwrap();
+            assert!(v.0 > 0);
+        });
     }
 }

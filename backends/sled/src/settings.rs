@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use persistence_core::config::{SeedVariable, Settings};
@@ -23,6 +24,9 @@ pub struct SledSettings {
     pub flush_every_ms: Option<u64>,
     /// Flush before every write returns (durable once acknowledged).
     pub flush_on_write: bool,
+    /// Longest wait for one sled call, in ms (default 30000); past it the
+    /// call fails with `Timeout` and health turns degraded.
+    pub call_timeout_ms: Option<u64>,
 }
 
 impl Default for SledSettings {
@@ -31,6 +35,7 @@ impl Default for SledSettings {
             path: PathBuf::from("./data/sled"),
             flush_every_ms: None,
             flush_on_write: false,
+            call_timeout_ms: None,
         }
     }
 }
@@ -87,6 +92,9 @@ impl BackendProvider for SledProvider {
             flush_every_ms: s.flush_every_ms,
             flush_on_write: s.flush_on_write,
             temporary: false,
+            call_timeout: s.call_timeout_ms.map_or(crate::DEFAULT_CALL_TIMEOUT, |ms| {
+                Duration::from_millis(ms.max(1))
+            }),
         };
         Ok(Arc::new(SledBackend::open(&options)?))
     }

@@ -78,6 +78,7 @@ fn main() {
     });
     let store = TaskStore::new(Arc::new(backend) as SharedBackend);
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("runtime");
     rt.block_on(async {
