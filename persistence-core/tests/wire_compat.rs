@@ -1,16 +1,15 @@
-//! Wire compatibility with the Python system's JSON (`shared/fixtures`).
+//! Wire compatibility with the Python system's JSON (`tests/fixtures`, a
+//! byte-identical copy of the data that system produced).
 
 use persistence_core::model::{AgentTask, ContentType, Role, TaskStatus};
 use serde_json::Value;
 
 fn fixture() -> String {
-    let path = concat!(
+    include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/agent_task_example.json"
-    );
-    std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!("cannot read the fixture at {path} (the shared/ folder must sit beside the repository): {e}")
-    })
+        "/../tests/fixtures/agent_task_example.json"
+    ))
+    .to_string()
 }
 
 #[test]

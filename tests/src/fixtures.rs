@@ -4,9 +4,9 @@ use persistence_core::model::{
     AgentTask, AgentTaskItem, ContentType, MultiModalItem, Role, TaskStatus, Timestamp,
 };
 
-/// The Python system's own example task (`shared/fixtures/agent_task_example.json`).
+/// The Python system's own example task (`tests/fixtures/agent_task_example.json`).
 pub fn fixture_task() -> (AgentTask, &'static str) {
-    let json = include_str!("../data/agent_task_example.json");
+    let json = include_str!("../fixtures/agent_task_example.json");
     (serde_json::from_str(json).expect("fixture decodes"), json)
 }
 

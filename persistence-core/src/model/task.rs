@@ -12,12 +12,11 @@ use super::Timestamp;
 ///
 /// ```
 /// use persistence_core::model::AgentTask;
-/// let json = std::fs::read_to_string(concat!(
+/// let json = include_str!(concat!(
 ///     env!("CARGO_MANIFEST_DIR"),
-///     "/../../shared/fixtures/agent_task_example.json"
+///     "/../tests/fixtures/agent_task_example.json"
 /// ));
-/// # let Ok(json) = json else { return };
-/// let task: AgentTask = serde_json::from_str(&json).unwrap();
+/// let task: AgentTask = serde_json::from_str(json).unwrap();
 /// assert_eq!(serde_json::to_string(&task).unwrap(), json);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +39,46 @@ pub struct AgentTask {
 }
 
 impl AgentTask {
+    /// A new running task with no items, created now.
+    ///
+    /// ```
+    /// use persistence_core::model::{AgentTask, AgentTaskItem, Role, TaskStatus};
+    ///
+    /// let task = AgentTask::new("task-1", "session-1", "user-1")
+    ///     .with_item(AgentTaskItem::text("task-1", "req-1", Role::User, "Book a flight"))
+    ///     .with_item(AgentTaskItem::text("task-1", "req-1", Role::Assistant, "Where to?"));
+    /// assert_eq!(task.status, TaskStatus::Running);
+    /// assert_eq!(task.request_ids(), ["req-1"]);
+    /// ```
+    pub fn new(
+        task_id: impl Into<String>,
+        session_id: impl Into<String>,
+        user_id: impl Into<String>,
+    ) -> Self {
+        let now = Timestamp::now();
+        AgentTask {
+            task_id: task_id.into(),
+            session_id: session_id.into(),
+            user_id: user_id.into(),
+            items: Vec::new(),
+            created_at: now,
+            last_updated: now,
+            status: TaskStatus::Running,
+        }
+    }
+
+    /// This task with `item` appended.
+    pub fn with_item(mut self, item: AgentTaskItem) -> Self {
+        self.items.push(item);
+        self
+    }
+
+    /// This task with status `status`.
+    pub fn with_status(mut self, status: TaskStatus) -> Self {
+        self.status = status;
+        self
+    }
+
     /// The distinct request ids of the task's items, in first-seen order.
     pub fn request_ids(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = Vec::with_capacity(self.items.len());
@@ -102,6 +141,30 @@ pub enum Role {
     User,
     /// The agent.
     Assistant,
+}
+
+impl AgentTaskItem {
+    /// A text item of `task_id`, answering `request_id`, written now, with
+    /// no pending tool calls and no chat history.
+    pub fn text(
+        task_id: impl Into<String>,
+        request_id: impl Into<String>,
+        role: Role,
+        text: impl Into<String>,
+    ) -> Self {
+        AgentTaskItem {
+            task_id: task_id.into(),
+            request_id: request_id.into(),
+            role,
+            item: MultiModalItem {
+                content_type: ContentType::Text,
+                content: text.into(),
+            },
+            updated: Timestamp::now(),
+            pending_tool_calls: None,
+            chat_history: None,
+        }
+    }
 }
 
 /// The content of an item: text, or an image as a data URI.
