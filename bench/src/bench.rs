@@ -27,7 +27,7 @@ const SLICES: usize = 20;
 /// Which store to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Store {
-    /// The in-memory backend against a bare RwLock<HashMap>.
+    /// The in-memory backend against a bare `RwLock<HashMap>`.
     Memory,
     /// The sled backend (in a temp dir) against raw sled.
     Sled,

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// Benchmark the task store against a baseline doing the same work in the
-/// same run (memory: a bare RwLock<HashMap>; sled: raw sled; redis: raw
+/// same run (memory: a bare `RwLock<HashMap>`; sled: raw sled; redis: raw
 /// SET/GET/DEL; plugin: the same backend linked in); prints ops/s, p50/p99
 /// and ratios, medians over rounds.
 #[derive(Debug, Parser)]

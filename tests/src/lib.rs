@@ -2,7 +2,7 @@
 //! must keep, as a library.
 //!
 //! A backend's test file is one macro call with a factory expression (a
-//! closure returning a future of a fresh [`SharedBackend`]); every case
+//! closure returning a future of a fresh [`SharedBackend`](persistence_core::SharedBackend)); every case
 //! becomes its own named test:
 //!
 //! ```no_run

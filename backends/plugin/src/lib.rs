@@ -1,4 +1,4 @@
-//! The plugin host: a [`Backend`] living in a `cdylib` loaded at run time,
+//! The plugin host: a [`Backend`](persistence_core::Backend) living in a `cdylib` loaded at run time,
 //! named by `TA_PERSISTENCE_MODULE` (and `TA_PERSISTENCE_CLASS` when it
 //! offers several backends). `docs/plugin-abi.md` describes the ABI.
 //!
@@ -14,6 +14,6 @@ mod call;
 mod library;
 mod settings;
 
-pub use call::{ignored_answers, PluginBackend};
+pub use call::{ignored_answers, PluginBackend, DEFAULT_CALL_TIMEOUT, MAX_ANSWER};
 pub use library::PluginLibrary;
 pub use settings::{PluginProvider, PluginSettings, SEED_VARIABLES};
