@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -22,23 +22,50 @@ use tokio::sync::oneshot;
 use crate::library::PluginLibrary;
 
 /// A backend created by a plugin. Calls never block the caller's thread
-/// while the plugin waits: the plugin answers at once or calls back.
+/// while the plugin waits: the plugin answers at once or calls back. A
+/// plugin whose `call` itself held the caller's thread longer than
+/// [`BLOCKING_CALL`] is marked, and from then on each of its calls runs on
+/// the blocking pool under the call deadline, so it cannot stall the
+/// runtime's workers again.
 pub struct PluginBackend {
     library: Arc<PluginLibrary>,
-    instance: Instance,
+    instance: Arc<Instance>,
     backend: String,
     capabilities: Capabilities,
     call_timeout: Duration,
+    /// Set once a call held the caller's thread too long.
+    blocks: AtomicBool,
 }
+
+/// How long a plugin's `call` may hold the caller's thread before the host
+/// stops calling it there.
+pub const BLOCKING_CALL: Duration = Duration::from_millis(10);
 
 /// How long the host waits for a plugin's answer unless told otherwise.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-struct Instance(*mut c_void);
+/// A live instance, destroyed when the backend and every call still on a
+/// thread are done with it.
+struct Instance {
+    ptr: *mut c_void,
+    library: Arc<PluginLibrary>,
+}
 // SAFETY: the SDK's instances are an `Arc<dyn Backend>` behind a box: Send + Sync.
 unsafe impl Send for Instance {}
 // SAFETY: as above.
 unsafe impl Sync for Instance {}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // SAFETY: the instance came from this library's `create`, destroyed once
+        unsafe { (self.library.descriptor.destroy)(self.ptr) };
+    }
+}
+
+/// An answer buffer moving from the thread that called the plugin.
+struct Answer(i32, RBuffer);
+// SAFETY: a buffer the plugin handed over; only its owner touches it.
+unsafe impl Send for Answer {}
 
 impl fmt::Debug for PluginBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -101,11 +128,15 @@ impl PluginBackend {
         capabilities: Capabilities,
     ) -> Self {
         PluginBackend {
+            instance: Arc::new(Instance {
+                ptr: instance,
+                library: library.clone(),
+            }),
             library,
-            instance: Instance(instance),
             backend,
             capabilities,
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            blocks: AtomicBool::new(false),
         }
     }
 
@@ -128,21 +159,54 @@ impl PluginBackend {
             free: descriptor.free_buffer,
         };
         WAITING.lock().insert(id, waiting);
-        let ctx = id as *mut c_void;
-        let mut response = RBuffer::EMPTY;
-        // SAFETY: the instance is live and the request outlives the call
-        // (the plugin copies it before returning); `ctx` is an id, not memory.
-        let status = unsafe {
-            (descriptor.call)(
-                self.instance.0,
-                RStr::new(&bytes),
-                answered,
-                ctx,
-                &mut response,
-            )
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let instance = self.instance.clone();
+        let invoke = move || {
+            let mut response = RBuffer::EMPTY;
+            // SAFETY: the instance is live (this closure holds it) and the
+            // request outlives the call; `ctx` is an id, not memory.
+            let status = unsafe {
+                (instance.library.descriptor.call)(
+                    instance.ptr,
+                    RStr::new(&bytes),
+                    answered,
+                    id as *mut c_void,
+                    &mut response,
+                )
+            };
+            Answer(status, response)
+        };
+        let Answer(status, response) = if self.blocks.load(Ordering::Relaxed) {
+            match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(invoke)).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => {
+                    WAITING.lock().remove(&id);
+                    return Err(Error::Plugin {
+                        plugin: self.library.name().into(),
+                        message: format!("its call failed on its thread: {e}"),
+                    });
+                }
+                Err(_) => {
+                    // still inside the plugin: its answer, if any, is ignored
+                    WAITING.lock().remove(&id);
+                    return Err(self.timed_out(&request));
+                }
+            }
+        } else {
+            let started = std::time::Instant::now();
+            let answer = invoke();
+            let held = started.elapsed();
+            if held > BLOCKING_CALL && !self.blocks.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    plugin = self.library.name(),
+                    held = ?held,
+                    "a plugin call held the caller's thread; its calls now run on the blocking pool"
+                );
+            }
+            answer
         };
         let (status, buffer) = if status == STATUS_PENDING {
-            match tokio::time::timeout(self.call_timeout, rx).await {
+            match tokio::time::timeout_at(deadline, rx).await {
                 Ok(answer) => answer.map_err(|_| Error::Plugin {
                     plugin: self.library.name().into(),
                     message: "the plugin dropped a call without answering".into(),
@@ -150,10 +214,7 @@ impl PluginBackend {
                 Err(_) => {
                     // from now on its answer, if any, is an ignored one
                     WAITING.lock().remove(&id);
-                    return Err(Error::Timeout {
-                        operation: format!("plugin {} {}", self.library.name(), request.name()),
-                        after: self.call_timeout,
-                    });
+                    return Err(self.timed_out(&request));
                 }
             }
         } else {
@@ -216,18 +277,18 @@ impl PluginBackend {
         }
     }
 
+    fn timed_out(&self, request: &Request) -> Error {
+        Error::Timeout {
+            operation: format!("plugin {} {}", self.library.name(), request.name()),
+            after: self.call_timeout,
+        }
+    }
+
     fn unexpected(&self) -> Error {
         Error::Plugin {
             plugin: self.library.name().into(),
             message: "answered with the wrong kind of response".into(),
         }
-    }
-}
-
-impl Drop for PluginBackend {
-    fn drop(&mut self) {
-        // SAFETY: the instance came from this library's `create`, destroyed once
-        unsafe { (self.library.descriptor.destroy)(self.instance.0) };
     }
 }
 

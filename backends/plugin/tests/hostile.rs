@@ -118,3 +118,48 @@ async fn a_plugin_that_never_answers_costs_a_bounded_wait() {
         started.elapsed()
     );
 }
+
+/// A plugin whose `call` holds the caller's thread: after the first such
+/// call the host calls it off the runtime's threads, so a single-threaded
+/// runtime keeps running other tasks, and the call deadline bounds it.
+#[test]
+fn a_plugin_that_blocks_its_callers_thread_is_moved_off_it() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let backend = open("blocks").with_call_timeout(Duration::from_millis(150));
+        // the first call blocks the only thread (300 ms): the host notices
+        let err = backend.get("ns", "k").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let heartbeat = {
+            let ticks = ticks.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        };
+        let started = Instant::now();
+        let err = backend.get("ns", "k").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        assert!(
+            started.elapsed() < Duration::from_millis(280),
+            "the deadline did not bound it: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            ticks.load(std::sync::atomic::Ordering::Relaxed) >= 5,
+            "the runtime's thread was blocked"
+        );
+        heartbeat.abort();
+        // it still answers, off the runtime's threads, when given the time
+        let slow = open("blocks").with_call_timeout(Duration::from_secs(5));
+        let _ = slow.get("ns", "warm-up").await; // marks it
+        let err = slow.get("ns", "k").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    });
+}

@@ -10,7 +10,8 @@
 //!   4-byte allocation;
 //! - `start-fails`: `create` reports an error but hands over an instance
 //!   anyway (`answers_twice_destroyed` counts the instances destroyed);
-//! - `never-answers`: every call is pending, and no answer ever comes.
+//! - `never-answers`: every call is pending, and no answer ever comes;
+//! - `blocks`: every call holds the caller's thread for 300 ms, then answers.
 //!
 //! The host must answer each call once, ignore (and count) the extra
 //! answers, and never touch memory it already freed.
@@ -31,6 +32,7 @@ const FORGED: &str = "forged";
 const HUGE_ANSWER: &str = "huge-answer";
 const START_FAILS: &str = "start-fails";
 const NEVER_ANSWERS: &str = "never-answers";
+const BLOCKS: &str = "blocks";
 static DESTROYED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// How many instances the host destroyed.
@@ -65,6 +67,7 @@ unsafe extern "C" fn create(
         b"huge-answer" => HUGE_ANSWER,
         b"start-fails" => START_FAILS,
         b"never-answers" => NEVER_ANSWERS,
+        b"blocks" => BLOCKS,
         _ => FORGED,
     };
     // SAFETY: the host passes a valid out-pointer
@@ -98,6 +101,12 @@ unsafe extern "C" fn call(
     };
     match mode {
         NEVER_ANSWERS => STATUS_PENDING,
+        BLOCKS => {
+            std::thread::sleep(Duration::from_millis(300));
+            // SAFETY: the host passes a valid out-pointer
+            unsafe { *response = answer() };
+            STATUS_ERROR
+        }
         TWICE => {
             late(ctx, 2);
             STATUS_PENDING
@@ -147,7 +156,7 @@ const fn s(text: &'static str) -> RStr {
     }
 }
 
-struct Backends([RBackendInfo; 6]);
+struct Backends([RBackendInfo; 7]);
 // SAFETY: immutable statics
 unsafe impl Sync for Backends {}
 
@@ -176,6 +185,10 @@ static BACKENDS: Backends = Backends([
         name: s(NEVER_ANSWERS),
         capabilities: 0,
     },
+    RBackendInfo {
+        name: s(BLOCKS),
+        capabilities: 0,
+    },
 ]);
 
 static DESCRIPTOR: PluginDescriptor = PluginDescriptor {
@@ -185,7 +198,7 @@ static DESCRIPTOR: PluginDescriptor = PluginDescriptor {
     name: s("answers-twice"),
     version: s("0.1.0"),
     backends: BACKENDS.0.as_ptr(),
-    backend_count: 6,
+    backend_count: 7,
     create,
     call,
     free_buffer,
