@@ -3,6 +3,7 @@
 mod conformance;
 mod demo;
 mod health;
+mod inspect;
 mod stats;
 
 use std::path::PathBuf;
@@ -53,6 +54,13 @@ enum Command {
     /// failed. Exit code as `health`, by where the stack ended (1 down, 2
     /// degraded).
     Stats(stats::Args),
+    /// Look at stored tasks: list them (all, or by request id), show one
+    /// with its version, expiry and request ids, or delete one.
+    #[command(subcommand)]
+    Tasks(inspect::Tasks),
+    /// Look at any namespace's documents: list keys, or show one document.
+    #[command(subcommand)]
+    Docs(inspect::Docs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +103,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Health(args) => health::run(args, &settings()?, &factory(), cli.json).await,
         Command::Demo(args) => demo::run(args, &settings()?, &factory(), cli.json).await,
         Command::Stats(args) => stats::run(args, &settings()?, &factory(), cli.json).await,
+        Command::Tasks(command) => {
+            inspect::tasks(command, &settings()?, &factory(), cli.json).await
+        }
+        Command::Docs(command) => inspect::docs(command, &settings()?, &factory(), cli.json).await,
         Command::Conformance(args) => {
             conformance::run(args, &settings()?, &factory(), cli.json).await
         }
