@@ -2,6 +2,7 @@
 
 mod conformance;
 mod demo;
+mod doctor;
 mod health;
 mod inspect;
 mod stats;
@@ -54,6 +55,10 @@ enum Command {
     /// failed. Exit code as `health`, by where the stack ended (1 down, 2
     /// degraded).
     Stats(stats::Args),
+    /// Explain the configuration: which backend and layers it chooses and
+    /// why, whether the backend opens (without falling back) and answers;
+    /// each problem with its fix (exit code 1 on any problem).
+    Doctor,
     /// Look at stored tasks: list them (all, or by request id), show one
     /// with its version, expiry and request ids, or delete one.
     #[command(subcommand)]
@@ -103,6 +108,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Health(args) => health::run(args, &settings()?, &factory(), cli.json).await,
         Command::Demo(args) => demo::run(args, &settings()?, &factory(), cli.json).await,
         Command::Stats(args) => stats::run(args, &settings()?, &factory(), cli.json).await,
+        Command::Doctor => doctor::run(settings(), &factory(), cli.json).await,
         Command::Tasks(command) => {
             inspect::tasks(command, &settings()?, &factory(), cli.json).await
         }

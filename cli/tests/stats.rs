@@ -56,7 +56,15 @@ fn stats_prints_tables_for_people() {
 
 #[test]
 fn every_command_has_help() {
-    for command in ["health", "demo", "stats", "conformance", "tasks", "docs"] {
+    for command in [
+        "health",
+        "doctor",
+        "demo",
+        "stats",
+        "conformance",
+        "tasks",
+        "docs",
+    ] {
         let (code, out, err) = ta_persist(&[command, "--help"], &[]);
         assert_eq!(code, 0, "{command}: {err}");
         assert!(out.contains("Usage: ta-persist"), "{command}: {out}");
