@@ -69,10 +69,12 @@ pub async fn tasks(command: &Tasks, settings: &Settings, factory: &Factory, json
         Tasks::List { request_id, limit } => {
             let entries = match request_id {
                 Some(rid) => {
-                    let keys = backend.lookup(ns, REQUEST_INDEX, rid).await?;
-                    let mut entries = Vec::new();
-                    for key in keys.into_iter().take(*limit) {
-                        if let Some(doc) = backend.get(ns, &key).await? {
+                    let mut keys = backend.lookup(ns, REQUEST_INDEX, rid).await?;
+                    keys.truncate(*limit);
+                    let docs = backend.get_many(ns, &keys).await;
+                    let mut entries = Vec::with_capacity(keys.len());
+                    for (key, doc) in keys.into_iter().zip(docs) {
+                        if let Some(doc) = doc? {
                             entries.push((key, doc));
                         }
                     }

@@ -55,6 +55,26 @@ unsafe impl Send for Instance {}
 // SAFETY: as above.
 unsafe impl Sync for Instance {}
 
+impl Instance {
+    /// Hands `request` to the plugin's `call`, with the waiting call's `id`
+    /// as the callback context.
+    fn call(&self, request: &[u8], id: usize) -> Answer {
+        let mut response = RBuffer::EMPTY;
+        // SAFETY: the instance is live (`self`) and the request outlives the
+        // call; `ctx` is an id, not memory.
+        let status = unsafe {
+            (self.library.descriptor.call)(
+                self.ptr,
+                RStr::new(request),
+                answered,
+                id as *mut c_void,
+                &mut response,
+            )
+        };
+        Answer(status, response)
+    }
+}
+
 impl Drop for Instance {
     fn drop(&mut self) {
         // SAFETY: the instance came from this library's `create`, destroyed once
@@ -160,24 +180,11 @@ impl PluginBackend {
         };
         WAITING.lock().insert(id, waiting);
         let deadline = tokio::time::Instant::now() + self.call_timeout;
-        let instance = self.instance.clone();
-        let invoke = move || {
-            let mut response = RBuffer::EMPTY;
-            // SAFETY: the instance is live (this closure holds it) and the
-            // request outlives the call; `ctx` is an id, not memory.
-            let status = unsafe {
-                (instance.library.descriptor.call)(
-                    instance.ptr,
-                    RStr::new(&bytes),
-                    answered,
-                    id as *mut c_void,
-                    &mut response,
-                )
-            };
-            Answer(status, response)
-        };
         let Answer(status, response) = if self.blocks.load(Ordering::Relaxed) {
-            match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(invoke)).await {
+            // the blocking thread holds the instance alive past this backend
+            let instance = self.instance.clone();
+            let on_thread = move || instance.call(&bytes, id);
+            match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(on_thread)).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(e)) => {
                     WAITING.lock().remove(&id);
@@ -194,7 +201,7 @@ impl PluginBackend {
             }
         } else {
             let started = std::time::Instant::now();
-            let answer = invoke();
+            let answer = self.instance.call(&bytes, id);
             let held = started.elapsed();
             if held > BLOCKING_CALL && !self.blocks.swap(true, Ordering::Relaxed) {
                 tracing::warn!(

@@ -54,37 +54,44 @@ impl PluginSettings {
             }
         }
         if settings.backend == "plugin" {
-            let Some(module) = &p.module else {
-                return Err(settings.invalid(
-                    "plugin.module",
-                    "",
-                    "the plugin backend needs the path of the plugin library",
-                ));
-            };
-            let shown = module.display().to_string();
-            if module.is_dir() {
-                return Err(settings.invalid(
-                    "plugin.module",
-                    &shown,
-                    "is a directory: give the path of the plugin's shared library file",
-                ));
-            }
-            if !module.is_file() {
-                return Err(settings.invalid(
-                    "plugin.module",
-                    &shown,
-                    "no such file: give the path of the plugin's shared library",
-                ));
-            }
-            if !looks_like_a_library(module) {
-                return Err(settings.invalid(
-                    "plugin.module",
-                    &shown,
-                    "not a shared library (no ELF header): give the path of the plugin's .so",
-                ));
-            }
+            p.module(settings)?;
         }
         Ok(p)
+    }
+
+    /// The plugin library's path, checked: given, an existing file (not a
+    /// directory), and a shared library (an ELF header, on Linux).
+    pub fn module(&self, settings: &Settings) -> Result<&std::path::Path> {
+        let Some(module) = &self.module else {
+            return Err(settings.invalid(
+                "plugin.module",
+                "",
+                "the plugin backend needs the path of the plugin library",
+            ));
+        };
+        let shown = module.display().to_string();
+        if module.is_dir() {
+            return Err(settings.invalid(
+                "plugin.module",
+                &shown,
+                "is a directory: give the path of the plugin's shared library file",
+            ));
+        }
+        if !module.is_file() {
+            return Err(settings.invalid(
+                "plugin.module",
+                &shown,
+                "no such file: give the path of the plugin's shared library",
+            ));
+        }
+        if !looks_like_a_library(module) {
+            return Err(settings.invalid(
+                "plugin.module",
+                &shown,
+                "not a shared library (no ELF header): give the path of the plugin's .so",
+            ));
+        }
+        Ok(module)
     }
 }
 
@@ -120,14 +127,7 @@ impl BackendProvider for PluginProvider {
 
     async fn open(&self, settings: &Settings) -> Result<SharedBackend> {
         let p = PluginSettings::from_settings(settings)?;
-        let Some(module) = &p.module else {
-            return Err(settings.invalid(
-                "plugin.module",
-                "",
-                "the plugin backend needs the path of the plugin library",
-            ));
-        };
-        let library = PluginLibrary::load(module, p.sha256.as_deref())?;
+        let library = PluginLibrary::load(p.module(settings)?, p.sha256.as_deref())?;
         let config = serde_json::to_vec(&p.options).expect("string maps encode");
         let backend = library.create(p.class.as_deref(), &config)?;
         Ok(Arc::new(match p.call_timeout_ms {

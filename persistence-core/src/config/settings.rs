@@ -127,9 +127,7 @@ impl Settings {
             .and_then(|b| b.build())
             .map_err(|e| self.error(e))?;
         self.tables.tree = tree;
-        self.tables
-            .origins
-            .insert(key.to_string(), (origin.to_string(), value.to_string()));
+        self.note_origin(key, origin.to_string(), value);
         Ok(())
     }
 

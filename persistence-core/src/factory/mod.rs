@@ -167,16 +167,7 @@ impl Factory {
     pub fn check(&self, settings: &Settings) -> Result<()> {
         self.provider(settings)?;
         for name in &settings.layers.0 {
-            if !self.layers.iter().any(|l| l.name() == name) {
-                return Err(settings.invalid(
-                    "layers",
-                    name,
-                    &format!(
-                        "unknown layer: expected some of {}",
-                        self.available_layers().join(", ")
-                    ),
-                ));
-            }
+            self.layer_provider(settings, name)?;
         }
         for provider in &self.backends {
             provider.check(settings)?;
@@ -203,6 +194,22 @@ impl Factory {
             })
     }
 
+    fn layer_provider(&self, settings: &Settings, name: &str) -> Result<&Arc<dyn LayerProvider>> {
+        self.layers
+            .iter()
+            .find(|l| l.name() == name)
+            .ok_or_else(|| {
+                settings.invalid(
+                    "layers",
+                    name,
+                    &format!(
+                        "unknown layer: expected some of {}",
+                        self.available_layers().join(", ")
+                    ),
+                )
+            })
+    }
+
     /// The TTL given to stored tasks: `task_store.ttl_seconds`, else the
     /// chosen backend's default (Redis: `TA_REDIS_TTL`), else none.
     pub fn task_ttl(&self, settings: &Settings) -> Result<Option<Duration>> {
@@ -218,9 +225,9 @@ impl Factory {
         let mut opened = self.open_bare(settings).await?;
         opened.backend = self.stack(opened.backend, settings)?;
         for name in &settings.layers.0 {
-            if let Some(layer) = self.layers.iter().find(|l| l.name() == name) {
-                layer.prepare(&opened.backend, settings).await?;
-            }
+            self.layer_provider(settings, name)?
+                .prepare(&opened.backend, settings)
+                .await?;
         }
         Ok(opened)
     }
@@ -231,12 +238,9 @@ impl Factory {
     /// (call inside a tokio runtime: some layers work in the background).
     pub fn stack(&self, mut backend: SharedBackend, settings: &Settings) -> Result<SharedBackend> {
         for name in &settings.layers.0 {
-            let layer = self
-                .layers
-                .iter()
-                .find(|l| l.name() == name)
-                .ok_or_else(|| settings.invalid("layers", name, "unknown layer"))?;
-            backend = layer.wrap(backend, settings)?;
+            backend = self
+                .layer_provider(settings, name)?
+                .wrap(backend, settings)?;
         }
         Ok(layer(backend, Metrics::new()))
     }

@@ -28,7 +28,7 @@ pub struct RStr {
 
 impl RStr {
     /// Borrows `bytes`.
-    pub fn new(bytes: &[u8]) -> Self {
+    pub const fn new(bytes: &[u8]) -> Self {
         RStr {
             ptr: bytes.as_ptr(),
             len: bytes.len(),

@@ -149,44 +149,37 @@ unsafe extern "C" fn destroy(_: *mut c_void) {
     DESTROYED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
-const fn s(text: &'static str) -> RStr {
-    RStr {
-        ptr: text.as_ptr(),
-        len: text.len(),
-    }
-}
-
 struct Backends([RBackendInfo; 7]);
 // SAFETY: immutable statics
 unsafe impl Sync for Backends {}
 
 static BACKENDS: Backends = Backends([
     RBackendInfo {
-        name: s(TWICE),
+        name: RStr::new(TWICE.as_bytes()),
         capabilities: 0,
     },
     RBackendInfo {
-        name: s(INLINE_AND_CALLBACK),
+        name: RStr::new(INLINE_AND_CALLBACK.as_bytes()),
         capabilities: 0,
     },
     RBackendInfo {
-        name: s(FORGED),
+        name: RStr::new(FORGED.as_bytes()),
         capabilities: 0,
     },
     RBackendInfo {
-        name: s(HUGE_ANSWER),
+        name: RStr::new(HUGE_ANSWER.as_bytes()),
         capabilities: 0,
     },
     RBackendInfo {
-        name: s(START_FAILS),
+        name: RStr::new(START_FAILS.as_bytes()),
         capabilities: 0,
     },
     RBackendInfo {
-        name: s(NEVER_ANSWERS),
+        name: RStr::new(NEVER_ANSWERS.as_bytes()),
         capabilities: 0,
     },
     RBackendInfo {
-        name: s(BLOCKS),
+        name: RStr::new(BLOCKS.as_bytes()),
         capabilities: 0,
     },
 ]);
@@ -195,8 +188,8 @@ static DESCRIPTOR: PluginDescriptor = PluginDescriptor {
     abi_major: ABI_MAJOR,
     abi_minor: ABI_MINOR,
     size: std::mem::size_of::<PluginDescriptor>(),
-    name: s("answers-twice"),
-    version: s("0.1.0"),
+    name: RStr::new("answers-twice".as_bytes()),
+    version: RStr::new("0.1.0".as_bytes()),
     backends: BACKENDS.0.as_ptr(),
     backend_count: 7,
     create,

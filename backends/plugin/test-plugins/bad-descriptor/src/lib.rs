@@ -27,27 +27,20 @@ unsafe extern "C" fn call(
 unsafe extern "C" fn free_buffer(_: RBuffer) {}
 unsafe extern "C" fn destroy(_: *mut c_void) {}
 
-fn text(s: &'static [u8]) -> RStr {
-    RStr {
-        ptr: s.as_ptr(),
-        len: s.len(),
-    }
-}
-
 /// The entry point: a descriptor broken as the environment asks.
 #[unsafe(no_mangle)]
 pub extern "C" fn ta_persistence_plugin_v1() -> *const PluginDescriptor {
     let how = std::env::var("TA_TEST_BAD_DESCRIPTOR").unwrap_or_default();
     let one: &'static [RBackendInfo] = Box::leak(Box::new([RBackendInfo {
-        name: text(b"only"),
+        name: RStr::new(b"only"),
         capabilities: 0,
     }]));
     let mut d = PluginDescriptor {
         abi_major: ABI_MAJOR,
         abi_minor: ABI_MINOR,
         size: std::mem::size_of::<PluginDescriptor>(),
-        name: text(b"bad-descriptor"),
-        version: text(b"0.1.0"),
+        name: RStr::new(b"bad-descriptor"),
+        version: RStr::new(b"0.1.0"),
         backends: one.as_ptr(),
         backend_count: 1,
         create,
@@ -71,7 +64,7 @@ pub extern "C" fn ta_persistence_plugin_v1() -> *const PluginDescriptor {
                 len: 1 << 40,
             }
         }
-        "not-utf8" => d.version = text(b"\xff\xfe"),
+        "not-utf8" => d.version = RStr::new(b"\xff\xfe"),
         _ => {}
     }
     Box::leak(Box::new(d))

@@ -24,14 +24,8 @@ static DESCRIPTOR: PluginDescriptor = PluginDescriptor {
     abi_major: 99,
     abi_minor: 0,
     size: std::mem::size_of::<PluginDescriptor>(),
-    name: RStr {
-        ptr: b"from-the-future".as_ptr(),
-        len: 15,
-    },
-    version: RStr {
-        ptr: b"99.0".as_ptr(),
-        len: 4,
-    },
+    name: RStr::new(b"from-the-future"),
+    version: RStr::new(b"99.0"),
     backends: std::ptr::null(),
     backend_count: 0,
     create,
