@@ -21,7 +21,6 @@
 //! ```
 #![warn(missing_docs, missing_debug_implementations)]
 
-mod layout;
 mod open;
 mod settings;
 mod spill;
@@ -34,10 +33,9 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use parking_lot::Mutex;
 use persistence_core::backend::{
     Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, IndexTerm, Precondition,
@@ -45,7 +43,8 @@ use persistence_core::backend::{
 };
 use persistence_core::{Error, Result};
 
-use layout::Record;
+use persistence_ordered_layout as layout;
+use persistence_ordered_layout::{expires_ms, now_ms, Record};
 
 /// Expired documents purged after one write, at most: bounded work per call.
 const PURGE_PER_WRITE: usize = 16;
@@ -116,33 +115,6 @@ struct Engine {
     /// Whether expiry entries may exist, so that databases without TTLs
     /// skip the purge step entirely.
     has_expiry: AtomicBool,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn expires_ms(now: u64, ttl: Option<Duration>) -> u64 {
-    match ttl {
-        None => 0,
-        // at least 1 ms, so a TTL is never "forever"
-        Some(ttl) => now.saturating_add((ttl.as_millis() as u64).max(1)),
-    }
-}
-
-fn to_system_time(expires: u64) -> Option<SystemTime> {
-    (expires != 0).then(|| UNIX_EPOCH + Duration::from_millis(expires))
-}
-
-fn document(rec: &Record<'_>) -> Document {
-    Document {
-        value: Bytes::copy_from_slice(rec.value),
-        version: Version(rec.version),
-        created: rec.created,
-        expires_at: to_system_time(rec.expires),
-    }
 }
 
 impl SledBackend {
@@ -372,7 +344,7 @@ impl Engine {
         };
         let rec =
             Record::decode(&bytes).map_err(|r| Self::corrupted(namespace, key, r, bytes.len()))?;
-        Ok(layout::live(rec.expires, now_ms()).then(|| document(&rec)))
+        Ok(layout::live(rec.expires, now_ms()).then(|| rec.document()))
     }
 
     fn put(
@@ -502,7 +474,7 @@ impl Engine {
                         more = true;
                         break;
                     }
-                    entries.push((key, document(&rec)));
+                    entries.push((key, rec.document()));
                 }
             }
             ScanOrder::Created => {

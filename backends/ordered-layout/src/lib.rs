@@ -1,10 +1,11 @@
-//! How documents and their index entries are laid out in one sled tree.
+//! How documents and their index entries are laid out in one ordered key
+//! space: a sled tree, a redb table.
 //!
-//! One tree, so that a document and all its entries change in one atomic
-//! `apply_batch`. Each key starts with a tag byte saying what it is, and is
+//! One key space, so that a document and all its entries change in one
+//! atomic batch or transaction. Each key starts with a tag byte saying what it is, and is
 //! built from length-prefixed components so that no two `(namespace, key)`
 //! or `(namespace, index, term)` can collide, whatever bytes they contain
-//! (`docs/sled.md` draws the layout):
+//! (`docs/embedded-engines.md` draws the layout):
 //!
 //! | tag | key | value |
 //! |---|---|---|
@@ -17,7 +18,28 @@
 //! `expires` (Unix milliseconds, 0 = never) are 8 big-endian bytes, so
 //! entries sort by creation and by expiry.
 
-use persistence_core::backend::IndexTerm;
+#![warn(missing_docs)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use persistence_core::backend::{Document, IndexTerm, Version};
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// When something written at `now` with `ttl` expires (0 = never).
+pub fn expires_ms(now: u64, ttl: Option<Duration>) -> u64 {
+    match ttl {
+        None => 0,
+        // at least 1 ms, so a TTL is never "forever"
+        Some(ttl) => now.saturating_add((ttl.as_millis() as u64).max(1)),
+    }
+}
 
 /// Version of the record format, first byte of every record.
 const RECORD_FORMAT: u8 = 1;
@@ -115,15 +137,31 @@ pub fn live(expires: u64, now: u64) -> bool {
 /// A stored document: its metadata, its index terms and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record<'a> {
+    /// Version of this write.
     pub version: u64,
+    /// Creation stamp: the version of the write that created the document.
     pub created: u64,
     /// Unix milliseconds, 0 = never.
     pub expires: u64,
+    /// Index terms, deduplicated.
     pub terms: Vec<IndexTerm>,
+    /// The document's bytes.
     pub value: &'a [u8],
 }
 
 impl<'a> Record<'a> {
+    /// The document this record holds.
+    pub fn document(&self) -> Document {
+        Document {
+            value: Bytes::copy_from_slice(self.value),
+            version: Version(self.version),
+            created: self.created,
+            expires_at: (self.expires != 0)
+                .then(|| UNIX_EPOCH + Duration::from_millis(self.expires)),
+        }
+    }
+
+    /// The record's bytes.
     pub fn encode(&self) -> Vec<u8> {
         let terms_len: usize = self
             .terms

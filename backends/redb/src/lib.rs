@@ -1,0 +1,493 @@
+//! The redb backend: an embedded, durable [`Backend`] with ACID
+//! transactions, no server to run; the default embedded engine.
+//!
+//! A document and all its index, creation-order and expiry entries live in
+//! one redb table (laid out by `persistence-ordered-layout`) and change in
+//! one write transaction, so readers and crash recovery see either the old
+//! state or the new one. Reads run on snapshots (redb's MVCC), concurrently
+//! with the writer. Writes go to one writer thread that commits every write
+//! waiting in one transaction (a group commit, see `writer.rs`), so with
+//! [`Durability::Immediate`], the default, every acknowledged write is on
+//! disk and concurrent writers share the fsync. `docs/embedded-engines.md`
+//! says exactly what is durable when.
+//!
+//! ```
+//! use persistence_redb::{RedbBackend, RedbOptions};
+//! use persistence_core::{TaskStore, SharedBackend};
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let backend = RedbBackend::open(&RedbOptions::new(dir.path().join("tasks.redb"))).unwrap();
+//! let tasks = TaskStore::new(std::sync::Arc::new(backend) as SharedBackend);
+//! assert_eq!(tasks.load("nope").await.unwrap(), None);
+//! # });
+//! ```
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod engine;
+mod open;
+mod settings;
+mod writer;
+
+pub use settings::{RedbProvider, RedbSettings, SEED_VARIABLES};
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use persistence_core::backend::{
+    Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, Precondition, Put,
+    Remove, ScanPage, ScanRequest, Stats, Version,
+};
+use persistence_core::{Error, Result};
+use persistence_ordered_layout::now_ms;
+use redb::ReadableDatabase;
+use tokio::sync::oneshot;
+
+use writer::Job;
+
+/// When an acknowledged write is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every write is on disk (fsync) before it is acknowledged; writes
+    /// that arrive together share one commit. The default.
+    #[default]
+    Immediate,
+    /// Writes are acknowledged once committed in memory and made durable
+    /// together at most `every` later (and on [`RedbBackend::flush`] and a
+    /// clean close). A crash loses at most that window; what is on disk is
+    /// always a consistent earlier state.
+    Periodic {
+        /// The longest a commit waits to become durable.
+        every: Duration,
+    },
+}
+
+/// How to open a redb database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedbOptions {
+    /// The database file (created, with its directory, if missing).
+    pub path: PathBuf,
+    /// When writes are durable.
+    pub durability: Durability,
+    /// Longest wait for one call before it fails with `Timeout` (default 30 s).
+    pub call_timeout: Duration,
+    /// redb's page cache, in bytes; `None` keeps redb's default (1 GiB, a
+    /// bound, allocated as used).
+    pub cache_size: Option<usize>,
+    /// Delete the file when the backend is dropped (scratch databases and tests).
+    pub temporary: bool,
+}
+
+impl RedbOptions {
+    /// Options for the database file at `path`: immediate durability.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        RedbOptions {
+            path: path.into(),
+            durability: Durability::Immediate,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            cache_size: None,
+            temporary: false,
+        }
+    }
+}
+
+/// How long a call may take unless told otherwise.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long dropping the backend waits for the writer to commit what it
+/// holds and close the file.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// What the writer thread and the readers share.
+#[derive(Debug)]
+struct Shared {
+    db: redb::Database,
+    path: PathBuf,
+    durability: Durability,
+    temporary: bool,
+    /// Whether expiry entries may exist, so that databases without TTLs
+    /// skip the purge step entirely.
+    has_expiry: AtomicBool,
+}
+
+/// The redb backend. Share it behind an `Arc`; one per database file
+/// (redb locks the file against every other handle). Dropping it commits
+/// what is pending and closes the file.
+///
+/// Every call runs off the async runtime's workers (reads on tokio's
+/// blocking pool, writes on the writer thread) under a deadline
+/// ([`RedbOptions::call_timeout`]): a call past it fails with `Timeout` and
+/// makes health `degraded`. Calls therefore need a tokio runtime with time
+/// enabled.
+#[derive(Debug)]
+pub struct RedbBackend {
+    shared: Arc<Shared>,
+    jobs: Mutex<Option<Sender<Job>>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    call_timeout: Duration,
+    /// Calls that did not finish within `call_timeout`.
+    overdue: AtomicU64,
+}
+
+impl RedbBackend {
+    /// Opens (or creates) the database at `options.path`.
+    ///
+    /// Errors name the path: `Config` when it is a directory or cannot be
+    /// written, `Unavailable` when another process or handle holds it,
+    /// `Corrupted` when the file is not a readable redb database. Never panics.
+    pub fn open(options: &RedbOptions) -> Result<Self> {
+        let (db, stored) = open::open_db(options)?;
+        let shared = Arc::new(Shared {
+            db,
+            path: options.path.clone(),
+            durability: options.durability,
+            temporary: options.temporary,
+            has_expiry: AtomicBool::new(true),
+        });
+        let (jobs, received) = std::sync::mpsc::channel();
+        let thread = writer::WriterThread {
+            shared: shared.clone(),
+            next_id: writer::first_id(stored),
+            dirty_since: None,
+        };
+        let writer = std::thread::Builder::new()
+            .name("redb-writer".into())
+            .spawn(move || thread.run(received))
+            .map_err(|e| Error::Unavailable {
+                backend: "redb".into(),
+                reason: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(RedbBackend {
+            shared,
+            jobs: Mutex::new(Some(jobs)),
+            writer: Some(writer),
+            call_timeout: options.call_timeout,
+            overdue: AtomicU64::new(0),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Makes every write so far durable (one fsync), whatever the durability.
+    pub async fn flush(&self) -> Result<()> {
+        self.submit("flush", |reply| Job::Flush { reply }).await
+    }
+
+    /// Bytes the database file takes.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        std::fs::metadata(&self.shared.path)
+            .map(|m| m.len())
+            .map_err(|e| Error::Unavailable {
+                backend: "redb".into(),
+                reason: format!("{}: {e}", self.shared.path.display()),
+            })
+    }
+
+    /// Frees up to `max` expired documents now and returns how many expiry
+    /// entries it went through. Writes free a few each already; call this
+    /// after a quiet period with many expiries.
+    pub async fn purge_expired(&self, max: usize) -> Result<usize> {
+        self.submit("purge", |reply| Job::Purge { max, reply })
+            .await
+    }
+
+    fn overdue(&self, operation: &str) -> Error {
+        self.overdue.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            operation,
+            after = ?self.call_timeout,
+            path = %self.shared.path.display(),
+            "a redb call did not finish in time"
+        );
+        Error::Timeout {
+            operation: format!("redb {operation}"),
+            after: self.call_timeout,
+        }
+    }
+
+    /// Hands a write to the writer thread and waits for its commit.
+    async fn submit<T>(
+        &self,
+        operation: &'static str,
+        job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        self.send(job(reply))?;
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        self.wait(operation, answer, deadline).await
+    }
+
+    /// Queues a write for the writer thread.
+    fn send(&self, job: Job) -> Result<()> {
+        match &*self.jobs.lock() {
+            Some(jobs) if jobs.send(job).is_ok() => Ok(()),
+            _ => Err(stopped()),
+        }
+    }
+
+    /// Waits for a queued write's commit until `deadline`.
+    async fn wait<T>(
+        &self,
+        operation: &'static str,
+        answer: oneshot::Receiver<Result<T>>,
+        deadline: tokio::time::Instant,
+    ) -> Result<T> {
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(stopped()),
+            Err(_) => Err(self.overdue(operation)),
+        }
+    }
+
+    /// Queues every write before waiting for any, so they commit together;
+    /// one answer per write, in order.
+    async fn submit_all<T, I>(
+        &self,
+        operation: &'static str,
+        writes: impl IntoIterator<Item = I>,
+        job: impl Fn(I, oneshot::Sender<Result<T>>) -> Job,
+    ) -> Vec<Result<T>> {
+        let answers: Vec<_> = writes
+            .into_iter()
+            .map(|w| {
+                let (reply, answer) = oneshot::channel();
+                self.send(job(w, reply)).map(|()| answer)
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let mut out = Vec::with_capacity(answers.len());
+        for answer in answers {
+            out.push(match answer {
+                Ok(answer) => self.wait(operation, answer, deadline).await,
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    /// Runs `read` on a snapshot, on the blocking pool, within the deadline.
+    async fn read<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        read: impl FnOnce(
+                &engine::Reader<'_, redb::ReadOnlyTable<&'static [u8], &'static [u8]>>,
+            ) -> Result<T>
+            + Send
+            + 'static,
+    ) -> Result<T> {
+        let shared = self.shared.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let txn = shared
+                .db
+                .begin_read()
+                .map_err(|e| engine::storage(operation, e))?;
+            let table = txn
+                .open_table(engine::DATA)
+                .map_err(|e| engine::storage(operation, e))?;
+            read(&engine::Reader {
+                table: &table,
+                now: now_ms(),
+            })
+        });
+        match tokio::time::timeout(self.call_timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(Error::Internal {
+                backend: "redb".into(),
+                message: format!("{operation} panicked: {e}"),
+            }),
+            Err(_) => Err(self.overdue(operation)),
+        }
+    }
+}
+
+fn stopped() -> Error {
+    Error::Unavailable {
+        backend: "redb".into(),
+        reason: "the redb writer thread has stopped".into(),
+    }
+}
+
+impl Drop for RedbBackend {
+    fn drop(&mut self) {
+        // the writer commits what it holds and stops once its queue closes
+        self.jobs.lock().take();
+        let Some(writer) = self.writer.take() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + CLOSE_WAIT;
+        while !writer.is_finished() {
+            if std::time::Instant::now() >= deadline {
+                tracing::error!(path = %self.shared.path.display(), "the redb writer did not stop in time; leaving it");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = writer.join();
+        if self.shared.temporary {
+            let _ = std::fs::remove_file(&self.shared.path);
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for RedbBackend {
+    fn name(&self) -> &str {
+        "redb"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ttl: true,
+            scan: true,
+            scan_by_creation: true,
+            count: false,
+            native_batch: true,
+            atomic_index: true,
+            durable: true,
+        }
+    }
+
+    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
+        let (ns, key) = (namespace.to_string(), key.to_string());
+        self.read("get", move |r| r.get(&ns, &key)).await
+    }
+
+    async fn put(
+        &self,
+        namespace: &str,
+        key: &str,
+        write: DocumentWrite,
+        precondition: Precondition,
+    ) -> Result<Version> {
+        self.submit("put", |reply| Job::Put {
+            ns: namespace.to_string(),
+            key: key.to_string(),
+            write,
+            precondition,
+            reply,
+        })
+        .await
+    }
+
+    async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
+        self.submit("remove", |reply| Job::Remove {
+            ns: namespace.to_string(),
+            key: key.to_string(),
+            precondition,
+            reply,
+        })
+        .await
+    }
+
+    async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
+        let (ns, index, term) = (namespace.to_string(), index.to_string(), term.to_string());
+        self.read("lookup", move |r| r.lookup(&ns, &index, &term))
+            .await
+    }
+
+    async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        let ns = namespace.to_string();
+        self.read("scan", move |r| r.scan(&ns, request)).await
+    }
+
+    async fn count(&self, namespace: &str) -> Result<u64> {
+        let ns = namespace.to_string();
+        self.read("count", move |r| r.count(&ns)).await
+    }
+
+    async fn get_many(&self, namespace: &str, keys: &[String]) -> Vec<Result<Option<Document>>> {
+        let (ns, keys) = (namespace.to_string(), keys.to_vec());
+        let n = keys.len();
+        match self
+            .read("get", move |r| {
+                Ok(keys.iter().map(|k| r.get(&ns, k)).collect::<Vec<_>>())
+            })
+            .await
+        {
+            Ok(all) => all,
+            Err(e) => vec![Err(e); n],
+        }
+    }
+
+    /// Every put goes to the writer at once, so they commit together.
+    async fn put_many(&self, namespace: &str, puts: Vec<Put>) -> Vec<Result<Version>> {
+        self.submit_all("put", puts, |p, reply| Job::Put {
+            ns: namespace.to_string(),
+            key: p.key,
+            write: p.write,
+            precondition: p.precondition,
+            reply,
+        })
+        .await
+    }
+
+    /// Every removal goes to the writer at once, so they commit together.
+    async fn remove_many(&self, namespace: &str, removes: Vec<Remove>) -> Vec<Result<bool>> {
+        self.submit_all("remove", removes, |r, reply| Job::Remove {
+            ns: namespace.to_string(),
+            key: r.key,
+            precondition: r.precondition,
+            reply,
+        })
+        .await
+    }
+
+    async fn health(&self) -> Health {
+        let started = std::time::Instant::now();
+        let mut health = match self
+            .read("health", |r| r.get("", "\u{ff} health probe"))
+            .await
+        {
+            Ok(_) => Health::ok(
+                "redb",
+                format!("redb database at {}", self.shared.path.display()),
+            ),
+            Err(e) => Health {
+                status: HealthStatus::Down,
+                backend: "redb".into(),
+                message: e.to_string(),
+                latency_ms: None,
+                details: Default::default(),
+            },
+        };
+        health.latency_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+        let details = &mut health.details;
+        details.insert("path".into(), self.shared.path.display().to_string());
+        if let Ok(size) = self.size_on_disk() {
+            details.insert("size_on_disk_bytes".into(), size.to_string());
+        }
+        details.insert(
+            "durability".into(),
+            match self.shared.durability {
+                Durability::Immediate => "immediate".to_string(),
+                Durability::Periodic { every } => format!("periodic ({} ms)", every.as_millis()),
+            },
+        );
+        let overdue = self.overdue.load(Ordering::Relaxed);
+        details.insert("overdue_calls".into(), overdue.to_string());
+        if self.jobs.lock().is_none() || self.writer.as_ref().is_none_or(|w| w.is_finished()) {
+            health.status = HealthStatus::Down;
+            health.message = stopped().to_string();
+        } else if overdue > 0 && health.status == HealthStatus::Ok {
+            health.status = HealthStatus::Degraded;
+            health.message = format!(
+                "{} ({overdue} calls did not finish within {:?})",
+                health.message, self.call_timeout
+            );
+        }
+        health
+    }
+
+    fn stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        stats.set("redb_overdue_calls", self.overdue.load(Ordering::Relaxed));
+        stats
+    }
+}
