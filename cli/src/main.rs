@@ -102,6 +102,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
 /// The backends this binary was built with.
 fn factory() -> Factory {
     let mut factory = Factory::new();
+    factory.register(std::sync::Arc::new(persistence_redb::RedbProvider));
     factory.register(std::sync::Arc::new(persistence_sled::SledProvider));
     factory.register(std::sync::Arc::new(persistence_redis::RedisProvider));
     factory.register(std::sync::Arc::new(persistence_plugin::PluginProvider));

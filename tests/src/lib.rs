@@ -19,11 +19,13 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod cases;
+mod crash;
 mod fixtures;
 mod model_based;
 mod plugins;
 mod runner;
 
+pub use crash::crash_test;
 pub use fixtures::{fixture_task, sample_task};
 pub use plugins::plugin_library;
 pub use runner::{run_all, run_case, Case, CaseOutcome, CaseReport, Ctx, Requirement, CASES};

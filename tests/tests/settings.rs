@@ -10,12 +10,14 @@ use persistence_core::config::{FallbackPolicy, Settings};
 use persistence_core::factory::Factory;
 use persistence_core::ErrorKind;
 use persistence_plugin::{PluginProvider, PluginSettings};
+use persistence_redb::{RedbProvider, RedbSettings};
 use persistence_redis::{RedisProvider, RedisSettings};
 use persistence_sled::{SledProvider, SledSettings};
 
-/// The factory `ta-persist` builds: memory, sled, redis, plugin.
+/// The factory `ta-persist` builds: memory, redb, sled, redis, plugin.
 fn factory() -> Factory {
     let mut f = Factory::new();
+    f.register(Arc::new(RedbProvider));
     f.register(Arc::new(SledProvider));
     f.register(Arc::new(RedisProvider));
     f.register(Arc::new(PluginProvider));
@@ -108,6 +110,26 @@ fn file_is_overlaid_by_variables_with_double_underscore_nesting() {
 }
 
 #[test]
+fn redb_settings_map_to_its_options() {
+    let s = from_sources(None, env(&[("TA_REDB_PATH", "/tmp/r.redb")])).unwrap();
+    let redb = RedbSettings::from_settings(&s).unwrap();
+    let options = redb.options();
+    assert_eq!(options.path, std::path::PathBuf::from("/tmp/r.redb"));
+    assert_eq!(options.durability, persistence_redb::Durability::Immediate);
+    let f =
+        toml("[redb]\ndurability = \"periodic\"\nflush_every_ms = 250\ncall_timeout_ms = 900\n");
+    let s = from_sources(Some(f.path()), env(&[])).unwrap();
+    let options = RedbSettings::from_settings(&s).unwrap().options();
+    assert_eq!(
+        options.durability,
+        persistence_redb::Durability::Periodic {
+            every: Duration::from_millis(250)
+        }
+    );
+    assert_eq!(options.call_timeout, Duration::from_millis(900));
+}
+
+#[test]
 fn bad_values_name_the_key_and_the_value() {
     let err = from_sources(None, env(&[("TA_REDIS_PORT", "abc")])).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
@@ -121,7 +143,7 @@ fn bad_values_name_the_key_and_the_value() {
     assert!(
         text.contains("backend (TA_PERSISTENCE_BACKEND)")
             && text.contains("mongo")
-            && text.contains("memory, sled, redis, plugin"),
+            && text.contains("memory, redb, sled, redis, plugin"),
         "{text}"
     );
 
@@ -217,7 +239,33 @@ fn wrong_configuration_is_never_covered_by_the_fallback() {
     let lib_path = not_a_lib.display().to_string();
     // (variables, the setting the error names, what it says)
     type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
-    let cases: [Case; 7] = [
+    let cases: [Case; 11] = [
+        (
+            &[
+                ("TA_PERSISTENCE_BACKEND", "redb"),
+                ("TA_REDB_PATH", &dir_path),
+            ],
+            "redb.path (TA_REDB_PATH)",
+            "is a directory",
+        ),
+        (
+            &[("TA_PERSISTENCE__REDB__DURABILITY", "sometimes")],
+            "redb.durability (TA_PERSISTENCE__REDB__DURABILITY)",
+            "\"immediate\" or \"periodic\"",
+        ),
+        (
+            &[
+                ("TA_PERSISTENCE__REDB__DURABILITY", "periodic"),
+                ("TA_PERSISTENCE__REDB__FLUSH_EVERY_MS", "0"),
+            ],
+            "redb.flush_every_ms (TA_PERSISTENCE__REDB__FLUSH_EVERY_MS)",
+            "greater than 0",
+        ),
+        (
+            &[("TA_PERSISTENCE__REDB__FLUSH_EVERY_MS", "100")],
+            "redb.flush_every_ms (TA_PERSISTENCE__REDB__FLUSH_EVERY_MS)",
+            "durability = \"periodic\"",
+        ),
         (
             &[
                 ("TA_PERSISTENCE_BACKEND", "sled"),

@@ -1,5 +1,5 @@
 //! The README's "Using it", as a program: open the configured task store,
-//! create a task, resume it by request id. `cargo run -p persistence-sled
+//! create a task, resume it by request id. `cargo run -p persistence-redb
 //! --example quickstart` (memory unless settings choose otherwise).
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use persistence_core::model::{AgentTask, AgentTaskItem, Role};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut factory = Factory::new(); // memory and the layers are built in
-    factory.register(Arc::new(persistence_sled::SledProvider)); // each backend crate adds itself
+    factory.register(Arc::new(persistence_redb::RedbProvider)); // each backend crate adds itself
     let settings = factory.load_settings()?; // config file + TA_* variables
     let (tasks, opened) = factory.open_task_store(&settings).await?;
     if let Some(cause) = &opened.fallback_cause {

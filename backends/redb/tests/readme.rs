@@ -33,15 +33,16 @@ fn the_quickstart_runs() {
         .and_then(|deps| deps.parent())
         .unwrap()
         .join("examples/quickstart");
-    if !example.is_file() {
-        // a run of this test alone does not build the examples
+    {
+        // always (a no-op when fresh): a run of this test alone does not
+        // build the examples, and a stale binary of the same name may be there
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
         let built = std::process::Command::new(env!("CARGO"))
             .args([
                 "build",
                 "--quiet",
                 "-p",
-                "persistence-sled",
+                "persistence-redb",
                 "--example",
                 "quickstart",
             ])
@@ -51,10 +52,14 @@ fn the_quickstart_runs() {
         assert!(built.success(), "building the example failed");
     }
     assert!(example.is_file(), "{} was not built", example.display());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quickstart.redb");
     let out = std::process::Command::new(&example)
         .env_remove("TA_PERSISTENCE_CONFIG")
-        .env("TA_PERSISTENCE_BACKEND", "memory")
-        .current_dir(std::env::temp_dir())
+        .env("TA_PERSISTENCE_BACKEND", "redb")
+        .env("TA_PERSISTENCE_FALLBACK", "fail")
+        .env("TA_REDB_PATH", &db)
+        .current_dir(dir.path())
         .output()
         .expect("run the example");
     assert!(
@@ -62,4 +67,5 @@ fn the_quickstart_runs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(db.is_file(), "the example did not write {}", db.display());
 }
