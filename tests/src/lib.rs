@@ -23,11 +23,13 @@ mod crash;
 mod fixtures;
 mod model_based;
 mod plugins;
+mod reopen;
 mod runner;
 
 pub use crash::crash_test;
 pub use fixtures::{fixture_task, sample_task};
 pub use plugins::plugin_library;
+pub use reopen::reopen_loop;
 pub use runner::{run_all, run_case, Case, CaseOutcome, CaseReport, Ctx, Requirement, CASES};
 
 /// Generates one `#[tokio::test]` per conformance case, each calling

@@ -83,3 +83,11 @@ async fn ttl_is_honoured_after_a_restart_and_expired_documents_are_purged() {
     );
     assert_eq!(b.purge_expired().unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_reopens_never_hang() {
+    persistence_conformance::reopen_loop(50, 300, |dir| {
+        Ok(Arc::new(SledBackend::open(&SledOptions::new(dir))?) as SharedBackend)
+    })
+    .await;
+}
