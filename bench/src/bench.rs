@@ -11,9 +11,11 @@ use parking_lot::RwLock;
 use persistence_core::memory::MemoryBackend;
 use persistence_core::model::{AgentTask, TaskStatus};
 use persistence_core::TaskStore;
+use persistence_redb::{RedbBackend, RedbOptions};
 use persistence_sled::{SledBackend, SledOptions};
 use serde::Serialize;
 
+use crate::raw_engines::{RawRedb, RawSled};
 use persistence_cli::report::{right, table, thousands, Samples, Summary};
 use persistence_cli::workload;
 
@@ -29,6 +31,9 @@ const SLICES: usize = 20;
 pub enum Store {
     /// The in-memory backend against a bare `RwLock<HashMap>`.
     Memory,
+    /// The redb backend (in a temp dir) against raw redb, both with
+    /// immediate durability.
+    Redb,
     /// The sled backend (in a temp dir) against raw sled.
     Sled,
     /// The Redis backend against raw SET/GET/DEL of the same bytes, both on
@@ -72,6 +77,10 @@ pub struct Args {
     /// 1.00 the noise of this machine alone moves a ratio.
     #[arg(long)]
     aa: bool,
+    /// redb and sled: rounds of "create 10,000 tasks, delete them all",
+    /// reporting the file size after each (0 skips it).
+    #[arg(long, default_value_t = 1)]
+    churn_rounds: usize,
 }
 
 /// A count that must be 1 or more.
@@ -152,79 +161,12 @@ impl Baseline {
     }
 }
 
-/// Raw sled: the document bytes under the task id, and one key per request
-/// id (`request id, 0, task id`), written without transactions or checks.
-struct RawSled {
-    docs: sled::Tree,
-    by_request: sled::Tree,
-    _db: sled::Db,
-}
-
-impl RawSled {
-    fn open(dir: &std::path::Path) -> Result<Self, sled::Error> {
-        let db = sled::Config::new().path(dir).temporary(true).open()?;
-        Ok(RawSled {
-            docs: db.open_tree("docs")?,
-            by_request: db.open_tree("by_request")?,
-            _db: db,
-        })
-    }
-
-    fn index_key(rid: &str, id: &str) -> Vec<u8> {
-        [rid.as_bytes(), &[0], id.as_bytes()].concat()
-    }
-
-    fn write(&self, task: &AgentTask, index: bool) -> Result<(), String> {
-        let bytes = serde_json::to_vec(task).map_err(|e| e.to_string())?;
-        self.docs
-            .insert(task.task_id.as_bytes(), bytes)
-            .map_err(|e| e.to_string())?;
-        if index {
-            for rid in task.request_ids() {
-                self.by_request
-                    .insert(Self::index_key(rid, &task.task_id), task.task_id.as_bytes())
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        Ok(())
-    }
-
-    fn load(&self, id: &str) -> Result<Option<AgentTask>, String> {
-        let bytes = self.docs.get(id.as_bytes()).map_err(|e| e.to_string())?;
-        bytes
-            .map(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            .transpose()
-    }
-
-    fn load_by_request_id(&self, rid: &str) -> Result<Option<AgentTask>, String> {
-        let prefix = [rid.as_bytes(), &[0]].concat();
-        match self.by_request.scan_prefix(prefix).next() {
-            Some(entry) => {
-                let (_, id) = entry.map_err(|e| e.to_string())?;
-                self.load(&String::from_utf8_lossy(&id))
-            }
-            None => Ok(None),
-        }
-    }
-
-    fn delete(&self, task: &AgentTask) -> Result<(), String> {
-        self.docs
-            .remove(task.task_id.as_bytes())
-            .map_err(|e| e.to_string())?;
-        for rid in task.request_ids() {
-            self.by_request
-                .remove(Self::index_key(rid, &task.task_id))
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    }
-}
-
 #[derive(Clone)]
 enum Target {
     Store(TaskStore),
     Baseline(Arc<Baseline>),
     RawSled(Arc<RawSled>),
+    RawRedb(Arc<RawRedb>),
     /// Raw SET/GET/DEL under `bench:raw:{n}:{id}`: one round trip per operation.
     RawRedis(redis::aio::ConnectionManager, Arc<str>),
 }
@@ -253,6 +195,11 @@ impl Target {
             (Target::RawSled(r), "update") => r.write(updated, false).map(|_| true)?,
             (Target::RawSled(r), "load_by_request_id") => r.load_by_request_id(rid)?.is_some(),
             (Target::RawSled(r), _) => r.delete(task).map(|_| true)?,
+            (Target::RawRedb(r), "create") => r.write(task, true).map(|_| true)?,
+            (Target::RawRedb(r), "load") => r.load(&task.task_id)?.is_some(),
+            (Target::RawRedb(r), "update") => r.write(updated, false).map(|_| true)?,
+            (Target::RawRedb(r), "load_by_request_id") => r.load_by_request_id(rid)?.is_some(),
+            (Target::RawRedb(r), _) => r.delete(task).map(|_| true)?,
             (Target::RawRedis(con, ns), op) => {
                 raw_redis(con.clone(), ns, op, task, updated).await?
             }
@@ -457,6 +404,13 @@ async fn bare_backend(
 ) -> Result<persistence_core::SharedBackend, Box<dyn std::error::Error>> {
     Ok(match store {
         Store::Memory => Arc::new(MemoryBackend::new()),
+        Store::Redb => {
+            let options = RedbOptions {
+                temporary: true,
+                ..RedbOptions::new(tempfile::tempdir()?.keep().join("db.redb"))
+            };
+            Arc::new(RedbBackend::open(&options)?)
+        }
         Store::Sled => {
             let options = SledOptions {
                 temporary: true,
@@ -491,6 +445,7 @@ async fn baseline_target(args: &Args) -> Result<Target, Box<dyn std::error::Erro
     }
     Ok(match args.store {
         Store::Memory => Target::Baseline(Arc::new(Baseline::default())),
+        Store::Redb => Target::RawRedb(Arc::new(RawRedb::open()?)),
         Store::Sled => Target::RawSled(Arc::new(RawSled::open(
             &tempfile::tempdir()?.keep().join("db"),
         )?)),
@@ -500,30 +455,6 @@ async fn baseline_target(args: &Args) -> Result<Target, Box<dyn std::error::Erro
             Target::RawRedis(client.get_connection_manager().await?, next_ns().into())
         }
     })
-}
-
-/// On-disk size of a sled task store after creating `n` tasks and after
-/// deleting them again (each after a flush).
-async fn sled_space(n: usize) -> Result<(u64, u64, u64), Box<dyn std::error::Error>> {
-    let options = SledOptions {
-        temporary: true,
-        ..SledOptions::new(tempfile::tempdir()?.keep().join("db"))
-    };
-    let backend = Arc::new(SledBackend::open(&options)?);
-    let store = TaskStore::new(backend.clone() as persistence_core::SharedBackend);
-    let mut bytes = 0u64;
-    for i in 0..n {
-        let task = workload::three_item_task(&format!("space-{i}"), i);
-        bytes += serde_json::to_vec(&task)?.len() as u64;
-        store.create(&task).await?;
-    }
-    backend.flush().await?;
-    let full = backend.size_on_disk()?;
-    for i in 0..n {
-        store.delete(&format!("space-{i}")).await?;
-    }
-    backend.flush().await?;
-    Ok((bytes, full, backend.size_on_disk()?))
 }
 
 /// The round with the median throughput.
@@ -648,11 +579,20 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         }
     }
     let space = match args.store {
-        Store::Sled => Some(sled_space(10_000).await?),
-        Store::Memory | Store::Redis | Store::Plugin => None,
+        Store::Redb | Store::Sled if args.churn_rounds > 0 => Some(
+            crate::disk::churn(
+                args.store == Store::Redb,
+                args.churn_rounds,
+                10_000,
+                args.concurrency,
+            )
+            .await?,
+        ),
+        _ => None,
     };
     let (name, baseline_name) = match args.store {
         Store::Memory => ("memory", "a bare RwLock<HashMap> with the same serde work"),
+        Store::Redb => ("redb", "raw redb, one write transaction per operation, of the same bytes"),
         Store::Sled => ("sled", "raw sled inserts and reads of the same bytes"),
         Store::Redis => ("redis", "raw SET/GET/DEL of the same bytes with the same round trips (the ceiling: 1 each, 2 for load_by_request_id)"),
         Store::Plugin => ("memory exported through the plugin ABI", "the same memory backend linked in"),
@@ -678,9 +618,6 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         (format!("TaskStore on {name}"), baseline_name)
     };
     if json {
-        let space = space.map(|(json, full, emptied)| {
-            serde_json::json!({"tasks": 10_000, "json_bytes": json, "on_disk_bytes": full, "after_delete_bytes": emptied})
-        });
         let json_dir: Vec<_> = json_dir
             .iter()
             .map(|(mode, s)| serde_json::json!({"mode": mode, "summary": s}))
@@ -726,7 +663,7 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
     let worst = rows.iter().map(|r| r.ratio).fold(f64::INFINITY, f64::min);
     let target = match args.store {
         Store::Memory => 0.5,
-        Store::Sled | Store::Redis => 0.6,
+        Store::Redb | Store::Sled | Store::Redis => 0.6,
         Store::Plugin => 0.8,
     };
     let target = if args.layers.is_some() { 0.95 } else { target };
@@ -747,12 +684,8 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         }
         println!("{t}");
     }
-    if let Some((json, full, emptied)) = space {
-        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-        println!(
-            "sled on disk: {:.1} MiB after 10,000 tasks ({:.1} MiB of JSON), {:.1} MiB after deleting them all",
-            mib(full), mib(json), mib(emptied)
-        );
+    if let Some(space) = &space {
+        println!("{}", space.table());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,13 +4,15 @@
 //! no raw-engine baselines.
 
 mod bench;
+mod disk;
+mod raw_engines;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 /// Benchmark the task store against a baseline doing the same work in the
-/// same run (memory: a bare `RwLock<HashMap>`; sled: raw sled; redis: raw
+/// same run (memory: a bare `RwLock<HashMap>`; redb, sled: the raw engine; redis: raw
 /// SET/GET/DEL; plugin: the same backend linked in); prints ops/s, p50/p99
 /// and ratios, medians over rounds.
 #[derive(Debug, Parser)]

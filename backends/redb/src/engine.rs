@@ -10,7 +10,7 @@ use persistence_core::backend::{
 };
 use persistence_core::{Error, Result};
 use persistence_ordered_layout::{self as layout, expires_ms, Record};
-use redb::{ReadableTable, Table, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, Table, TableDefinition};
 
 /// The one table every document and entry lives in.
 pub const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("persistence");
@@ -48,6 +48,20 @@ fn corrupted(ns: &str, key: &str, reason: String, len: usize) -> Error {
 }
 
 type Data<'a> = &'a [u8];
+
+/// Runs `read` on a fresh snapshot of `db`.
+pub fn read<T>(
+    db: &redb::Database,
+    operation: &'static str,
+    read: impl FnOnce(&Reader<'_, redb::ReadOnlyTable<Data<'static>, Data<'static>>>) -> Result<T>,
+) -> Result<T> {
+    let txn = db.begin_read().map_err(|e| storage(operation, e))?;
+    let table = txn.open_table(DATA).map_err(|e| storage(operation, e))?;
+    read(&Reader {
+        table: &table,
+        now: persistence_ordered_layout::now_ms(),
+    })
+}
 
 /// Reads of the contract, on any view of the table.
 pub struct Reader<'t, T> {

@@ -37,14 +37,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use persistence_core::backend::{
     Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, Precondition, Put,
     Remove, ScanPage, ScanRequest, Stats, Version,
 };
 use persistence_core::{Error, Result};
-use persistence_ordered_layout::now_ms;
-use redb::ReadableDatabase;
 use tokio::sync::oneshot;
 
 use writer::Job;
@@ -105,7 +103,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// What the writer thread and the readers share.
 #[derive(Debug)]
 struct Shared {
-    db: redb::Database,
+    /// Read-locked by every transaction's whole life, write-locked only by
+    /// compaction (which needs the database alone).
+    db: RwLock<redb::Database>,
     path: PathBuf,
     durability: Durability,
     temporary: bool,
@@ -118,11 +118,12 @@ struct Shared {
 /// (redb locks the file against every other handle). Dropping it commits
 /// what is pending and closes the file.
 ///
-/// Every call runs off the async runtime's workers (reads on tokio's
-/// blocking pool, writes on the writer thread) under a deadline
-/// ([`RedbOptions::call_timeout`]): a call past it fails with `Timeout` and
-/// makes health `degraded`. Calls therefore need a tokio runtime with time
-/// enabled.
+/// Writes run on the writer thread, scans and counts on tokio's blocking
+/// pool, each under a deadline ([`RedbOptions::call_timeout`]): a call past
+/// it fails with `Timeout` and makes health `degraded`. Calls therefore
+/// need a tokio runtime with time enabled. Point reads (`get`, `get_many`,
+/// `lookup`) run on the caller's thread: redb readers never wait for the
+/// writer (MVCC), so they cannot be caught in a stuck write.
 #[derive(Debug)]
 pub struct RedbBackend {
     shared: Arc<Shared>,
@@ -142,7 +143,7 @@ impl RedbBackend {
     pub fn open(options: &RedbOptions) -> Result<Self> {
         let (db, stored) = open::open_db(options)?;
         let shared = Arc::new(Shared {
-            db,
+            db: RwLock::new(db),
             path: options.path.clone(),
             durability: options.durability,
             temporary: options.temporary,
@@ -188,6 +189,19 @@ impl RedbBackend {
                 backend: "redb".into(),
                 reason: format!("{}: {e}", self.shared.path.display()),
             })
+    }
+
+    /// Gives free space back to the file system: waits for the writes
+    /// before it, makes them durable, then rewrites the file with redb's
+    /// compaction while reads wait (on the blocking pool, never on the
+    /// caller's thread) and writes queue. Returns the file's size before
+    /// and after. The file otherwise keeps its high-water mark and reuses
+    /// freed pages (see `docs/embedded-engines.md`).
+    pub async fn compact(&self) -> Result<(u64, u64)> {
+        let before = self.size_on_disk()?;
+        self.submit("compact", |reply| Job::Compact { reply })
+            .await?;
+        Ok((before, self.size_on_disk()?))
     }
 
     /// Frees up to `max` expired documents now and returns how many expiry
@@ -272,6 +286,23 @@ impl RedbBackend {
         out
     }
 
+    /// Runs a point read on a snapshot, on the caller's thread: redb
+    /// readers never wait for the writer or for each other (MVCC), and a
+    /// point read is a few page lookups, so handing it to another thread
+    /// would cost more than the read (see `docs/embedded-engines.md`).
+    /// `None` while a compaction holds the database: then the caller goes
+    /// through the blocking pool, with its deadline, like a scan.
+    fn try_read_now<T>(
+        &self,
+        operation: &'static str,
+        read: impl FnOnce(
+            &engine::Reader<'_, redb::ReadOnlyTable<&'static [u8], &'static [u8]>>,
+        ) -> Result<T>,
+    ) -> Option<Result<T>> {
+        let db = self.shared.db.try_read()?;
+        Some(engine::read(&db, operation, read))
+    }
+
     /// Runs `read` on a snapshot, on the blocking pool, within the deadline.
     async fn read<T: Send + 'static>(
         &self,
@@ -283,19 +314,8 @@ impl RedbBackend {
             + 'static,
     ) -> Result<T> {
         let shared = self.shared.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let txn = shared
-                .db
-                .begin_read()
-                .map_err(|e| engine::storage(operation, e))?;
-            let table = txn
-                .open_table(engine::DATA)
-                .map_err(|e| engine::storage(operation, e))?;
-            read(&engine::Reader {
-                table: &table,
-                now: now_ms(),
-            })
-        });
+        let task =
+            tokio::task::spawn_blocking(move || engine::read(&shared.db.read(), operation, read));
         match tokio::time::timeout(self.call_timeout, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => Err(Error::Internal {
@@ -355,6 +375,9 @@ impl Backend for RedbBackend {
     }
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
+        if let Some(r) = self.try_read_now("get", |r| r.get(namespace, key)) {
+            return r;
+        }
         let (ns, key) = (namespace.to_string(), key.to_string());
         self.read("get", move |r| r.get(&ns, &key)).await
     }
@@ -387,6 +410,9 @@ impl Backend for RedbBackend {
     }
 
     async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
+        if let Some(r) = self.try_read_now("lookup", |r| r.lookup(namespace, index, term)) {
+            return r;
+        }
         let (ns, index, term) = (namespace.to_string(), index.to_string(), term.to_string());
         self.read("lookup", move |r| r.lookup(&ns, &index, &term))
             .await
@@ -403,17 +429,19 @@ impl Backend for RedbBackend {
     }
 
     async fn get_many(&self, namespace: &str, keys: &[String]) -> Vec<Result<Option<Document>>> {
-        let (ns, keys) = (namespace.to_string(), keys.to_vec());
-        let n = keys.len();
-        match self
-            .read("get", move |r| {
-                Ok(keys.iter().map(|k| r.get(&ns, k)).collect::<Vec<_>>())
-            })
-            .await
-        {
-            Ok(all) => all,
-            Err(e) => vec![Err(e); n],
-        }
+        let all = match self.try_read_now("get", |r| {
+            Ok(keys.iter().map(|k| r.get(namespace, k)).collect::<Vec<_>>())
+        }) {
+            Some(all) => all,
+            None => {
+                let (ns, keys) = (namespace.to_string(), keys.to_vec());
+                self.read("get", move |r| {
+                    Ok(keys.iter().map(|k| r.get(&ns, k)).collect::<Vec<_>>())
+                })
+                .await
+            }
+        };
+        all.unwrap_or_else(|e| vec![Err(e); keys.len()])
     }
 
     /// Every put goes to the writer at once, so they commit together.

@@ -49,6 +49,8 @@ pub enum Job {
     },
     /// Make every write so far durable.
     Flush { reply: oneshot::Sender<Result<()>> },
+    /// Give free space back: durable commit, then compaction.
+    Compact { reply: oneshot::Sender<Result<()>> },
     /// Free up to `max` expired documents.
     Purge {
         max: usize,
@@ -70,11 +72,11 @@ impl Job {
         match (self, answer) {
             (Job::Put { reply, .. }, Ok(Answer::Version(r))) => drop(reply.send(r)),
             (Job::Remove { reply, .. }, Ok(Answer::Removed(r))) => drop(reply.send(r)),
-            (Job::Flush { reply }, Ok(_)) => drop(reply.send(Ok(()))),
+            (Job::Flush { reply } | Job::Compact { reply }, Ok(_)) => drop(reply.send(Ok(()))),
             (Job::Purge { reply, .. }, Ok(Answer::Purged(n))) => drop(reply.send(Ok(n))),
             (Job::Put { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
             (Job::Remove { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
-            (Job::Flush { reply }, Err(e)) => drop(reply.send(Err(e))),
+            (Job::Flush { reply } | Job::Compact { reply }, Err(e)) => drop(reply.send(Err(e))),
             (Job::Purge { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
             (job, Ok(_)) => unreachable!("answer of another kind for {job:?}"),
         }
@@ -138,7 +140,9 @@ impl WriterThread {
         if group.len() == 1 {
             return self.commit_answering(group);
         }
-        let durable = group.iter().any(|j| matches!(j, Job::Flush { .. }));
+        let durable = group
+            .iter()
+            .any(|j| matches!(j, Job::Flush { .. } | Job::Compact { .. }));
         match self.guarded(&group, durable) {
             Ok(answers) => {
                 for (job, answer) in group.into_iter().zip(answers) {
@@ -155,7 +159,7 @@ impl WriterThread {
     }
 
     fn commit_answering(&mut self, group: Vec<Job>) {
-        let durable = matches!(group[0], Job::Flush { .. });
+        let durable = matches!(group[0], Job::Flush { .. } | Job::Compact { .. });
         match self.guarded(&group, durable) {
             Ok(answers) => {
                 for (job, answer) in group.into_iter().zip(answers) {
@@ -196,7 +200,8 @@ impl WriterThread {
     /// Applies `group` in one transaction and commits it.
     fn commit_jobs(&mut self, group: &[Job], durable: bool) -> Result<Vec<Answer>> {
         let shared = &self.shared;
-        let mut txn = shared.db.begin_write().map_err(|e| storage("begin", e))?;
+        let db = shared.db.read();
+        let mut txn = db.begin_write().map_err(|e| storage("begin", e))?;
         let durable = durable || shared.durability == Durability::Immediate;
         txn.set_durability(if durable {
             redb::Durability::Immediate
@@ -243,7 +248,7 @@ impl WriterThread {
                         writes += 1;
                         Answer::Removed(w.remove(ns, key, *precondition)?)
                     }
-                    Job::Flush { .. } => Answer::Done,
+                    Job::Flush { .. } | Job::Compact { .. } => Answer::Done,
                     Job::Purge { max, .. } => Answer::Purged(w.purge(*max)?),
                 });
             }
@@ -268,15 +273,34 @@ impl WriterThread {
                 .map_err(|e| storage("write", e))?;
         }
         txn.commit().map_err(|e| storage("commit", e))?;
+        drop(db);
         self.next_id = next_id;
         self.dirty_since = match (durable, self.dirty_since) {
             (true, _) => None,
             (false, Some(since)) => Some(since),
             (false, None) => Some(Instant::now()),
         };
+        if group.iter().any(|j| matches!(j, Job::Compact { .. })) {
+            self.compact()?;
+        }
         Ok(answers)
     }
+
+    /// Compacts until redb says nothing more can be gained, with the
+    /// database alone (reads wait on the blocking pool meanwhile).
+    fn compact(&self) -> Result<()> {
+        let mut db = self.shared.db.write();
+        for _ in 0..COMPACT_PASSES {
+            if !db.compact().map_err(|e| storage("compact", e))? {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
+
+/// Most compaction passes per request (each moves pages toward the start).
+const COMPACT_PASSES: usize = 64;
 
 /// The id to start from when opening: past every id a lost, not yet
 /// durable commit may have handed out (periodic mode), so versions never
