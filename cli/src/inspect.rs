@@ -1,5 +1,5 @@
 //! `tasks` and `docs`: look at what is stored, through the same contract
-//! every backend keeps (so it works on memory, sled, Redis and plugins).
+//! every backend keeps (so it works on memory, redb, sled, Redis and plugins).
 
 use std::process::ExitCode;
 use std::time::SystemTime;

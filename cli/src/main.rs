@@ -26,7 +26,7 @@ struct Cli {
     /// TOML settings file (overrides TA_PERSISTENCE_CONFIG).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Backend to use: memory, sled, redis or plugin (overrides TA_PERSISTENCE_BACKEND).
+    /// Backend to use: memory, redb, sled, redis or plugin (overrides TA_PERSISTENCE_BACKEND).
     #[arg(long, global = true, value_name = "NAME")]
     backend: Option<String>,
     /// Print JSON for scripts instead of tables for people.

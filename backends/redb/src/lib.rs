@@ -519,3 +519,138 @@ impl Backend for RedbBackend {
         stats
     }
 }
+
+#[cfg(test)]
+mod containment {
+    use super::*;
+    use persistence_core::backend::BackendExt;
+
+    /// While something holds the database alone (here the lock compaction
+    /// takes, standing in for any stuck engine call), a write and a read
+    /// each fail with `Timeout` after the deadline, health is down, then
+    /// degraded once it answers again, and the runtime, a single thread, keeps running other tasks.
+    #[test]
+    // the lock is held across awaits on purpose: it is the stuck engine
+    #[allow(clippy::await_holding_lock)]
+    fn a_stuck_engine_times_out_calls_without_stopping_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(
+            RedbBackend::open(&RedbOptions {
+                call_timeout: Duration::from_millis(300),
+                ..RedbOptions::new(dir.path().join("db.redb"))
+            })
+            .unwrap(),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            backend
+                .insert("ns", "k", DocumentWrite::new(&b"{}"[..]))
+                .await
+                .unwrap();
+            let held = backend.shared.db.write();
+            let ticks = Arc::new(AtomicU64::new(0));
+            let heartbeat = {
+                let ticks = ticks.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        ticks.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            };
+            let started = std::time::Instant::now();
+            let err = backend
+                .put(
+                    "ns",
+                    "k2",
+                    DocumentWrite::new(&b"{}"[..]),
+                    Precondition::Any,
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), persistence_core::ErrorKind::Timeout, "{err}");
+            let err = backend.get("ns", "k").await.unwrap_err();
+            assert_eq!(err.kind(), persistence_core::ErrorKind::Timeout, "{err}");
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{:?}",
+                started.elapsed()
+            );
+            assert!(
+                ticks.load(Ordering::Relaxed) >= 20,
+                "the runtime's only thread was blocked: {} ticks",
+                ticks.load(Ordering::Relaxed)
+            );
+            // not answering at all: down, and its probe is one more overdue call
+            let health = backend.health().await;
+            assert_eq!(health.status, HealthStatus::Down, "{health:?}");
+            drop(held);
+            let health = backend.health().await;
+            assert_eq!(health.status, HealthStatus::Degraded, "{health:?}");
+            assert_eq!(health.details["overdue_calls"], "3");
+            heartbeat.abort();
+            // usable again once released; the timed-out put still landed
+            // (a timeout says "unknown", as everywhere)
+            assert!(backend.get("ns", "k").await.unwrap().is_some());
+            let v = backend
+                .put(
+                    "ns",
+                    "k3",
+                    DocumentWrite::new(&b"{}"[..]),
+                    Precondition::Absent,
+                )
+                .await
+                .unwrap();
+            assert!(v.0 > 0);
+        });
+    }
+
+    /// A write refused by its precondition inside a group changes nothing
+    /// and does not fail the writes committed with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_write_in_a_group_leaves_its_neighbours_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = RedbBackend::open(&RedbOptions::new(dir.path().join("db.redb"))).unwrap();
+        b.insert(
+            "ns",
+            "taken",
+            DocumentWrite::new(&b"old"[..]).with_term("i", "old"),
+        )
+        .await
+        .unwrap();
+        let puts = (0..50)
+            .map(|n| Put {
+                key: if n == 25 {
+                    "taken".into()
+                } else {
+                    format!("k{n}")
+                },
+                write: DocumentWrite::new(format!("v{n}").into_bytes()).with_term("i", "new"),
+                precondition: Precondition::Absent,
+            })
+            .collect();
+        let results = b.put_many("ns", puts).await;
+        for (n, r) in results.iter().enumerate() {
+            if n == 25 {
+                assert_eq!(
+                    r.as_ref().unwrap_err().kind(),
+                    persistence_core::ErrorKind::AlreadyExists
+                );
+            } else {
+                assert!(r.is_ok(), "{n}: {r:?}");
+            }
+        }
+        assert_eq!(
+            &b.get("ns", "taken").await.unwrap().unwrap().value[..],
+            b"old"
+        );
+        assert_eq!(b.lookup("ns", "i", "old").await.unwrap(), ["taken"]);
+        assert_eq!(b.lookup("ns", "i", "new").await.unwrap().len(), 49);
+        let versions: std::collections::BTreeSet<_> =
+            results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(versions.len(), 49, "versions never repeat");
+    }
+}
