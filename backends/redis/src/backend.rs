@@ -245,6 +245,7 @@ impl Backend for RedisBackend {
             .key(self.layout.index(namespace, index, term))
             .arg(self.layout.doc_prefix(namespace))
             .arg(self.layout.meta_prefix(namespace))
+            .arg(self.layout.lookup_rule(namespace, index).as_slice())
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.error("lookup", e))?;

@@ -70,7 +70,8 @@ impl RedisBackend {
             .arg(pre)
             .arg(expected)
             .arg(ttl_ms(write.ttl))
-            .arg(terms_json);
+            .arg(terms_json)
+            .arg(self.layout.term_rule(ns).as_slice());
         inv
     }
 
@@ -88,7 +89,8 @@ impl RedisBackend {
             .key(self.layout.by_created(ns))
             .arg(key)
             .arg(pre)
-            .arg(expected);
+            .arg(expected)
+            .arg(self.layout.term_rule(ns).as_slice());
         inv
     }
 

@@ -96,6 +96,7 @@ impl RedisBackend {
             .arg(expected)
             .arg(pttl)
             .arg(&terms_json)
+            .arg(self.layout.term_rule(ns).as_slice())
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.error("put", e))?;
@@ -138,6 +139,7 @@ impl RedisBackend {
             .key(self.layout.meta(ns, key))
             .arg(pre)
             .arg(expected)
+            .arg(self.layout.term_rule(ns).as_slice())
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.error("remove", e))?;
@@ -162,15 +164,19 @@ impl RedisBackend {
     async fn check_members(
         &self,
         ns: &str,
+        index: &str,
         ik: &str,
         members: &[String],
     ) -> Result<Vec<Option<u64>>> {
+        let rule = self.layout.lookup_rule(ns, index);
         let checks = members.iter().map(|k| {
             let mut con = self.con.clone();
+            let rule = &rule;
             async move {
                 scripts::CHECK
                     .key(self.layout.doc(ns, k))
                     .key(self.layout.meta(ns, k))
+                    .arg(rule.as_slice())
                     .invoke_async::<(i64, Option<u64>, Option<String>)>(&mut con)
                     .await
             }
@@ -202,7 +208,7 @@ impl RedisBackend {
             .query_async(&mut con)
             .await
             .map_err(|e| self.error("lookup", e))?;
-        let checked = self.check_members(ns, &ik, &members).await?;
+        let checked = self.check_members(ns, index, &ik, &members).await?;
         let mut hits = Vec::new();
         let mut stale = Vec::new();
         for (k, valid) in members.into_iter().zip(checked) {
@@ -222,7 +228,7 @@ impl RedisBackend {
             // SREM, its re-add landing before our SREM: look again, and put
             // back what is valid now. (If the SREM came before the write's
             // re-add, the write restores the entry itself.)
-            let rechecked = self.check_members(ns, &ik, &stale).await?;
+            let rechecked = self.check_members(ns, index, &ik, &stale).await?;
             let revived: Vec<(u64, String)> = stale
                 .into_iter()
                 .zip(rechecked)

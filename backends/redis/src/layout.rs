@@ -20,6 +20,8 @@
 //! | key order | `{prefix}:~k:{len}:{ns}` | sorted set, all scores 0 (lexicographic) |
 //! | creation order | `{prefix}:~c:{len}:{ns}` | sorted set scored by creation stamp |
 
+use persistence_core::store::TASK_REQUEST_TERMS;
+
 /// The seed's request index name.
 pub const SEED_INDEX: &str = "request_index";
 
@@ -95,6 +97,36 @@ impl Layout {
             format!("{}:{SEED_INDEX}:{term}", self.prefix)
         } else {
             format!("{}:~i:{}:{}:{term}", self.prefix, lp(ns), lp(index))
+        }
+    }
+
+    /// The script arguments of `ns`'s term rule for the seed's request
+    /// index (`list`, `field`, index key prefix), or three empty strings:
+    /// in the seed namespace, which the Python system also writes, the
+    /// scripts derive a document's request-index entries from its JSON
+    /// (the task store's [`TASK_REQUEST_TERMS`]), so entries implied by a
+    /// document this library did not write are removed exactly too.
+    pub fn term_rule(&self, ns: &str) -> [String; 3] {
+        if ns == self.seed_ns {
+            let rule = TASK_REQUEST_TERMS;
+            debug_assert_eq!(rule.index, SEED_INDEX);
+            [
+                rule.list.to_string(),
+                rule.field.to_string(),
+                self.index(ns, SEED_INDEX, ""),
+            ]
+        } else {
+            Default::default()
+        }
+    }
+
+    /// [`term_rule`](Self::term_rule) for a lookup in `index`: the rule
+    /// only when `index` is the one it derives.
+    pub fn lookup_rule(&self, ns: &str, index: &str) -> [String; 3] {
+        if index == SEED_INDEX {
+            self.term_rule(ns)
+        } else {
+            Default::default()
         }
     }
 

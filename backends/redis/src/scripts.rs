@@ -5,16 +5,53 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+/// Lua shared by the scripts that meet documents someone else may have
+/// written: the index keys a document's JSON implies under a term rule
+/// (`list`, `field`, index key prefix; `list` empty = no rule). A value
+/// that is not JSON, or not of that shape, implies none.
+const DERIVED: &str = r#"
+local function derived(value, list, field, prefix)
+  local out = {}
+  if list == '' or not value then return out end
+  local ok, d = pcall(cjson.decode, value)
+  if not ok or type(d) ~= 'table' or type(d[list]) ~= 'table' then return out end
+  for _, item in ipairs(d[list]) do
+    if type(item) == 'table' and type(item[field]) == 'string' then
+      out[#out + 1] = prefix .. item[field]
+    end
+  end
+  return out
+end
+-- the index keys a stored document had: this library's metadata, and
+-- under a rule what its JSON implies (the other system's writes)
+local function old_index_keys(doc, exists, meta_terms, list, field, prefix)
+  local old = {}
+  if meta_terms then
+    for _, ik in ipairs(cjson.decode(meta_terms)) do old[ik] = true end
+  end
+  if exists and list ~= '' then
+    for _, ik in ipairs(derived(redis.call('GET', doc), list, field, prefix)) do old[ik] = true end
+  end
+  return old
+end
+"#;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{DERIVED}{body}"))
+}
+
 /// KEYS: doc, meta, by_key, by_created, then every new index key.
 /// ARGV: key, value, precondition (any|absent|present|version), expected
 /// version, pttl (ms, 0 = none), new index keys as JSON (sorted, so equal
-/// term sets compare equal as text).
+/// term sets compare equal as text), then the namespace's term rule
+/// (`Layout::term_rule`).
 /// Returns {status, version, created}; status ok|exists|missing|conflict.
 ///
-/// Work is kept to what changed: an update that keeps its terms and has no
-/// TTL runs five commands (EXISTS, HMGET, TIME, SET, HSET).
+/// Old index entries removed are those of the metadata and, under a rule,
+/// those the old document's JSON implies, so a document the other system
+/// wrote or changed loses exactly its entries.
 pub static PUT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script(
         r#"
 local doc, meta, by_key, by_created = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local key, value, pre = ARGV[1], ARGV[2], ARGV[3]
@@ -40,11 +77,17 @@ else
   if last[2] then created = math.max(now, tonumber(last[2]) + 1) end
   v = math.max(v, created)
 end
-local same_terms = known and m[3] == terms
 local had_ttl = m[4] == '1'
-if m[3] and not same_terms then
-  for _, ik in ipairs(cjson.decode(m[3])) do redis.call('SREM', ik, key) end
+local new = {}
+for i = 5, #KEYS do new[KEYS[i]] = true end
+local stale = false
+for ik in pairs(old_index_keys(doc, exists, m[3], ARGV[7], ARGV[8], ARGV[9])) do
+  if not new[ik] then
+    redis.call('SREM', ik, key)
+    stale = true
+  end
 end
+local same_terms = known and m[3] == terms and not stale
 -- metadata left by a document someone else deleted starts over
 if m[1] and not known then redis.call('DEL', meta) end
 if pttl > 0 then
@@ -81,10 +124,11 @@ return {'ok', v, created}
     )
 });
 
-/// KEYS: doc, meta, by_key, by_created. ARGV: key, precondition, expected.
-/// Returns {status, removed}; status ok|missing|conflict.
+/// KEYS: doc, meta, by_key, by_created. ARGV: key, precondition, expected,
+/// then the namespace's term rule. Returns {status, removed}; status
+/// ok|missing|conflict.
 pub static REMOVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script(
         r#"
 local doc, meta, by_key, by_created = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local key, pre, expected = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -93,8 +137,8 @@ local m = redis.call('HMGET', meta, 'v', 't')
 local oldv = tonumber(m[1]) or 0
 if exists and pre == 'version' and oldv ~= expected then return {'conflict', oldv} end
 -- remove the document, or the leftovers of one that expired
-if m[2] then
-  for _, ik in ipairs(cjson.decode(m[2])) do redis.call('SREM', ik, key) end
+for ik in pairs(old_index_keys(doc, exists, m[2], ARGV[4], ARGV[5], ARGV[6])) do
+  redis.call('SREM', ik, key)
 end
 redis.call('DEL', doc, meta)
 redis.call('ZREM', by_key, key)
@@ -111,13 +155,30 @@ return {'ok', 1}
 /// KEYS: doc, meta. ARGV: sliding TTL in ms (0 = none).
 /// Returns nil, or {value, version, created, pttl}; with a sliding TTL, a
 /// document that has a TTL gets it renewed, with its index sets.
+///
+/// Metadata outliving its document (the other system deleted it) is
+/// removed; metadata whose TTL the other system's write left behind
+/// follows the document's.
 pub static GET: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script(
         r#"
 local value = redis.call('GET', KEYS[1])
-if not value then return nil end
+if not value then
+  redis.call('DEL', KEYS[2])
+  return nil
+end
 local m = redis.call('HMGET', KEYS[2], 'v', 'c', 't')
 local pttl = redis.call('PTTL', KEYS[1])
+if m[1] then
+  local mt = redis.call('PTTL', KEYS[2])
+  if pttl < 0 and mt >= 0 then
+    redis.call('PERSIST', KEYS[2])
+    redis.call('HSET', KEYS[2], 'x', '0')
+  elseif pttl >= 0 and (mt < 0 or math.abs(mt - pttl) > 1000) then
+    redis.call('PEXPIRE', KEYS[2], pttl)
+    redis.call('HSET', KEYS[2], 'x', '1')
+  end
+end
 local sliding = tonumber(ARGV[1])
 if sliding > 0 and pttl > 0 then
   redis.call('PEXPIRE', KEYS[1], sliding)
@@ -135,21 +196,42 @@ return {value, tonumber(m[1]) or 0, tonumber(m[2]) or 0, pttl}
     )
 });
 
-/// KEYS: the index set. ARGV: document key prefix, metadata key prefix.
+/// KEYS: the index set. ARGV: document key prefix, metadata key prefix,
+/// then the term rule when the set is the rule's index (else empty).
 /// Returns {created, key, created, key, ...} for the members whose document
-/// exists, and removes the others from the set (entries that outlived an
-/// expired or deleted document).
+/// exists and carries the term, and removes the others from the set
+/// (entries that outlived a document, or a term the document dropped),
+/// checked here, atomically, so a concurrent writer is never undone.
+/// Under a rule the document's JSON says what it carries (whoever wrote
+/// it), else this library's metadata does.
 pub static LOOKUP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script(
         r#"
 local out = {}
-for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if redis.call('EXISTS', ARGV[1] .. k) == 1 then
-    out[#out + 1] = tonumber(redis.call('HGET', ARGV[2] .. k, 'c')) or 0
-    out[#out + 1] = k
-  else
-    redis.call('SREM', KEYS[1], k)
+local ik = KEYS[1]
+for _, k in ipairs(redis.call('SMEMBERS', ik)) do
+  local doc = ARGV[1] .. k
+  local value = redis.call('GET', doc)
+  local carries = value ~= false
+  if carries then
+    local m = redis.call('HMGET', ARGV[2] .. k, 'c', 't')
+    if ARGV[3] ~= '' then
+      carries = false
+      for _, d in ipairs(derived(value, ARGV[3], ARGV[4], ARGV[5])) do
+        if d == ik then carries = true break end
+      end
+    elseif m[2] then
+      carries = false
+      for _, d in ipairs(cjson.decode(m[2])) do
+        if d == ik then carries = true break end
+      end
+    end
+    if carries then
+      out[#out + 1] = tonumber(m[1]) or 0
+      out[#out + 1] = k
+    end
   end
+  if not carries then redis.call('SREM', ik, k) end
 end
 return out
 "#,
@@ -158,10 +240,11 @@ return out
 
 /// Cluster mode, where only a document and its metadata share a slot.
 /// KEYS: doc, meta. ARGV as [`PUT`]. Returns {status, version, created,
-/// old index keys (JSON or ""), known (1 if this library wrote it before)};
-/// the caller updates index and order sets around it.
+/// old index keys (JSON, metadata's and the rule's), known (1 if this
+/// library wrote it before)}; the caller updates index and order sets
+/// around it.
 pub static PUT_DOC: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script(
         r#"
 local doc, meta = KEYS[1], KEYS[2]
 local value, pre = ARGV[2], ARGV[3]
@@ -177,8 +260,12 @@ local v = math.max(tonumber(t[1]) * 1000000 + tonumber(t[2]), oldv + 1)
 local known = exists and m[2]
 local created = v
 if known then created = tonumber(m[2]) end
-local old_terms = ''
-if exists and m[3] then old_terms = m[3] end
+local old = {}
+for ik in pairs(old_index_keys(doc, exists, exists and m[3], ARGV[7], ARGV[8], ARGV[9])) do
+  old[#old + 1] = ik
+end
+local old_terms = '[]'
+if #old > 0 then old_terms = cjson.encode(old) end
 if m[1] and not known then redis.call('DEL', meta) end
 if pttl > 0 then
   redis.call('SET', doc, value, 'PX', pttl)
@@ -196,23 +283,29 @@ return {'ok', v, created, old_terms, k}
     )
 });
 
-/// Cluster mode. KEYS: doc, meta. ARGV: precondition, expected.
-/// Returns {status, removed, old index keys (JSON or "")}.
+/// Cluster mode. KEYS: doc, meta. ARGV: precondition, expected, then the
+/// term rule. Returns {status, removed, old index keys (JSON)}.
 pub static REMOVE_DOC: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script(
         r#"
 local doc, meta = KEYS[1], KEYS[2]
 local pre, expected = ARGV[1], tonumber(ARGV[2])
 local exists = redis.call('EXISTS', doc) == 1
 local m = redis.call('HMGET', meta, 'v', 't')
 local oldv = tonumber(m[1]) or 0
-if exists and pre == 'version' and oldv ~= expected then return {'conflict', oldv, ''} end
+if exists and pre == 'version' and oldv ~= expected then return {'conflict', oldv, '[]'} end
+local old = {}
+for ik in pairs(old_index_keys(doc, exists, m[2], ARGV[3], ARGV[4], ARGV[5])) do
+  old[#old + 1] = ik
+end
+local old_terms = '[]'
+if #old > 0 then old_terms = cjson.encode(old) end
 redis.call('DEL', doc, meta)
 if not exists then
-  if pre == 'any' then return {'ok', 0, m[2] or ''} end
-  return {'missing', 0, m[2] or ''}
+  if pre == 'any' then return {'ok', 0, old_terms} end
+  return {'missing', 0, old_terms}
 end
-return {'ok', 1, m[2] or ''}
+return {'ok', 1, old_terms}
 "#,
     )
 });
@@ -237,13 +330,23 @@ return 1
     )
 });
 
-/// Cluster mode. KEYS: doc, meta. Returns {exists, created or false,
-/// index keys JSON or false}: what a lookup needs to verify a hint.
+/// Cluster mode. KEYS: doc, meta. ARGV: the term rule when the lookup is
+/// of the rule's index (else empty). Returns {exists, created or false,
+/// index keys JSON or false}: what a lookup needs to verify a hint (under
+/// a rule, the keys the document's JSON implies).
 pub static CHECK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script(
         r#"
 local m = redis.call('HMGET', KEYS[2], 'c', 't')
-return {redis.call('EXISTS', KEYS[1]), m[1] or false, m[2] or false}
+local value = redis.call('GET', KEYS[1])
+if not value then return {0, m[1] or false, m[2] or false} end
+if ARGV[1] ~= '' then
+  local d = derived(value, ARGV[1], ARGV[2], ARGV[3])
+  local keys = '[]'
+  if #d > 0 then keys = cjson.encode(d) end
+  return {1, m[1] or false, keys}
+end
+return {1, m[1] or false, m[2] or false}
 "#,
     )
 });

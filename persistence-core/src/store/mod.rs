@@ -4,4 +4,6 @@ mod collection;
 mod task_store;
 
 pub use collection::{Collection, Record, Versioned};
-pub use task_store::{TaskOperation, TaskStore, TaskStoreError, REQUEST_INDEX};
+pub use task_store::{
+    TaskOperation, TaskStore, TaskStoreError, TermRule, REQUEST_INDEX, TASK_REQUEST_TERMS,
+};

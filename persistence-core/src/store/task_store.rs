@@ -12,6 +12,31 @@ use super::collection::{Collection, Record, Versioned};
 /// Name of the index that maps request ids to tasks.
 pub const REQUEST_INDEX: &str = "request_index";
 
+/// How one index's terms follow from a stored document's JSON: the string
+/// `field` of every object in the top-level array `list`.
+///
+/// A typed store declares its rule so that a backend shared with another
+/// system (the Python one, on Redis) can tell which index entries a
+/// document it did not write implies, and remove exactly those when the
+/// document changes or goes, without knowing what the document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TermRule {
+    /// The index whose terms the rule derives.
+    pub index: &'static str,
+    /// The top-level array of the document.
+    pub list: &'static str,
+    /// The string field of each element that is a term.
+    pub field: &'static str,
+}
+
+/// The task store's rule: a task's request-index terms are its
+/// `items[].request_id` (what [`AgentTask::request_ids`] returns).
+pub const TASK_REQUEST_TERMS: TermRule = TermRule {
+    index: REQUEST_INDEX,
+    list: "items",
+    field: "request_id",
+};
+
 impl Record for AgentTask {
     const NAMESPACE: &'static str = "task";
 
