@@ -137,6 +137,93 @@ impl RedisBackend {
         Ok(removed)
     }
 
+    /// Removes the metadata and order entries of those `keys` whose
+    /// document is gone (deleted by the other system, or expired); returns
+    /// how many it removed. Atomic per key on one server (checked in a
+    /// script); on a cluster, where the order sets live in other slots, an
+    /// entry removed while the document was being re-created is put back.
+    pub(crate) async fn forget(&self, ns: &str, keys: &[String]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        if self.is_cluster() {
+            return self.forget_cluster(ns, keys).await;
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.invoke_script(
+                scripts::FORGET
+                    .key(self.layout.doc(ns, key))
+                    .key(self.layout.meta(ns, key))
+                    .key(self.layout.by_key(ns))
+                    .key(self.layout.by_created(ns))
+                    .arg(key),
+            );
+        }
+        let removed: Vec<u64> = self.pipeline("forget", &pipe).await?;
+        Ok(removed.into_iter().sum())
+    }
+
+    /// Walks up to `max` entries of `ns`'s key order and removes the
+    /// metadata and order entries whose document is gone (the other system
+    /// deleted it): bounded work, to run now and then in a mixed fleet.
+    /// Returns how many it removed. Reads and scans clean what they meet
+    /// already; this finds the rest.
+    pub async fn clear_orphans(&self, ns: &str, max: usize) -> Result<u64> {
+        let mut con = self.con.clone();
+        let mut start = "-".to_string();
+        let (mut seen, mut removed) = (0usize, 0u64);
+        while seen < max {
+            let page = (max - seen).min(500);
+            let keys: Vec<String> = redis::cmd("ZRANGE")
+                .arg(self.layout.by_key(ns))
+                .arg(&start)
+                .arg("+")
+                .arg("BYLEX")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(page)
+                .query_async(&mut con)
+                .await
+                .map_err(|e| self.error("clear_orphans", e))?;
+            let Some(last) = keys.last() else { break };
+            start = format!("({last}");
+            seen += keys.len();
+            let mut exists = redis::pipe();
+            for k in &keys {
+                exists.exists(self.layout.doc(ns, k));
+            }
+            let found: Vec<bool> = if self.is_cluster() {
+                let calls = keys.iter().map(|k| {
+                    let mut con = self.con.clone();
+                    let doc = self.layout.doc(ns, k);
+                    async move {
+                        redis::cmd("EXISTS")
+                            .arg(doc)
+                            .query_async::<bool>(&mut con)
+                            .await
+                    }
+                });
+                futures::future::try_join_all(calls)
+                    .await
+                    .map_err(|e| self.error("clear_orphans", e))?
+            } else {
+                self.pipeline("clear_orphans", &exists).await?
+            };
+            let gone: Vec<String> = keys
+                .iter()
+                .zip(found)
+                .filter(|(_, e)| !e)
+                .map(|(k, _)| k.clone())
+                .collect();
+            removed += self.forget(ns, &gone).await?;
+            if keys.len() < page {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+
     pub(crate) fn error(&self, operation: &str, e: RedisError) -> Error {
         if e.is_timeout() {
             Error::Timeout {
@@ -303,12 +390,16 @@ impl Backend for RedisBackend {
         let keys: Vec<String> = page.into_iter().map(|(k, _)| k).collect();
         let docs = self.get_many(namespace, &keys).await;
         let mut entries = Vec::with_capacity(keys.len());
+        let mut gone = Vec::new();
         for (key, doc) in keys.into_iter().zip(docs) {
-            // members whose document expired are skipped (and cleaned on delete)
-            if let Some(doc) = doc? {
-                entries.push((key, doc));
+            // members whose document expired or was deleted by the other
+            // system are skipped, and their entries removed
+            match doc? {
+                Some(doc) => entries.push((key, doc)),
+                None => gone.push(key),
             }
         }
+        self.forget(namespace, &gone).await?;
         Ok(ScanPage {
             entries,
             cursor: cursor.flatten(),

@@ -159,12 +159,17 @@ impl RedisBackend {
     ) -> Result<T> {
         let mut con = self.con.clone();
         match pipe.query_async(&mut con).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            // a pipeline reports several failed scripts as one error
+            Err(e)
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+                    || e.to_string().contains("NoScript") =>
+            {
                 for script in [
                     &*scripts::GET,
                     &*scripts::PUT,
                     &*scripts::REMOVE,
                     &*scripts::LOOKUP,
+                    &*scripts::FORGET,
                 ] {
                     script
                         .load_async(&mut con)

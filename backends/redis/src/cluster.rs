@@ -252,6 +252,49 @@ impl RedisBackend {
     /// Clears what this library knows of `ns` (documents in its key order
     /// set, their metadata and index sets): a cluster has no single keyspace
     /// to `SCAN`. Documents the seed wrote and no one rewrote are left.
+    pub(crate) async fn forget_cluster(&self, ns: &str, keys: &[String]) -> Result<u64> {
+        let mut removed = 0;
+        for key in keys {
+            let mut by_key = redis::cmd("ZREM");
+            by_key.arg(self.layout.by_key(ns)).arg(key);
+            let mut by_created = redis::cmd("ZREM");
+            by_created.arg(self.layout.by_created(ns)).arg(key);
+            let (a, b) = futures::join!(self.run(by_key), self.run(by_created));
+            a.and(b).map_err(|e| self.error("forget", e))?;
+            // re-created meanwhile: put its entries back, from its metadata
+            let mut con = self.con.clone();
+            let (exists, created): (i64, Option<u64>) = redis::pipe()
+                .exists(self.layout.doc(ns, key))
+                .hget(self.layout.meta(ns, key), "c")
+                .query_async(&mut con)
+                .await
+                .map_err(|e| self.error("forget", e))?;
+            match (exists, created) {
+                (1, Some(created)) => {
+                    let mut by_key = redis::cmd("ZADD");
+                    by_key.arg(self.layout.by_key(ns)).arg(0).arg(key);
+                    let mut by_created = redis::cmd("ZADD");
+                    by_created
+                        .arg(self.layout.by_created(ns))
+                        .arg(created)
+                        .arg(key);
+                    let (a, b) = futures::join!(self.run(by_key), self.run(by_created));
+                    a.and(b).map_err(|e| self.error("forget", e))?;
+                }
+                (0, _) => {
+                    redis::cmd("DEL")
+                        .arg(self.layout.meta(ns, key))
+                        .query_async::<i64>(&mut con)
+                        .await
+                        .map_err(|e| self.error("forget", e))?;
+                    removed += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(removed)
+    }
+
     pub(crate) async fn clear_cluster(&self, ns: &str) -> Result<u64> {
         let mut con = self.con.clone();
         let keys: Vec<String> = redis::cmd("ZRANGE")

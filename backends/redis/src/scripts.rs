@@ -350,3 +350,18 @@ return {1, m[1] or false, m[2] or false}
 "#,
     )
 });
+
+/// KEYS: doc, meta, by_key, by_created. ARGV: key. If the document is gone
+/// (the other system deleted it, or it expired), removes its metadata and
+/// order entries and returns 1; else changes nothing and returns 0.
+pub static FORGET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return 1
+"#,
+    )
+});
