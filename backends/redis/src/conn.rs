@@ -74,7 +74,8 @@ impl RedisBackend {
         let layout = match con {
             Conn::Single(_) => Layout::new(&options.prefix, &options.seed_namespace),
             Conn::Cluster(_) => Layout::for_cluster(&options.prefix, &options.seed_namespace),
-        };
+        }
+        .with_other_writers(options.other_writers);
         let backend = RedisBackend {
             con,
             layout,

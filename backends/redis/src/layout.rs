@@ -31,6 +31,7 @@ pub struct Layout {
     prefix: String,
     seed_ns: String,
     cluster: bool,
+    other_writers: bool,
 }
 
 fn lp(s: &str) -> String {
@@ -44,6 +45,17 @@ impl Layout {
             prefix: prefix.to_string(),
             seed_ns: seed_ns.to_string(),
             cluster: false,
+            other_writers: true,
+        }
+    }
+
+    /// The same layout, saying whether another system also writes the seed
+    /// namespace (default true); without, [`term_rule`](Self::term_rule)
+    /// gives no rule and the scripts trust this library's metadata alone.
+    pub fn with_other_writers(self, other_writers: bool) -> Self {
+        Layout {
+            other_writers,
+            ..self
         }
     }
 
@@ -107,7 +119,7 @@ impl Layout {
     /// (the task store's [`TASK_REQUEST_TERMS`]), so entries implied by a
     /// document this library did not write are removed exactly too.
     pub fn term_rule(&self, ns: &str) -> [String; 3] {
-        if ns == self.seed_ns {
+        if ns == self.seed_ns && self.other_writers {
             let rule = TASK_REQUEST_TERMS;
             debug_assert_eq!(rule.index, SEED_INDEX);
             [
@@ -180,6 +192,19 @@ mod tests {
             l.index("task", "request_index", "r1"),
             "task_persistence:request_index:r1"
         );
+    }
+
+    #[test]
+    fn the_term_rule_applies_to_the_seed_namespace_with_other_writers_only() {
+        let l = Layout::new("p", "task");
+        assert_eq!(
+            l.term_rule("task"),
+            ["items", "request_id", "p:request_index:"].map(String::from)
+        );
+        assert_eq!(l.lookup_rule("task", "other"), <[String; 3]>::default());
+        assert_eq!(l.term_rule("other"), <[String; 3]>::default());
+        let alone = Layout::new("p", "task").with_other_writers(false);
+        assert_eq!(alone.term_rule("task"), <[String; 3]>::default());
     }
 
     #[test]

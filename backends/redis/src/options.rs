@@ -31,6 +31,12 @@ pub struct RedisOptions {
     pub prefix: String,
     /// The namespace whose keys follow the seed's layout (`task`).
     pub seed_namespace: String,
+    /// Whether another system (the Python one) also writes the seed
+    /// namespace (default true: that is what its layout is for). Then
+    /// writes and lookups there read a task's JSON when it changed behind
+    /// this library's back, so each system's request index stays exact
+    /// (`docs/redis.md`, Mixed fleets); `false` skips that work.
+    pub other_writers: bool,
     /// Longest wait to connect.
     pub connect_timeout: Duration,
     /// Longest wait for a reply.
@@ -56,6 +62,7 @@ impl RedisOptions {
             tls_ca_file: None,
             prefix: "task_persistence".into(),
             seed_namespace: "task".into(),
+            other_writers: true,
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
             sliding_ttl: None,
@@ -78,6 +85,7 @@ impl RedisOptions {
             tls_ca_file: r.tls_ca_file.clone(),
             prefix: r.prefix.clone(),
             seed_namespace: settings.task_store.namespace().to_string(),
+            other_writers: r.other_writers,
             connect_timeout: Duration::from_millis(r.connect_timeout_ms),
             command_timeout: Duration::from_millis(r.command_timeout_ms),
             sliding_ttl: r.sliding_ttl.then_some(task_ttl).flatten(),
@@ -166,6 +174,7 @@ impl fmt::Debug for RedisOptions {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("prefix", &self.prefix)
             .field("seed_namespace", &self.seed_namespace)
+            .field("other_writers", &self.other_writers)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("sliding_ttl", &self.sliding_ttl)

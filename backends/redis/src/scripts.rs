@@ -22,17 +22,40 @@ local function derived(value, list, field, prefix)
   end
   return out
 end
--- the index keys a stored document had: this library's metadata, and
--- under a rule what its JSON implies (the other system's writes)
-local function old_index_keys(doc, exists, meta_terms, list, field, prefix)
+-- whether a document's bytes are still what this library last wrote: the
+-- metadata keeps their SHA-1 ('h') in namespaces with a rule
+local function ours(value, meta_terms, meta_hash)
+  return meta_terms and meta_hash and redis.sha1hex(value) == meta_hash
+end
+-- the index keys a live document implies: under a rule, unless its bytes
+-- are still ours, what its JSON implies (the other system wrote or changed
+-- it); else this library's metadata; nil when neither says
+local function implied(value, meta_terms, meta_hash, list, field, prefix)
+  if list ~= '' and not ours(value, meta_terms, meta_hash) then
+    return derived(value, list, field, prefix)
+  end
+  if meta_terms then return cjson.decode(meta_terms) end
+  return nil
+end
+-- the index keys a stored document had: this library's metadata's, and
+-- what its JSON implies when the other system wrote or changed it
+local function old_index_keys(doc, exists, meta_terms, meta_hash, list, field, prefix)
   local old = {}
   if meta_terms then
     for _, ik in ipairs(cjson.decode(meta_terms)) do old[ik] = true end
   end
   if exists and list ~= '' then
-    for _, ik in ipairs(derived(redis.call('GET', doc), list, field, prefix)) do old[ik] = true end
+    local value = redis.call('GET', doc)
+    if not ours(value, meta_terms, meta_hash) then
+      for _, ik in ipairs(derived(value, list, field, prefix)) do old[ik] = true end
+    end
   end
   return old
+end
+-- the fingerprint to keep for bytes this library writes ('' without a rule)
+local function fingerprint(value, list)
+  if list == '' then return '' end
+  return redis.sha1hex(value)
 end
 "#;
 
@@ -57,7 +80,7 @@ local doc, meta, by_key, by_created = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local key, value, pre = ARGV[1], ARGV[2], ARGV[3]
 local expected, pttl, terms = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local exists = redis.call('EXISTS', doc) == 1
-local m = redis.call('HMGET', meta, 'v', 'c', 't', 'x')
+local m = redis.call('HMGET', meta, 'v', 'c', 't', 'x', 'h')
 local oldv = tonumber(m[1]) or 0
 if pre == 'absent' and exists then return {'exists', oldv, 0} end
 if (pre == 'present' or pre == 'version') and not exists then return {'missing', 0, 0} end
@@ -81,7 +104,7 @@ local had_ttl = m[4] == '1'
 local new = {}
 for i = 5, #KEYS do new[KEYS[i]] = true end
 local stale = false
-for ik in pairs(old_index_keys(doc, exists, m[3], ARGV[7], ARGV[8], ARGV[9])) do
+for ik in pairs(old_index_keys(doc, exists, m[3], m[5], ARGV[7], ARGV[8], ARGV[9])) do
   if not new[ik] then
     redis.call('SREM', ik, key)
     stale = true
@@ -92,11 +115,11 @@ local same_terms = known and m[3] == terms and not stale
 if m[1] and not known then redis.call('DEL', meta) end
 if pttl > 0 then
   redis.call('SET', doc, value, 'PX', pttl)
-  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '1')
+  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '1', 'h', fingerprint(value, ARGV[7]))
   redis.call('PEXPIRE', meta, pttl)
 else
   redis.call('SET', doc, value)
-  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '0')
+  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '0', 'h', fingerprint(value, ARGV[7]))
   if had_ttl then redis.call('PERSIST', meta) end
 end
 for i = 5, #KEYS do
@@ -133,11 +156,11 @@ pub static REMOVE: LazyLock<Script> = LazyLock::new(|| {
 local doc, meta, by_key, by_created = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local key, pre, expected = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local exists = redis.call('EXISTS', doc) == 1
-local m = redis.call('HMGET', meta, 'v', 't')
+local m = redis.call('HMGET', meta, 'v', 't', 'h')
 local oldv = tonumber(m[1]) or 0
 if exists and pre == 'version' and oldv ~= expected then return {'conflict', oldv} end
 -- remove the document, or the leftovers of one that expired
-for ik in pairs(old_index_keys(doc, exists, m[2], ARGV[4], ARGV[5], ARGV[6])) do
+for ik in pairs(old_index_keys(doc, exists, m[2], m[3], ARGV[4], ARGV[5], ARGV[6])) do
   redis.call('SREM', ik, key)
 end
 redis.call('DEL', doc, meta)
@@ -202,8 +225,9 @@ return {value, tonumber(m[1]) or 0, tonumber(m[2]) or 0, pttl}
 /// exists and carries the term, and removes the others from the set
 /// (entries that outlived a document, or a term the document dropped),
 /// checked here, atomically, so a concurrent writer is never undone.
-/// Under a rule the document's JSON says what it carries (whoever wrote
-/// it), else this library's metadata does.
+/// The metadata says what a document carries while its bytes are still
+/// what this library wrote (SHA-1 in the metadata); under a rule, a
+/// document the other system wrote or changed is read for its terms.
 pub static LOOKUP: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -214,15 +238,11 @@ for _, k in ipairs(redis.call('SMEMBERS', ik)) do
   local value = redis.call('GET', doc)
   local carries = value ~= false
   if carries then
-    local m = redis.call('HMGET', ARGV[2] .. k, 'c', 't')
-    if ARGV[3] ~= '' then
+    local m = redis.call('HMGET', ARGV[2] .. k, 'c', 't', 'h')
+    local keys = implied(value, m[2], m[3], ARGV[3], ARGV[4], ARGV[5])
+    if keys then
       carries = false
-      for _, d in ipairs(derived(value, ARGV[3], ARGV[4], ARGV[5])) do
-        if d == ik then carries = true break end
-      end
-    elseif m[2] then
-      carries = false
-      for _, d in ipairs(cjson.decode(m[2])) do
+      for _, d in ipairs(keys) do
         if d == ik then carries = true break end
       end
     end
@@ -250,7 +270,7 @@ local doc, meta = KEYS[1], KEYS[2]
 local value, pre = ARGV[2], ARGV[3]
 local expected, pttl, terms = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local exists = redis.call('EXISTS', doc) == 1
-local m = redis.call('HMGET', meta, 'v', 'c', 't', 'x')
+local m = redis.call('HMGET', meta, 'v', 'c', 't', 'x', 'h')
 local oldv = tonumber(m[1]) or 0
 if pre == 'absent' and exists then return {'exists', oldv, 0, '', 0} end
 if (pre == 'present' or pre == 'version') and not exists then return {'missing', 0, 0, '', 0} end
@@ -261,7 +281,7 @@ local known = exists and m[2]
 local created = v
 if known then created = tonumber(m[2]) end
 local old = {}
-for ik in pairs(old_index_keys(doc, exists, exists and m[3], ARGV[7], ARGV[8], ARGV[9])) do
+for ik in pairs(old_index_keys(doc, exists, exists and m[3], m[5], ARGV[7], ARGV[8], ARGV[9])) do
   old[#old + 1] = ik
 end
 local old_terms = '[]'
@@ -269,11 +289,11 @@ if #old > 0 then old_terms = cjson.encode(old) end
 if m[1] and not known then redis.call('DEL', meta) end
 if pttl > 0 then
   redis.call('SET', doc, value, 'PX', pttl)
-  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '1')
+  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '1', 'h', fingerprint(value, ARGV[7]))
   redis.call('PEXPIRE', meta, pttl)
 else
   redis.call('SET', doc, value)
-  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '0')
+  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '0', 'h', fingerprint(value, ARGV[7]))
   if m[4] == '1' then redis.call('PERSIST', meta) end
 end
 local k = 0
@@ -291,11 +311,11 @@ pub static REMOVE_DOC: LazyLock<Script> = LazyLock::new(|| {
 local doc, meta = KEYS[1], KEYS[2]
 local pre, expected = ARGV[1], tonumber(ARGV[2])
 local exists = redis.call('EXISTS', doc) == 1
-local m = redis.call('HMGET', meta, 'v', 't')
+local m = redis.call('HMGET', meta, 'v', 't', 'h')
 local oldv = tonumber(m[1]) or 0
 if exists and pre == 'version' and oldv ~= expected then return {'conflict', oldv, '[]'} end
 local old = {}
-for ik in pairs(old_index_keys(doc, exists, m[2], ARGV[3], ARGV[4], ARGV[5])) do
+for ik in pairs(old_index_keys(doc, exists, m[2], m[3], ARGV[3], ARGV[4], ARGV[5])) do
   old[#old + 1] = ik
 end
 local old_terms = '[]'
@@ -337,10 +357,10 @@ return 1
 pub static CHECK: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local m = redis.call('HMGET', KEYS[2], 'c', 't')
+local m = redis.call('HMGET', KEYS[2], 'c', 't', 'h')
 local value = redis.call('GET', KEYS[1])
 if not value then return {0, m[1] or false, m[2] or false} end
-if ARGV[1] ~= '' then
+if ARGV[1] ~= '' and not ours(value, m[2], m[3]) then
   local d = derived(value, ARGV[1], ARGV[2], ARGV[3])
   local keys = '[]'
   if #d > 0 then keys = cjson.encode(d) end

@@ -40,6 +40,10 @@ pub struct RedisSettings {
     pub command_timeout_ms: u64,
     /// Renew a task's TTL on every load (opt-in; default off, as the seed).
     pub sliding_ttl: bool,
+    /// Another system (the Python one) also writes the tasks (default
+    /// true); `false` for a fleet of this library alone skips the work
+    /// that keeps both systems' request index exact.
+    pub other_writers: bool,
     /// Redis Cluster seed nodes, `host:port,host:port`; set = cluster mode.
     pub cluster_nodes: Option<String>,
 }
@@ -59,6 +63,7 @@ impl Default for RedisSettings {
             connect_timeout_ms: 2000,
             command_timeout_ms: 2000,
             sliding_ttl: false,
+            other_writers: true,
             cluster_nodes: None,
         }
     }

@@ -205,8 +205,8 @@ impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Fleet<C> {
     /// and the metadata and order entries are cleaned.
     async fn our_tasks_deleted_there(&mut self) {
         let mut model = BTreeMap::new();
-        for n in 0..4 {
-            let t = task(&format!("o{n}"), &[RIDS[n]]);
+        for (n, rid) in RIDS.iter().take(4).enumerate() {
+            let t = task(&format!("o{n}"), &[rid]);
             self.store.create(&t).await.unwrap();
             self.known.insert(t.task_id.clone());
             model.insert(t.task_id.clone(), t);
