@@ -5,6 +5,7 @@ mod demo;
 mod doctor;
 mod health;
 mod inspect;
+mod orphans;
 mod stats;
 
 use std::path::PathBuf;
@@ -66,6 +67,9 @@ enum Command {
     /// Look at any namespace's documents: list keys, or show one document.
     #[command(subcommand)]
     Docs(inspect::Docs),
+    /// Redis shared with the Python system: remove the metadata and order
+    /// entries of tasks the other system deleted (bounded by --max).
+    ClearOrphans(orphans::Args),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +97,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             inspect::tasks(command, &settings()?, &factory(), cli.json).await
         }
         Command::Docs(command) => inspect::docs(command, &settings()?, &factory(), cli.json).await,
+        Command::ClearOrphans(args) => orphans::run(args, &settings()?, cli.json).await,
         Command::Conformance(args) => {
             conformance::run(args, &settings()?, &factory(), cli.json).await
         }
