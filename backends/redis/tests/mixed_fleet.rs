@@ -27,10 +27,21 @@ const RIDS: [&str; 6] = ["ra", "rb", "rc", "rd", "re", "rf"];
 struct Python<C> {
     con: C,
     p: String,
+    /// (request id, task id) entries its own updates left behind: its
+    /// update only adds, so a request id its update dropped stays in the
+    /// set until a lookup of ours removes it. Its own doing, not ours.
+    own_leftovers: std::collections::BTreeSet<(String, String)>,
 }
 
 impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Python<C> {
-    async fn write(&mut self, task: &AgentTask, ttl: u64) {
+    /// Its create or update; `old` is the task it replaces, if any.
+    async fn write(&mut self, task: &AgentTask, ttl: u64, old: Option<&AgentTask>) {
+        for rid in old.map(|o| o.request_ids()).unwrap_or_default() {
+            if !task.has_request_id(rid) {
+                self.own_leftovers
+                    .insert((rid.to_string(), task.task_id.clone()));
+            }
+        }
         let json = serde_json::to_string(task).unwrap();
         let _: () = self
             .con
@@ -61,7 +72,7 @@ impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Python<C> {
 
     /// Its view: every member of every request-id set is a live task
     /// carrying that request id (it takes any member, so any stale one is a
-    /// wrong answer).
+    /// wrong answer), its own update's leftovers aside.
     async fn check(&mut self, step: &str) {
         for rid in RIDS {
             let members: Vec<String> = self
@@ -70,6 +81,9 @@ impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Python<C> {
                 .await
                 .unwrap();
             for m in members {
+                if self.own_leftovers.contains(&(rid.to_string(), m.clone())) {
+                    continue;
+                }
                 let json: Option<String> =
                     self.con.get(format!("{}:task:{m}", self.p)).await.unwrap();
                 let json = json.unwrap_or_else(|| {
@@ -132,7 +146,11 @@ async fn single(p: &str) -> Fleet<redis::aio::MultiplexedConnection> {
         .unwrap();
     Fleet {
         known: Default::default(),
-        python: Python { con, p: p.into() },
+        python: Python {
+            con,
+            p: p.into(),
+            own_leftovers: Default::default(),
+        },
         store: TaskStore::new(backend.clone() as SharedBackend),
         backend,
     }
@@ -154,18 +172,22 @@ async fn cluster(p: &str) -> Fleet<redis::cluster_async::ClusterConnection> {
         .unwrap();
     Fleet {
         known: Default::default(),
-        python: Python { con, p: p.into() },
+        python: Python {
+            con,
+            p: p.into(),
+            own_leftovers: Default::default(),
+        },
         store: TaskStore::new(backend.clone() as SharedBackend),
         backend,
     }
 }
 
 impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Fleet<C> {
-    /// Ours first: the other system's own updates leave its old request-id
-    /// entries behind (it only adds), and our lookups remove those too.
+    /// Theirs first, so that an entry our write left behind is seen before
+    /// a lookup of ours could remove it.
     async fn check(&mut self, model: &BTreeMap<String, AgentTask>, step: &str) {
-        check_ours(&self.store, model, &self.known, step).await;
         self.python.check(step).await;
+        check_ours(&self.store, model, &self.known, step).await;
     }
 
     /// Their create, then our updates moving, adding and removing request
@@ -173,7 +195,7 @@ impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Fleet<C> {
     async fn their_tasks_changed_here(&mut self) {
         let mut model = BTreeMap::new();
         let t = task("t1", &["ra", "rb"]);
-        self.python.write(&t, 3600).await;
+        self.python.write(&t, 3600, None).await;
         model.insert("t1".to_string(), t);
         self.check(&model, "their create").await;
         for (step, rids) in [
@@ -189,7 +211,7 @@ impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Fleet<C> {
         }
         // their create, our delete straight away
         let t2 = task("t2", &["re", "rf"]);
-        self.python.write(&t2, 3600).await;
+        self.python.write(&t2, 3600, None).await;
         model.insert("t2".to_string(), t2);
         self.check(&model, "their second create").await;
         self.store.delete("t2").await.unwrap();
@@ -266,7 +288,7 @@ impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Fleet<C> {
         let store = self.store.clone().with_ttl(Some(Duration::from_secs(3600)));
         let t = task("ttl", &["ra"]);
         store.create(&t).await.unwrap();
-        self.python.write(&t, 2).await;
+        self.python.write(&t, 2, Some(&t)).await;
         assert!(self.backend.get("task", "ttl").await.unwrap().is_some());
         let mut con = self.python.con.clone();
         let meta_ttl: i64 = con
@@ -306,7 +328,7 @@ impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Fleet<C> {
             let exists = model.contains_key(&id);
             let what = match ((r >> 40) % 4, exists) {
                 (0, _) => {
-                    self.python.write(&t, 3600).await;
+                    self.python.write(&t, 3600, model.get(&id)).await;
                     model.insert(id.clone(), t);
                     "their write"
                 }
