@@ -5,6 +5,7 @@ mod demo;
 mod doctor;
 mod health;
 mod inspect;
+mod maintain;
 mod orphans;
 mod stats;
 
@@ -67,6 +68,13 @@ enum Command {
     /// Look at any namespace's documents: list keys, or show one document.
     #[command(subcommand)]
     Docs(inspect::Docs),
+    /// The embedded engine (redb): give free space back to the file
+    /// system, reporting the file's size before and after. Needs the
+    /// database to itself (stop the service first).
+    Compact,
+    /// The embedded engines (redb, sled): free every expired document they
+    /// still keep on disk (writes free a few each already).
+    PurgeExpired,
     /// Redis shared with the Python system: remove the metadata and order
     /// entries of tasks the other system deleted (bounded by --max).
     ClearOrphans(orphans::Args),
@@ -97,6 +105,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             inspect::tasks(command, &settings()?, &factory(), cli.json).await
         }
         Command::Docs(command) => inspect::docs(command, &settings()?, &factory(), cli.json).await,
+        Command::Compact => maintain::compact(&settings()?, cli.json).await,
+        Command::PurgeExpired => maintain::purge_expired(&settings()?, cli.json).await,
         Command::ClearOrphans(args) => orphans::run(args, &settings()?, cli.json).await,
         Command::Conformance(args) => {
             conformance::run(args, &settings()?, &factory(), cli.json).await
