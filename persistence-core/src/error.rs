@@ -31,6 +31,11 @@ pub enum ErrorKind {
     InvalidInput,
     /// A bug or an unexpected state inside a backend.
     Internal,
+    /// The event stream is closed: its run ended, nothing more is appended.
+    Closed,
+    /// Events a reader asked for were removed by retention before it got
+    /// them; the error says which offset it missed.
+    Missed,
 }
 
 /// A failure of a backend operation.
@@ -134,6 +139,24 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// See [`ErrorKind::Closed`].
+    #[error("event stream {stream:?} is closed ({reason}): nothing more can be appended")]
+    StreamClosed {
+        /// The stream.
+        stream: String,
+        /// The reason it was closed with.
+        reason: String,
+    },
+    /// See [`ErrorKind::Missed`].
+    #[error("event stream {stream:?}: the events after {after} were removed by retention (the oldest kept is {oldest}); the reader missed them")]
+    EventsMissed {
+        /// The stream.
+        stream: String,
+        /// The offset the reader had reached.
+        after: String,
+        /// The oldest offset still kept.
+        oldest: String,
+    },
 }
 
 impl Error {
@@ -151,6 +174,8 @@ impl Error {
             Error::Plugin { .. } => ErrorKind::Plugin,
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Internal { .. } => ErrorKind::Internal,
+            Error::StreamClosed { .. } => ErrorKind::Closed,
+            Error::EventsMissed { .. } => ErrorKind::Missed,
         }
     }
 

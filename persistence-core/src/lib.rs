@@ -16,6 +16,7 @@ pub mod layers;
 pub mod memory;
 pub mod model;
 pub mod store;
+pub mod streams;
 mod version;
 pub mod wire;
 

@@ -25,12 +25,14 @@ mod model_based;
 mod plugins;
 mod reopen;
 mod runner;
+mod streams;
 
 pub use crash::crash_test;
 pub use fixtures::{fixture_task, sample_task};
 pub use plugins::plugin_library;
 pub use reopen::reopen_loop;
 pub use runner::{run_all, run_case, Case, CaseOutcome, CaseReport, Ctx, Requirement, CASES};
+pub use streams::run_stream_case;
 
 /// Generates one `#[tokio::test]` per conformance case, each calling
 /// [`run_case`] with the given factory expression.
