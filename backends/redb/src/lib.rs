@@ -26,9 +26,11 @@
 mod engine;
 mod open;
 mod settings;
+mod streams;
 mod writer;
 
 pub use settings::{RedbProvider, RedbSettings, SEED_VARIABLES};
+pub use streams::RedbStreams;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -227,7 +229,7 @@ impl RedbBackend {
     }
 
     /// Hands a write to the writer thread and waits for its commit.
-    async fn submit<T>(
+    pub(crate) async fn submit<T>(
         &self,
         operation: &'static str,
         job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job,

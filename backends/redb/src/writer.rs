@@ -49,6 +49,11 @@ pub enum Job {
     },
     /// Make every write so far durable.
     Flush { reply: oneshot::Sender<Result<()>> },
+    /// A write to the event streams.
+    Stream {
+        op: crate::streams::StreamOp,
+        reply: oneshot::Sender<Result<crate::streams::StreamAnswer>>,
+    },
     /// Give free space back: durable commit, then compaction.
     Compact { reply: oneshot::Sender<Result<()>> },
     /// Free up to `max` expired documents.
@@ -64,6 +69,7 @@ enum Answer {
     Removed(Result<bool>),
     Done,
     Purged(usize),
+    Stream(Result<crate::streams::StreamAnswer>),
 }
 
 impl Job {
@@ -74,6 +80,8 @@ impl Job {
             (Job::Remove { reply, .. }, Ok(Answer::Removed(r))) => drop(reply.send(r)),
             (Job::Flush { reply } | Job::Compact { reply }, Ok(_)) => drop(reply.send(Ok(()))),
             (Job::Purge { reply, .. }, Ok(Answer::Purged(n))) => drop(reply.send(Ok(n))),
+            (Job::Stream { reply, .. }, Ok(Answer::Stream(r))) => drop(reply.send(r)),
+            (Job::Stream { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
             (Job::Put { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
             (Job::Remove { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
             (Job::Flush { reply } | Job::Compact { reply }, Err(e)) => drop(reply.send(Err(e))),
@@ -250,6 +258,9 @@ impl WriterThread {
                     }
                     Job::Flush { .. } | Job::Compact { .. } => Answer::Done,
                     Job::Purge { max, .. } => Answer::Purged(w.purge(*max)?),
+                    Job::Stream { op, .. } => {
+                        Answer::Stream(crate::streams::apply(&txn, op, w.now)?)
+                    }
                 });
             }
             if writes > 0 && shared.has_expiry.load(Ordering::Relaxed) {

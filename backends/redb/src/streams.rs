@@ -1,0 +1,457 @@
+//! Event streams in the redb database: durable, one process.
+//!
+//! Events live in their own table, keyed `lp(stream) seq`, so a stream's
+//! events are one contiguous, ordered range; each stream's bookkeeping
+//! (oldest kept, next number, close reason) is one row of a second table,
+//! and cancellations a third. Appends, closes, deletes and cancels go
+//! through the writer thread like document writes (group commit, the same
+//! durability), and wake this process's subscribers only once committed.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use persistence_core::backend::{Health, Stats};
+use persistence_core::streams::{
+    follow, Cancellation, Event, EventPage, EventStreams, Offset, Retention, StartAt, Subscription,
+    Tail,
+};
+use persistence_core::{Error, Result};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use tokio::sync::{oneshot, watch};
+
+use crate::engine::storage;
+use crate::writer::Job;
+use crate::RedbBackend;
+
+const EVENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("stream_events");
+const STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("streams");
+const CANCELS: TableDefinition<&str, u64> = TableDefinition::new("stream_cancels");
+
+/// A write to the streams, done by the writer thread.
+#[derive(Debug)]
+pub enum StreamOp {
+    Append {
+        stream: String,
+        data: Bytes,
+        retention: Retention,
+    },
+    Close {
+        stream: String,
+        reason: String,
+    },
+    Delete {
+        stream: String,
+    },
+    Cancel {
+        run: String,
+    },
+}
+
+/// What a stream write answers.
+#[derive(Debug)]
+pub enum StreamAnswer {
+    Appended(Offset),
+    Done,
+    Deleted(bool),
+}
+
+/// One stream's row: oldest kept, next number, close reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Meta {
+    first: u64,
+    next: u64,
+    closed: Option<String>,
+}
+
+impl Meta {
+    fn new() -> Self {
+        Meta {
+            first: 1,
+            next: 1,
+            closed: None,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17 + self.closed.as_ref().map_or(0, String::len));
+        out.extend_from_slice(&self.first.to_be_bytes());
+        out.extend_from_slice(&self.next.to_be_bytes());
+        match &self.closed {
+            None => out.push(0),
+            Some(reason) => {
+                out.push(1);
+                out.extend_from_slice(reason.as_bytes());
+            }
+        }
+        out
+    }
+
+    fn decode(stream: &str, b: &[u8]) -> Result<Meta> {
+        let bad = || Error::Corrupted {
+            namespace: "streams".into(),
+            key: stream.into(),
+            reason: "stream record is damaged".into(),
+            len: b.len(),
+        };
+        if b.len() < 17 {
+            return Err(bad());
+        }
+        Ok(Meta {
+            first: u64::from_be_bytes(b[..8].try_into().map_err(|_| bad())?),
+            next: u64::from_be_bytes(b[8..16].try_into().map_err(|_| bad())?),
+            closed: match b[16] {
+                0 => None,
+                _ => Some(String::from_utf8_lossy(&b[17..]).into_owned()),
+            },
+        })
+    }
+}
+
+fn prefix(stream: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + stream.len());
+    out.extend_from_slice(&(stream.len() as u32).to_be_bytes());
+    out.extend_from_slice(stream.as_bytes());
+    out
+}
+
+fn event_key(stream: &str, seq: u64) -> Vec<u8> {
+    let mut out = prefix(stream);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out
+}
+
+/// Applies `op` in the writer's transaction. The inner error is the
+/// caller's (a closed stream); the outer one spoils the transaction.
+pub fn apply(txn: &WriteTransaction, op: &StreamOp, now_ms: u64) -> Result<Result<StreamAnswer>> {
+    let st = |e: redb::TableError| storage("streams", e);
+    let sto = |e: redb::StorageError| storage("streams", e);
+    match op {
+        StreamOp::Append {
+            stream,
+            data,
+            retention,
+        } => {
+            let mut streams = txn.open_table(STREAMS).map_err(st)?;
+            let mut meta = match streams.get(stream.as_str()).map_err(sto)? {
+                Some(b) => Meta::decode(stream, b.value())?,
+                None => Meta::new(),
+            };
+            if let Some(reason) = meta.closed {
+                return Ok(Err(Error::StreamClosed {
+                    stream: stream.clone(),
+                    reason,
+                }));
+            }
+            let seq = meta.next;
+            meta.next += 1;
+            let mut events = txn.open_table(EVENTS).map_err(st)?;
+            let mut value = Vec::with_capacity(8 + data.len());
+            value.extend_from_slice(&now_ms.to_be_bytes());
+            value.extend_from_slice(data);
+            events
+                .insert(event_key(stream, seq).as_slice(), value.as_slice())
+                .map_err(sto)?;
+            // retention: drop from the oldest while too many or too old
+            while meta.first < meta.next {
+                let too_many = meta.next - meta.first > retention.max_len.max(1);
+                let too_old = match retention.max_age {
+                    None => false,
+                    Some(age) => {
+                        let key = event_key(stream, meta.first);
+                        let at = events.get(key.as_slice()).map_err(sto)?.map_or(0, |v| {
+                            u64::from_be_bytes(v.value()[..8].try_into().unwrap_or([0; 8]))
+                        });
+                        now_ms.saturating_sub(at) > age.as_millis() as u64
+                    }
+                };
+                if !(too_many || too_old) {
+                    break;
+                }
+                events
+                    .remove(event_key(stream, meta.first).as_slice())
+                    .map_err(sto)?;
+                meta.first += 1;
+            }
+            streams
+                .insert(stream.as_str(), meta.encode().as_slice())
+                .map_err(sto)?;
+            Ok(Ok(StreamAnswer::Appended(Offset::nth(seq))))
+        }
+        StreamOp::Close { stream, reason } => {
+            let mut streams = txn.open_table(STREAMS).map_err(st)?;
+            let mut meta = match streams.get(stream.as_str()).map_err(sto)? {
+                Some(b) => Meta::decode(stream, b.value())?,
+                None => Meta::new(),
+            };
+            if meta.closed.is_none() {
+                meta.closed = Some(reason.clone());
+                streams
+                    .insert(stream.as_str(), meta.encode().as_slice())
+                    .map_err(sto)?;
+            }
+            Ok(Ok(StreamAnswer::Done))
+        }
+        StreamOp::Delete { stream } => {
+            let mut streams = txn.open_table(STREAMS).map_err(st)?;
+            let existed = streams.remove(stream.as_str()).map_err(sto)?.is_some();
+            let mut events = txn.open_table(EVENTS).map_err(st)?;
+            let p = prefix(stream);
+            let upto = event_key(stream, u64::MAX);
+            events
+                .retain_in::<&[u8], _>(p.as_slice()..=upto.as_slice(), |_, _| false)
+                .map_err(sto)?;
+            txn.open_table(CANCELS)
+                .map_err(st)?
+                .remove(stream.as_str())
+                .map_err(sto)?;
+            Ok(Ok(StreamAnswer::Deleted(existed)))
+        }
+        StreamOp::Cancel { run } => {
+            txn.open_table(CANCELS)
+                .map_err(st)?
+                .insert(run.as_str(), 1)
+                .map_err(sto)?;
+            Ok(Ok(StreamAnswer::Done))
+        }
+    }
+}
+
+/// Event streams in a redb database, sharing its file and writer with the
+/// documents of a [`RedbBackend`]. Made by [`RedbBackend::streams`].
+#[derive(Debug, Clone)]
+pub struct RedbStreams {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Arc<RedbBackend>,
+    retention: Retention,
+    wakes: Mutex<HashMap<String, watch::Sender<()>>>,
+    cancels: Mutex<HashMap<String, watch::Sender<bool>>>,
+}
+
+impl RedbBackend {
+    /// Event streams in this database (the same file, writer and
+    /// durability), each stream keeping what `retention` allows.
+    pub fn streams(self: &Arc<Self>, retention: Retention) -> RedbStreams {
+        RedbStreams {
+            inner: Arc::new(Inner {
+                backend: self.clone(),
+                retention,
+                wakes: Mutex::new(HashMap::new()),
+                cancels: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    async fn write(&self, operation: &'static str, op: StreamOp) -> Result<StreamAnswer> {
+        self.backend
+            .submit(operation, |reply: oneshot::Sender<Result<StreamAnswer>>| {
+                Job::Stream { op, reply }
+            })
+            .await
+    }
+
+    fn wake(&self, stream: &str) {
+        if let Some(w) = self.wakes.lock().get(stream) {
+            w.send_replace(());
+        }
+    }
+
+    fn read_now(&self, stream: &str, after: Offset, limit: usize) -> Result<EventPage> {
+        let db = self.backend.shared.db.read();
+        let txn = db.begin_read().map_err(|e| storage("streams", e))?;
+        let meta = match txn.open_table(STREAMS) {
+            Ok(t) => match t.get(stream).map_err(|e| storage("streams", e))? {
+                Some(b) => Meta::decode(stream, b.value())?,
+                None => return Ok(EventPage::default()),
+            },
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(EventPage::default()),
+            Err(e) => return Err(storage("streams", e)),
+        };
+        if after != Offset::START && after.seq + 1 < meta.first {
+            return Err(Error::EventsMissed {
+                stream: stream.to_string(),
+                after: after.to_string(),
+                oldest: Offset::nth(meta.first).to_string(),
+            });
+        }
+        let from = (after.seq + 1).max(meta.first);
+        let mut events = Vec::new();
+        if from < meta.next {
+            let table = txn.open_table(EVENTS).map_err(|e| storage("streams", e))?;
+            let start = event_key(stream, from);
+            let end = event_key(stream, meta.next);
+            let range = table
+                .range::<&[u8]>((
+                    Bound::Included(start.as_slice()),
+                    Bound::Excluded(end.as_slice()),
+                ))
+                .map_err(|e| storage("streams", e))?;
+            for entry in range.take(limit.max(1)) {
+                let (k, v) = entry.map_err(|e| storage("streams", e))?;
+                let (k, v) = (k.value(), v.value());
+                let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes"));
+                events.push(Event {
+                    offset: Offset::nth(seq),
+                    data: Bytes::copy_from_slice(v.get(8..).unwrap_or_default()),
+                });
+            }
+        }
+        let reaches_end = events.last().map_or(from, |e| e.offset.seq + 1) >= meta.next;
+        Ok(EventPage {
+            end: meta.closed.filter(|_| reaches_end),
+            events,
+            last: Offset::nth(meta.next - 1),
+        })
+    }
+}
+
+#[async_trait]
+impl Tail for Inner {
+    async fn read_after(&self, stream: &str, after: Offset, limit: usize) -> Result<EventPage> {
+        self.read_now(stream, after, limit)
+    }
+
+    fn wake_ups(&self, stream: &str) -> watch::Receiver<()> {
+        self.wakes
+            .lock()
+            .entry(stream.to_string())
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe()
+    }
+}
+
+#[async_trait]
+impl EventStreams for RedbStreams {
+    fn name(&self) -> &str {
+        "redb"
+    }
+
+    async fn append(&self, stream: &str, data: Bytes) -> Result<Offset> {
+        let op = StreamOp::Append {
+            stream: stream.to_string(),
+            data,
+            retention: self.inner.retention,
+        };
+        match self.inner.write("append", op).await? {
+            StreamAnswer::Appended(offset) => {
+                self.inner.wake(stream);
+                Ok(offset)
+            }
+            other => Err(internal(other)),
+        }
+    }
+
+    async fn read(&self, stream: &str, after: Offset, limit: usize) -> Result<EventPage> {
+        self.inner.read_now(stream, after, limit)
+    }
+
+    async fn subscribe(&self, stream: &str, from: StartAt) -> Result<Subscription> {
+        let after = match from {
+            StartAt::Beginning => Offset::START,
+            StartAt::After(offset) => offset,
+            StartAt::Now => self.inner.read_now(stream, Offset::START, 1)?.last,
+        };
+        Ok(follow(self.inner.clone(), stream, after))
+    }
+
+    async fn close(&self, stream: &str, reason: &str) -> Result<()> {
+        let op = StreamOp::Close {
+            stream: stream.to_string(),
+            reason: reason.to_string(),
+        };
+        self.inner.write("close", op).await?;
+        self.inner.wake(stream);
+        Ok(())
+    }
+
+    async fn delete(&self, stream: &str) -> Result<bool> {
+        let op = StreamOp::Delete {
+            stream: stream.to_string(),
+        };
+        let existed = match self.inner.write("delete", op).await? {
+            StreamAnswer::Deleted(existed) => existed,
+            other => return Err(internal(other)),
+        };
+        // dropping the wake-up sender ends the subscribers
+        self.inner.wakes.lock().remove(stream);
+        self.inner.cancels.lock().remove(stream);
+        Ok(existed)
+    }
+
+    async fn cancel(&self, run: &str) -> Result<()> {
+        let op = StreamOp::Cancel {
+            run: run.to_string(),
+        };
+        self.inner.write("cancel", op).await?;
+        self.inner
+            .cancels
+            .lock()
+            .entry(run.to_string())
+            .or_insert_with(|| watch::channel(false).0)
+            .send_replace(true);
+        Ok(())
+    }
+
+    async fn cancellation(&self, run: &str) -> Result<Cancellation> {
+        // the in-process signal first, then the stored flag: a cancel
+        // committed in between is seen by one or the other
+        let signal = self
+            .inner
+            .cancels
+            .lock()
+            .entry(run.to_string())
+            .or_insert_with(|| watch::channel(false).0)
+            .subscribe();
+        let stored = {
+            let db = self.inner.backend.shared.db.read();
+            let txn = db.begin_read().map_err(|e| storage("streams", e))?;
+            match txn.open_table(CANCELS) {
+                Ok(t) => t.get(run).map_err(|e| storage("streams", e))?.is_some(),
+                Err(redb::TableError::TableDoesNotExist(_)) => false,
+                Err(e) => return Err(storage("streams", e)),
+            }
+        };
+        if stored {
+            if let Some(s) = self.inner.cancels.lock().get(run) {
+                s.send_replace(true);
+            }
+        }
+        Ok(Cancellation::new(signal))
+    }
+
+    async fn health(&self) -> Health {
+        let mut health = persistence_core::Backend::health(&*self.inner.backend).await;
+        health.details.insert(
+            "streams_followed".into(),
+            self.inner.wakes.lock().len().to_string(),
+        );
+        health
+    }
+
+    fn stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        let wakes = self.inner.wakes.lock();
+        stats.set("streams_followed", wakes.len() as u64);
+        stats.set(
+            "stream_subscribers",
+            wakes.values().map(|w| w.receiver_count() as u64).sum(),
+        );
+        stats
+    }
+}
+
+fn internal(answer: StreamAnswer) -> Error {
+    Error::Internal {
+        backend: "redb".into(),
+        message: format!("unexpected writer answer {answer:?}"),
+    }
+}
