@@ -20,8 +20,10 @@ mod options;
 mod scripts;
 mod settings;
 mod slots;
+mod streams;
 
 pub use backend::RedisBackend;
 pub use layout::Layout;
 pub use options::RedisOptions;
 pub use settings::{RedisProvider, RedisSettings, SEED_VARIABLES};
+pub use streams::{RedisStreams, MAX_WATCHERS};

@@ -1,0 +1,104 @@
+//! The stream conformance cases on Redis Streams: a single server and a
+//! 3-master cluster started by the test, each case under its own prefix.
+
+use std::sync::LazyLock;
+
+use redis_test_server::{RedisCluster, RedisServer};
+
+static SERVER: LazyLock<RedisServer> = LazyLock::new(RedisServer::start);
+static CLUSTER: LazyLock<RedisCluster> = LazyLock::new(|| RedisCluster::start(3));
+
+fn prefix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("streams{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+mod single {
+    persistence_conformance::stream_conformance_tests!(|retention| async move {
+        let mut options = persistence_redis::RedisOptions::new("127.0.0.1", super::SERVER.port());
+        options.prefix = super::prefix();
+        let backend = persistence_redis::RedisBackend::connect(options)
+            .await
+            .expect("connect");
+        std::sync::Arc::new(backend.streams(retention)) as persistence_core::streams::SharedStreams
+    });
+}
+
+mod cluster {
+    persistence_conformance::stream_conformance_tests!(|retention| async move {
+        let mut options = persistence_redis::RedisOptions::new("unused", 0);
+        options.prefix = super::prefix();
+        options.cluster_nodes = super::CLUSTER
+            .urls()
+            .iter()
+            .map(|u| u.trim_start_matches("redis://").to_string())
+            .collect();
+        let backend = persistence_redis::RedisBackend::connect(options)
+            .await
+            .expect("connect");
+        std::sync::Arc::new(backend.streams(retention)) as persistence_core::streams::SharedStreams
+    });
+}
+
+/// Another OS process appends; this one follows live and gets every event,
+/// in order, then the end (the test binary runs itself again as the
+/// appender, told by an environment variable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_appended_by_another_process_are_delivered() {
+    use futures::StreamExt;
+    use persistence_core::streams::{EventStreams, Item, Retention, StartAt};
+
+    let connect = |port: u16, prefix: String| async move {
+        let mut options = persistence_redis::RedisOptions::new("127.0.0.1", port);
+        options.prefix = prefix;
+        persistence_redis::RedisBackend::connect(options)
+            .await
+            .expect("connect")
+            .streams(Retention::default())
+    };
+    if let Ok(spec) = std::env::var("TA_TEST_STREAM_APPENDER") {
+        let mut parts = spec.splitn(3, ' ');
+        let port: u16 = parts.next().unwrap().parse().unwrap();
+        let prefix = parts.next().unwrap().to_string();
+        let stream = parts.next().unwrap();
+        let s = connect(port, prefix).await;
+        for n in 0..200 {
+            s.append(stream, format!("e{n}").into()).await.unwrap();
+        }
+        s.close(stream, "success").await.unwrap();
+        return;
+    }
+    let prefix = prefix();
+    let stream = "run:cross-process";
+    let s = connect(SERVER.port(), prefix.clone()).await;
+    let mut sub = s.subscribe(stream, StartAt::Beginning).await.unwrap();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "events_appended_by_another_process_are_delivered",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env(
+            "TA_TEST_STREAM_APPENDER",
+            format!("{} {prefix} {stream}", SERVER.port()),
+        )
+        .stdout(std::process::Stdio::null())
+        .status();
+    let mut got = Vec::new();
+    let end = loop {
+        let item = tokio::time::timeout(std::time::Duration::from_secs(20), sub.next())
+            .await
+            .expect("an event or the end within 20 s")
+            .expect("not finished before the end")
+            .unwrap();
+        match item {
+            Item::Event(e) => got.push(String::from_utf8(e.data.to_vec()).unwrap()),
+            Item::End(reason) => break reason,
+        }
+    };
+    assert!(child.unwrap().success(), "the appender process failed");
+    let want: Vec<String> = (0..200).map(|n| format!("e{n}")).collect();
+    assert_eq!(got, want);
+    assert_eq!(end, "success");
+}
