@@ -7,9 +7,15 @@
 //! event is readable, so an append that lands after the read has signalled
 //! after the mark and wakes the loop at once: nothing is missed, whether it
 //! raced with the replay or came later.
+//!
+//! A retryable failure (the engine unavailable or slow: a restart, a
+//! dropped connection) is yielded as an `Err` item and the subscription goes
+//! on from the same offset, backing off from 50 ms to 2 s; any other error
+//! ends it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -19,6 +25,10 @@ use crate::error::Result;
 
 /// Events read per round trip while catching up.
 const BATCH: usize = 256;
+
+/// First wait after a retryable failure; doubled up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const MAX_RETRY: Duration = Duration::from_secs(2);
 
 /// What a subscription needs from an engine.
 #[async_trait]
@@ -40,6 +50,8 @@ struct State {
     pending: VecDeque<super::Event>,
     end: Option<String>,
     finished: bool,
+    /// After a retryable failure: how long to wait before reading again.
+    backoff: Option<Duration>,
 }
 
 /// The subscription to `stream` from the first event after `after`.
@@ -52,6 +64,7 @@ pub fn follow(tail: Arc<dyn Tail>, stream: &str, after: Offset) -> Subscription 
         pending: VecDeque::new(),
         end: None,
         finished: false,
+        backoff: None,
     };
     Box::pin(futures::stream::unfold(state, |mut s| async move {
         loop {
@@ -66,13 +79,23 @@ pub fn follow(tail: Arc<dyn Tail>, stream: &str, after: Offset) -> Subscription 
                 s.finished = true;
                 return Some((Ok(Item::End(reason)), s));
             }
+            if let Some(wait) = s.backoff {
+                tokio::time::sleep(wait).await;
+            }
             s.wake.borrow_and_update();
             match s.tail.read_after(&s.stream, s.cursor, BATCH).await {
+                Err(e) if e.is_retryable() => {
+                    // the engine is away (a restart, a dropped connection):
+                    // say so, then read on from the same offset, backing off
+                    s.backoff = Some(s.backoff.map_or(FIRST_RETRY, |b| (b * 2).min(MAX_RETRY)));
+                    return Some((Err(e), s));
+                }
                 Err(e) => {
                     s.finished = true;
                     return Some((Err(e), s));
                 }
                 Ok(page) if page.events.is_empty() && page.end.is_none() => {
+                    s.backoff = None;
                     if s.wake.changed().await.is_err() {
                         // the stream was deleted (or the engine dropped)
                         s.finished = true;
@@ -80,6 +103,7 @@ pub fn follow(tail: Arc<dyn Tail>, stream: &str, after: Offset) -> Subscription 
                     }
                 }
                 Ok(page) => {
+                    s.backoff = None;
                     s.pending.extend(page.events);
                     s.end = page.end;
                 }

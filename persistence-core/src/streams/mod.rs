@@ -183,7 +183,9 @@ pub trait EventStreams: Send + Sync + fmt::Debug + 'static {
     /// means "from the oldest kept").
     async fn read(&self, stream: &str, after: Offset, limit: usize) -> Result<EventPage>;
 
-    /// Replays from `from`, then follows live appends, then the end.
+    /// Replays from `from`, then follows live appends, then the end. A
+    /// retryable failure on the way is yielded as an `Err` item and the
+    /// subscription goes on from the same offset; other errors end it.
     async fn subscribe(&self, stream: &str, from: StartAt) -> Result<Subscription>;
 
     /// Closes the stream with a reason (the run's outcome).
