@@ -8,6 +8,7 @@ mod inspect;
 mod maintain;
 mod orphans;
 mod stats;
+mod streams;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +69,10 @@ enum Command {
     /// Look at any namespace's documents: list keys, or show one document.
     #[command(subcommand)]
     Docs(inspect::Docs),
+    /// Run event streams on the engine the settings choose ([streams],
+    /// STREAMING_BACKEND): tail (replay then follow), append, close.
+    #[command(subcommand)]
+    Streams(streams::Streams),
     /// The embedded engine (redb): give free space back to the file
     /// system, reporting the file's size before and after. Needs the
     /// database to itself (stop the service first).
@@ -105,6 +110,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             inspect::tasks(command, &settings()?, &factory(), cli.json).await
         }
         Command::Docs(command) => inspect::docs(command, &settings()?, &factory(), cli.json).await,
+        Command::Streams(command) => {
+            streams::run(command, &settings()?, &factory(), cli.json).await
+        }
         Command::Compact => maintain::compact(&settings()?, cli.json).await,
         Command::PurgeExpired => maintain::purge_expired(&settings()?, cli.json).await,
         Command::ClearOrphans(args) => orphans::run(args, &settings()?, cli.json).await,

@@ -1,13 +1,15 @@
 //! The `[redb]` table, the seed-style `TA_REDB_PATH`, and the provider that
 //! registers the redb backend with the factory.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use persistence_core::config::{SeedVariable, Settings};
 use persistence_core::factory::BackendProvider;
+use persistence_core::streams::{Retention, SharedStreams};
 use persistence_core::{Result, SharedBackend};
 use serde::Deserialize;
 
@@ -140,14 +142,49 @@ impl BackendProvider for RedbProvider {
     }
 
     async fn open(&self, settings: &Settings) -> Result<SharedBackend> {
-        let options = RedbSettings::from_settings(settings)?.options();
-        // opening may repair a file not closed cleanly: off the async workers
-        let opened = tokio::task::spawn_blocking(move || RedbBackend::open(&options))
-            .await
-            .map_err(|e| persistence_core::Error::Internal {
-                backend: "redb".into(),
-                message: format!("open panicked: {e}"),
-            })??;
-        Ok(Arc::new(opened))
+        Ok(shared(RedbSettings::from_settings(settings)?.options()).await?)
     }
+
+    async fn open_streams(
+        &self,
+        settings: &Settings,
+        retention: Retention,
+    ) -> Option<Result<SharedStreams>> {
+        let options = match RedbSettings::from_settings(settings) {
+            Ok(s) => s.options(),
+            Err(e) => return Some(Err(e)),
+        };
+        Some(
+            shared(options)
+                .await
+                .map(|backend| Arc::new(backend.streams(retention)) as SharedStreams),
+        )
+    }
+}
+
+/// The databases this process has open through the factory, by path: the
+/// documents and the event streams of one file share one handle (redb lets
+/// a file be opened once).
+static OPEN: LazyLock<tokio::sync::Mutex<HashMap<PathBuf, Weak<RedbBackend>>>> =
+    LazyLock::new(Default::default);
+
+/// The open database at `options.path`, or a newly opened one (with these
+/// options; a handle already open keeps its own).
+async fn shared(options: RedbOptions) -> Result<Arc<RedbBackend>> {
+    let mut open = OPEN.lock().await;
+    if let Some(backend) = open.get(&options.path).and_then(Weak::upgrade) {
+        return Ok(backend);
+    }
+    let path = options.path.clone();
+    // opening may repair a file not closed cleanly: off the async workers
+    let opened = tokio::task::spawn_blocking(move || RedbBackend::open(&options))
+        .await
+        .map_err(|e| persistence_core::Error::Internal {
+            backend: "redb".into(),
+            message: format!("open panicked: {e}"),
+        })??;
+    let backend = Arc::new(opened);
+    open.retain(|_, b| b.strong_count() > 0);
+    open.insert(path, Arc::downgrade(&backend));
+    Ok(backend)
 }

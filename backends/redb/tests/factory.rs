@@ -68,3 +68,21 @@ async fn a_held_database_falls_back_to_memory_loudly_or_fails() {
         "{err}"
     );
 }
+
+/// The documents and the event streams of one file share one handle
+/// (redb opens a file once per process).
+#[tokio::test]
+async fn documents_and_streams_share_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(&dir.path().join("db.redb"), "fail");
+    let (store, _opened) = factory().open_task_store(&s).await.unwrap();
+    let streams = factory().open_streams(&s).await.unwrap();
+    assert!(streams.fallback_cause.is_none());
+    assert_eq!(streams.streams.name(), "redb");
+    store
+        .create(&persistence_conformance::sample_task("t", &["r"]))
+        .await
+        .unwrap();
+    let offset = streams.streams.append("run", "e".into()).await.unwrap();
+    assert_eq!(offset.to_string(), "1-0");
+}

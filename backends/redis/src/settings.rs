@@ -119,4 +119,19 @@ impl BackendProvider for RedisProvider {
         let options = RedisOptions::from_settings(settings)?;
         Ok(Arc::new(RedisBackend::connect(options).await?))
     }
+
+    /// Redis Streams, on a connection of their own to the same Redis.
+    async fn open_streams(
+        &self,
+        settings: &Settings,
+        retention: persistence_core::streams::Retention,
+    ) -> Option<Result<persistence_core::streams::SharedStreams>> {
+        let connected = match RedisOptions::from_settings(settings) {
+            Ok(options) => RedisBackend::connect(options).await,
+            Err(e) => Err(e),
+        };
+        Some(connected.map(|backend| {
+            Arc::new(backend.streams(retention)) as persistence_core::streams::SharedStreams
+        }))
+    }
 }

@@ -21,14 +21,16 @@ pub const ENV_PREFIX: &str = "TA_PERSISTENCE__";
 
 /// Core's own seed variables (single underscores) and the setting each
 /// sets. Backends and layers name theirs when they register.
-pub const SEED_VARIABLES: [(&str, &str); 3] = [
+pub const SEED_VARIABLES: [(&str, &str); 4] = [
     ("TA_PERSISTENCE_BACKEND", "backend"),
     ("TA_PERSISTENCE_FALLBACK", "fallback"),
     ("TA_TASK_TTL", "task_store.ttl_seconds"),
+    // seed 003's agent server
+    ("STREAMING_BACKEND", "streams.engine"),
 ];
 
 /// Core's own top-level settings.
-const CORE_KEYS: [&str; 4] = ["backend", "fallback", "layers", "task_store"];
+const CORE_KEYS: [&str; 5] = ["backend", "fallback", "layers", "task_store", "streams"];
 
 /// A table the loader accepts besides core's: its name and the seed
 /// variables that set its keys.
@@ -126,6 +128,7 @@ impl Settings {
         let backend: Option<String> = settings.parse("backend")?;
         settings.fallback = settings.table("fallback")?;
         settings.task_store = settings.table("task_store")?;
+        settings.streams = settings.table("streams")?;
         settings.layers = settings.table("layers")?;
         settings.backend = match backend {
             Some(backend) => backend,

@@ -18,4 +18,6 @@ pub use load::{
     config_file, TableOwner, CONFIG_PATH_VAR, DEFAULT_CONFIG_PATH, ENV_PREFIX, SEED_VARIABLES,
 };
 pub use secret::Secret;
-pub use settings::{FallbackPolicy, LayerList, SeedVariable, Settings, TaskStoreSettings};
+pub use settings::{
+    FallbackPolicy, LayerList, SeedVariable, Settings, StreamsSettings, TaskStoreSettings,
+};

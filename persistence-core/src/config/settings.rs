@@ -28,6 +28,8 @@ pub struct Settings {
     pub fallback: FallbackPolicy,
     /// Typed task store settings.
     pub task_store: TaskStoreSettings,
+    /// Run event streams: which engine, what retention.
+    pub streams: StreamsSettings,
     /// Layers over the backend, listed from the backend outward
     /// (`["timeout", "retry", "circuit_breaker"]`, or `"timeout,retry"`).
     pub layers: LayerList,
@@ -51,6 +53,7 @@ impl Default for Settings {
             backend: "memory".into(),
             fallback: FallbackPolicy::default(),
             task_store: TaskStoreSettings::default(),
+            streams: StreamsSettings::default(),
             layers: LayerList::default(),
             tables: Tables::default(),
         }
@@ -66,6 +69,7 @@ impl fmt::Debug for Settings {
             .field("backend", &self.backend)
             .field("fallback", &self.fallback)
             .field("task_store", &self.task_store)
+            .field("streams", &self.streams)
             .field("layers", &self.layers)
             .field("tables", &tables)
             .finish()
@@ -255,6 +259,30 @@ impl TaskStoreSettings {
     /// The namespace tasks live in (`task` unless configured).
     pub fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or("task")
+    }
+}
+
+/// `[streams]` (`STREAMING_BACKEND` sets `engine`, as in seed 003).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamsSettings {
+    /// The engine of run event streams (`memory`, `redb`, `redis`); absent:
+    /// the documents' backend when it has streams, else memory, loudly.
+    pub engine: Option<String>,
+    /// Most events kept per stream (default 10,000).
+    pub max_len: Option<u64>,
+    /// Events older than this many seconds are removed (default: no limit).
+    pub max_age_secs: Option<u64>,
+}
+
+impl StreamsSettings {
+    /// The retention these settings ask for.
+    pub fn retention(&self) -> crate::streams::Retention {
+        let default = crate::streams::Retention::default();
+        crate::streams::Retention {
+            max_len: self.max_len.unwrap_or(default.max_len).max(1),
+            max_age: self.max_age_secs.map(Duration::from_secs),
+        }
     }
 }
 

@@ -38,6 +38,17 @@ pub struct Opened {
     pub fallback_cause: Option<Error>,
 }
 
+/// The run event streams the settings chose, and whether they fell back.
+#[derive(Debug, Clone)]
+pub struct OpenedStreams {
+    /// The engine to use.
+    pub streams: crate::streams::SharedStreams,
+    /// The engine the settings asked for.
+    pub requested: String,
+    /// Why the requested engine is not the one running, if it fell back.
+    pub fallback_cause: Option<Error>,
+}
+
 /// The registry of backends and layers, which loads settings and opens
 /// what they choose.
 ///
@@ -266,6 +277,63 @@ impl Factory {
                 let backend = Arc::new(FallbackBackend::new(&requested, e.clone()));
                 Ok(Opened {
                     backend,
+                    requested,
+                    fallback_cause: Some(e),
+                })
+            }
+        }
+    }
+
+    /// Opens the run event streams the settings choose: `streams.engine`
+    /// (`STREAMING_BACKEND`), else the documents' backend. An engine
+    /// without streams (a plugin: the ABI does not carry them) or one that
+    /// cannot start is an error, or, with `fallback = "memory"`, memory
+    /// streams and a loud warning; configuration mistakes never fall back.
+    pub async fn open_streams(&self, settings: &Settings) -> Result<OpenedStreams> {
+        self.check(settings)?;
+        let requested = settings
+            .streams
+            .engine
+            .clone()
+            .unwrap_or_else(|| settings.backend.clone());
+        let provider = self
+            .backends
+            .iter()
+            .find(|p| p.name() == requested)
+            .ok_or_else(|| {
+                settings.invalid(
+                    "streams.engine",
+                    &requested,
+                    &format!(
+                        "unknown engine, or not available in this build (available: {})",
+                        self.available().join(", ")
+                    ),
+                )
+            })?;
+        let retention = settings.streams.retention();
+        let attempt = match provider.open_streams(settings, retention).await {
+            Some(attempt) => attempt,
+            None => Err(Error::Unsupported {
+                backend: requested.clone(),
+                capability: "run event streams".into(),
+            }),
+        };
+        match (attempt, settings.fallback) {
+            (Ok(streams), _) => Ok(OpenedStreams {
+                streams,
+                requested,
+                fallback_cause: None,
+            }),
+            (Err(e), _) if e.kind() == ErrorKind::Config => Err(e),
+            (Err(e), FallbackPolicy::Fail) => Err(e),
+            (Err(e), FallbackPolicy::Memory) => {
+                tracing::warn!(
+                    engine = %requested,
+                    error = %e,
+                    "run event streams on {requested} unavailable; STREAMING IN MEMORY: other processes will not see these events (set fallback = \"fail\" to stop instead)"
+                );
+                Ok(OpenedStreams {
+                    streams: Arc::new(crate::streams::MemoryStreams::new(retention)),
                     requested,
                     fallback_cause: Some(e),
                 })

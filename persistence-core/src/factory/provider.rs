@@ -44,6 +44,18 @@ pub trait BackendProvider: Send + Sync + Debug {
 
     /// Opens the backend, or says why it cannot start.
     async fn open(&self, settings: &Settings) -> Result<SharedBackend>;
+
+    /// Opens this engine's run event streams with `retention`, or `None`
+    /// when the engine has none (the factory then answers `Unsupported`
+    /// naming it, and applies the fallback policy).
+    async fn open_streams(
+        &self,
+        settings: &Settings,
+        retention: crate::streams::Retention,
+    ) -> Option<Result<crate::streams::SharedStreams>> {
+        let _ = (settings, retention);
+        None
+    }
 }
 
 /// A table that must be empty: an owner with nothing to configure.
@@ -67,5 +79,13 @@ impl BackendProvider for MemoryProvider {
 
     async fn open(&self, _settings: &Settings) -> Result<SharedBackend> {
         Ok(Arc::new(MemoryBackend::new()))
+    }
+
+    async fn open_streams(
+        &self,
+        _settings: &Settings,
+        retention: crate::streams::Retention,
+    ) -> Option<Result<crate::streams::SharedStreams>> {
+        Some(Ok(Arc::new(crate::streams::MemoryStreams::new(retention))))
     }
 }

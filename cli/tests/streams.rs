@@ -1,0 +1,125 @@
+//! `ta-persist streams`: tail follows what other processes append, on a
+//! real Redis; the engine comes from the settings, and one without streams
+//! is refused or falls back loudly.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis_test_server::RedisServer;
+
+fn ta_persist(env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ta-persist"));
+    cmd.env_remove("TA_PERSISTENCE_CONFIG")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(std::env::temp_dir());
+    cmd
+}
+
+#[test]
+fn tail_follows_events_other_processes_append_until_the_close() {
+    let server = RedisServer::start();
+    // documents on memory, streams on Redis: STREAMING_BACKEND as in seed 003
+    let env = [
+        ("STREAMING_BACKEND", "redis".to_string()),
+        ("TA_REDIS_HOST", "127.0.0.1".to_string()),
+        ("TA_REDIS_PORT", server.port().to_string()),
+        ("TA_PERSISTENCE_FALLBACK", "fail".to_string()),
+    ];
+    let mut tail = ta_persist(&env)
+        .args(["--json", "streams", "tail", "run:7"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    std::thread::sleep(Duration::from_millis(300));
+    for n in 0..3 {
+        let out = ta_persist(&env)
+            .args(["streams", "append", "run:7", &format!("{{\"n\":{n}}}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = ta_persist(&env)
+        .args(["streams", "close", "run:7", "success"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = Instant::now();
+    let got: Vec<serde_json::Value> = lines
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(tail.wait().unwrap().success());
+    assert_eq!(got.len(), 4, "{got:?}");
+    for (n, line) in got[..3].iter().enumerate() {
+        assert_eq!(line["data"]["n"], n, "{line}");
+    }
+    assert_eq!(got[3]["end"], "success");
+    // a reconnecting client resumes after its last offset
+    let last = got[1]["offset"].as_str().unwrap();
+    let out = ta_persist(&env)
+        .args(["--json", "streams", "tail", "run:7", "--from", last])
+        .output()
+        .unwrap();
+    let resumed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(resumed.len(), 2, "{resumed:?}");
+    assert_eq!(resumed[0]["data"]["n"], 2);
+}
+
+#[test]
+fn an_engine_without_streams_is_refused_or_falls_back_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = |fallback: &str| {
+        [
+            ("TA_PERSISTENCE_BACKEND", "sled".to_string()),
+            (
+                "TA_SLED_PATH",
+                dir.path().join("sled").display().to_string(),
+            ),
+            ("TA_PERSISTENCE_FALLBACK", fallback.to_string()),
+        ]
+    };
+    let out = ta_persist(&env("fail"))
+        .args(["streams", "append", "run", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sled does not support run event streams"),
+        "{err}"
+    );
+    let out = ta_persist(&env("memory"))
+        .args(["streams", "append", "run", "x"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("running in memory"), "{err}");
+    // a wrong engine name is a configuration error, never a fallback
+    let mut bad = env("memory").to_vec();
+    bad.push(("STREAMING_BACKEND", "kafka".to_string()));
+    let out = ta_persist(&bad)
+        .args(["streams", "append", "run", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("streams.engine (STREAMING_BACKEND)") && err.contains("kafka"),
+        "{err}"
+    );
+}
