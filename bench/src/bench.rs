@@ -77,6 +77,11 @@ pub struct Args {
     /// 1.00 the noise of this machine alone moves a ratio.
     #[arg(long)]
     aa: bool,
+    /// Measure run event streams on this engine instead of the task store
+    /// (appends against the raw engine, delivery latency to 8 subscribers,
+    /// memory fan-out against broadcast); --ops events per round.
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    streams: Option<crate::streams_bench::Engine>,
     /// redb and sled: rounds of "create 10,000 tasks, delete them all",
     /// reporting the file size after each (0 skips it).
     #[arg(long, default_value_t = 1)]
@@ -473,6 +478,16 @@ struct Row {
 }
 
 pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    if let Some(engine) = args.streams {
+        return crate::streams_bench::run(
+            engine,
+            args.ops,
+            args.rounds,
+            args.redis_url.as_deref(),
+            json,
+        )
+        .await;
+    }
     if args.store == Store::Plugin {
         let module = match &args.module {
             Some(m) => m.clone(),

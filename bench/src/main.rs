@@ -6,6 +6,7 @@
 mod bench;
 mod disk;
 mod raw_engines;
+mod streams_bench;
 
 use std::process::ExitCode;
 

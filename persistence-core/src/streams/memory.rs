@@ -146,9 +146,11 @@ impl EventStreams for MemoryStreams {
 
     async fn append(&self, stream: &str, data: Bytes) -> Result<Offset> {
         let mut streams = self.inner.streams.lock();
-        let s = streams
-            .entry(stream.to_string())
-            .or_insert_with(StreamState::new);
+        // the name is copied only the first time (appends are the hot path)
+        if !streams.contains_key(stream) {
+            streams.insert(stream.to_string(), StreamState::new());
+        }
+        let s = streams.get_mut(stream).expect("inserted above");
         if let Some(reason) = &s.closed {
             return Err(Error::StreamClosed {
                 stream: stream.to_string(),
