@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use persistence_conformance::{run_all, CaseOutcome};
+use persistence_conformance::{run_all, run_all_streams, CaseOutcome, CaseReport};
 use persistence_core::config::{FallbackPolicy, Settings};
 use persistence_core::factory::Factory;
 use persistence_plugin::PluginSettings;
@@ -17,6 +17,10 @@ pub struct Args {
     /// Longest a single case may run, in seconds.
     #[arg(long, default_value_t = 120)]
     case_timeout: u64,
+    /// Run the event-stream cases against the configured streams engine
+    /// (`[streams]`, STREAMING_BACKEND) instead of the document cases.
+    #[arg(long)]
+    streams: bool,
     /// A plugin library to test instead of the configured backend
     /// (like TA_PERSISTENCE_MODULE).
     #[arg(long, value_name = "PATH")]
@@ -75,6 +79,9 @@ pub async fn run(
         }
         Ok::<_, persistence_core::Error>(settings)
     };
+    if args.streams {
+        return run_streams(args, &settings, factory, json).await;
+    }
     let probe = factory.open(&for_case(&settings)?).await?;
     let name = probe.backend.name().to_string();
     drop(probe);
@@ -96,16 +103,70 @@ pub async fn run(
             persistence_conformance::CASES.len()
         );
     }
-    // Case failures are reported in the table; keep their panic messages off stderr.
+    let reports = quietly(run_all(open, Duration::from_secs(args.case_timeout))).await;
+    report(&name, &reports, json)
+}
+
+/// The stream cases against the engine `[streams]` chooses, never its fallback.
+async fn run_streams(
+    args: &Args,
+    settings: &Settings,
+    factory: &Factory,
+    json: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let probe = factory.open_streams(settings).await?;
+    let name = probe.streams.name().to_string();
+    drop(probe);
+    let open = {
+        let (settings, factory) = (settings.clone(), factory.clone());
+        move |retention: persistence_core::streams::Retention| {
+            let (mut settings, factory) = (settings.clone(), factory.clone());
+            async move {
+                settings.streams.max_len = Some(retention.max_len);
+                settings.streams.max_age_secs = retention.max_age.map(|a| a.as_secs());
+                factory
+                    .open_streams(&settings)
+                    .await
+                    .map(|o| o.streams)
+                    .unwrap_or_else(|e| panic!("streams engine stopped opening: {e}"))
+            }
+        }
+    };
+    if !json {
+        eprintln!(
+            "running {} stream conformance cases against {name}...",
+            persistence_conformance::STREAM_CASES.len()
+        );
+    }
+    let reports = quietly(run_all_streams(
+        open,
+        Duration::from_secs(args.case_timeout),
+    ))
+    .await;
+    report(&name, &reports, json)
+}
+
+/// Runs `cases` with case failures kept off stderr (they are reported in
+/// the table).
+async fn quietly<F: std::future::Future<Output = Vec<CaseReport>>>(cases: F) -> Vec<CaseReport> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let reports = run_all(open, Duration::from_secs(args.case_timeout)).await;
+    let reports = cases.await;
     // A cancelled case may still be stuck on a thread that panics when the
     // runtime shuts down: its outcome is in the table already, so the
-    // default hook comes back only for the report below (printing).
+    // default hook comes back only for the report (printing), and goes at
+    // the end of the command.
     std::panic::set_hook(hook);
-    let _quiet_from_here = QuietPanicsOnDrop;
+    reports
+}
 
+/// Prints the reports (a table, or JSON) and chooses the exit code.
+fn report(
+    name: &str,
+    reports: &[CaseReport],
+    json: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let _quiet_from_here = QuietPanicsOnDrop;
     let failed = reports
         .iter()
         .filter(|r| matches!(r.outcome, CaseOutcome::Failed(_)))
@@ -131,7 +192,7 @@ pub async fn run(
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let mut t = table(&["case", "result", "ms", "detail"]);
-        for r in &reports {
+        for r in reports {
             let (result, detail) = match &r.outcome {
                 CaseOutcome::Passed => ("pass", String::new()),
                 CaseOutcome::Failed(m) => ("FAIL", m.lines().next().unwrap_or("").to_string()),

@@ -123,3 +123,51 @@ fn an_engine_without_streams_is_refused_or_falls_back_loudly() {
         "{err}"
     );
 }
+
+#[test]
+fn conformance_streams_passes_on_redis_and_leaves_no_key_behind() {
+    let server = RedisServer::start();
+    let env = [
+        ("STREAMING_BACKEND", "redis".to_string()),
+        ("TA_REDIS_HOST", "127.0.0.1".to_string()),
+        ("TA_REDIS_PORT", server.port().to_string()),
+    ];
+    let out = ta_persist(&env)
+        .args([
+            "--json",
+            "conformance",
+            "--streams",
+            "--case-timeout",
+            "120",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["backend"], "redis", "{stdout}");
+    assert_eq!(report["failed"], 0, "{stdout}");
+    assert_eq!(
+        report["passed"].as_u64(),
+        Some(persistence_conformance::STREAM_CASES.len() as u64),
+        "{stdout}"
+    );
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
+    assert!(keys.is_empty(), "left behind: {keys:?}");
+}
+
+#[test]
+fn conformance_streams_refuses_an_engine_without_streams() {
+    let out = ta_persist(&[("TA_PERSISTENCE_BACKEND", "sled".to_string())])
+        .args(["conformance", "--streams"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sled does not support run event streams"),
+        "{stderr}"
+    );
+}

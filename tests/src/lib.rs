@@ -26,13 +26,16 @@ mod plugins;
 mod reopen;
 mod runner;
 mod streams;
+mod streams_model;
+mod streams_runner;
 
 pub use crash::crash_test;
 pub use fixtures::{fixture_task, sample_task};
 pub use plugins::plugin_library;
 pub use reopen::reopen_loop;
 pub use runner::{run_all, run_case, Case, CaseOutcome, CaseReport, Ctx, Requirement, CASES};
-pub use streams::run_stream_case;
+pub use streams::{run_stream_case, STREAM_CASES};
+pub use streams_runner::run_all_streams;
 
 /// Generates one `#[tokio::test]` per conformance case, each calling
 /// [`run_case`] with the given factory expression.

@@ -252,7 +252,7 @@ where
     reports
 }
 
-fn panic_message(e: tokio::task::JoinError) -> String {
+pub(crate) fn panic_message(e: tokio::task::JoinError) -> String {
     match e.try_into_panic() {
         Ok(payload) => payload
             .downcast_ref::<String>()

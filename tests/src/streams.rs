@@ -26,7 +26,17 @@ const WAIT: Duration = Duration::from_secs(10);
 #[macro_export]
 macro_rules! stream_conformance_tests {
     ($factory:expr) => {
-        $crate::__stream_case_fns! { ($factory)
+        $crate::__with_stream_case_names! { ($crate::__stream_case_fns) ($factory) }
+    };
+}
+
+/// The one list of stream cases: calls the macro given first with the
+/// arguments given second and then the list.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_stream_case_names {
+    (($($callback:tt)*) ($($args:tt)*)) => {
+        $($callback)*! { ($($args)*)
             offsets_increase_print_and_parse,
             read_returns_ranges_and_the_end,
             subscribe_from_beginning_offset_and_now,
@@ -36,6 +46,8 @@ macro_rules! stream_conformance_tests {
             cancel_reaches_listeners_before_and_after,
             stream_names_are_opaque,
             delete_ends_subscribers_and_forgets,
+            model_based_streams_match_a_model,
+            stats_report_streams_subscribers_and_lag,
         }
     };
 }
@@ -52,6 +64,15 @@ macro_rules! __stream_case_fns {
         )*
     };
 }
+
+macro_rules! define_stream_cases {
+    (() $($name:ident),* $(,)?) => {
+        /// Every stream case's name, in a stable order (what
+        /// [`run_all_streams`] runs and [`stream_conformance_tests!`] generates).
+        pub static STREAM_CASES: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+crate::__with_stream_case_names! { (define_stream_cases) () }
 
 /// Runs the stream case `name` on engines made by `factory`.
 pub async fn run_stream_case<F, Fut>(name: &str, factory: F)
@@ -84,12 +105,20 @@ where
         }
         "stream_names_are_opaque" => names(open(Retention::default()).await).await,
         "delete_ends_subscribers_and_forgets" => delete(open(Retention::default()).await).await,
+        "model_based_streams_match_a_model" => {
+            let small = Retention {
+                max_len: 8,
+                max_age: None,
+            };
+            crate::streams_model::run(open(small).await).await
+        }
+        "stats_report_streams_subscribers_and_lag" => stats(open(Retention::default()).await).await,
         other => panic!("no stream case {other}"),
     }
 }
 
 /// A stream name no other case or run uses.
-fn fresh(prefix: &str) -> String {
+pub(crate) fn fresh(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let pid = std::process::id();
@@ -474,4 +503,42 @@ async fn delete(s: SharedStreams) {
         "the cancel went with it"
     );
     assert!(!s.delete(&stream).await.unwrap());
+}
+
+async fn stats(s: SharedStreams) {
+    let counter = |name: &str| s.stats().counter(name);
+    let (subscribers, appended) = (counter("stream_subscribers"), counter("events_appended"));
+    let stream = fresh("stats");
+    let mut offsets = Vec::new();
+    for n in 0..10 {
+        offsets.push(s.append(&stream, format!("e{n}").into()).await.unwrap());
+    }
+    assert!(
+        counter("events_appended") >= appended + 10,
+        "events_appended: {:?}",
+        s.stats()
+    );
+    let mut sub = s.subscribe(&stream, StartAt::Beginning).await.unwrap();
+    assert_eq!(
+        counter("stream_subscribers"),
+        subscribers + 1,
+        "{:?}",
+        s.stats()
+    );
+    // one of ten delivered: the subscription has read the rest and knows
+    // it is 9 behind
+    let (_, got) = take(&mut sub, 1).await;
+    assert_eq!(got, offsets[..1]);
+    assert_eq!(counter("stream_lag_max"), 9, "{:?}", s.stats());
+    assert_eq!(counter("stream_lag_total"), 9, "{:?}", s.stats());
+    take(&mut sub, 9).await;
+    assert_eq!(counter("stream_lag_max"), 0, "caught up: {:?}", s.stats());
+    drop(sub);
+    assert_eq!(
+        counter("stream_subscribers"),
+        subscribers,
+        "{:?}",
+        s.stats()
+    );
+    s.delete(&stream).await.unwrap();
 }

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -16,8 +17,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use persistence_core::backend::{Health, Stats};
 use persistence_core::streams::{
-    follow, Cancellation, Event, EventPage, EventStreams, Offset, Retention, StartAt, Subscription,
-    Tail,
+    follow, Cancellation, Event, EventPage, EventStreams, Followers, Offset, Retention, StartAt,
+    Subscription, Tail,
 };
 use persistence_core::{Error, Result};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -233,6 +234,8 @@ struct Inner {
     retention: Retention,
     wakes: Mutex<HashMap<String, watch::Sender<()>>>,
     cancels: Mutex<HashMap<String, watch::Sender<bool>>>,
+    followers: Followers,
+    appended: AtomicU64,
 }
 
 impl RedbBackend {
@@ -245,6 +248,8 @@ impl RedbBackend {
                 retention,
                 wakes: Mutex::new(HashMap::new()),
                 cancels: Mutex::new(HashMap::new()),
+                followers: Followers::numbered(),
+                appended: AtomicU64::new(0),
             }),
         }
     }
@@ -344,6 +349,7 @@ impl EventStreams for RedbStreams {
         match self.inner.write("append", op).await? {
             StreamAnswer::Appended(offset) => {
                 self.inner.wake(stream);
+                self.inner.appended.fetch_add(1, Ordering::Relaxed);
                 Ok(offset)
             }
             other => Err(internal(other)),
@@ -360,7 +366,12 @@ impl EventStreams for RedbStreams {
             StartAt::After(offset) => offset,
             StartAt::Now => self.inner.read_now(stream, Offset::START, 1)?.last,
         };
-        Ok(follow(self.inner.clone(), stream, after))
+        Ok(follow(
+            self.inner.clone(),
+            stream,
+            after,
+            &self.inner.followers,
+        ))
     }
 
     async fn close(&self, stream: &str, reason: &str) -> Result<()> {
@@ -442,9 +453,10 @@ impl EventStreams for RedbStreams {
         let wakes = self.inner.wakes.lock();
         stats.set("streams_followed", wakes.len() as u64);
         stats.set(
-            "stream_subscribers",
-            wakes.values().map(|w| w.receiver_count() as u64).sum(),
+            "events_appended",
+            self.inner.appended.load(Ordering::Relaxed),
         );
+        self.inner.followers.report(&mut stats);
         stats
     }
 }

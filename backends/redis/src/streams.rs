@@ -16,6 +16,7 @@
 //! which then read on from their last offset.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -24,8 +25,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use persistence_core::backend::{Health, Stats};
 use persistence_core::streams::{
-    follow, Cancellation, Event, EventPage, EventStreams, Offset, Retention, StartAt, Subscription,
-    Tail,
+    follow, Cancellation, Event, EventPage, EventStreams, Followers, Offset, Retention, StartAt,
+    Subscription, Tail,
 };
 use persistence_core::{Error, Result};
 use redis::{Script, Value};
@@ -146,6 +147,8 @@ struct Inner {
     /// Options for the watchers' own connections (a reply timeout longer
     /// than a block).
     blocking: RedisOptions,
+    followers: Followers,
+    appended: AtomicU64,
 }
 
 impl RedisBackend {
@@ -162,6 +165,8 @@ impl RedisBackend {
                 cancels: Mutex::new(HashMap::new()),
                 watchers: Arc::new(Semaphore::new(MAX_WATCHERS)),
                 blocking,
+                followers: Followers::new(),
+                appended: AtomicU64::new(0),
             }),
         }
     }
@@ -201,10 +206,8 @@ impl Inner {
                 oldest,
             });
         }
-        let reaches_end = entries.len() < limit.max(1);
         let mut page = EventPage {
             last: parse_id(&last)?,
-            end: (reaches_end && !reason.is_empty()).then_some(reason),
             ..EventPage::default()
         };
         for entry in entries {
@@ -218,6 +221,10 @@ impl Inner {
                 data: Bytes::from(fields.into_iter().nth(1).unwrap_or_default()),
             });
         }
+        // the end comes with the page that holds the last event (a full
+        // page may: nothing after it), or with an empty page after it
+        let reaches_end = page.events.last().map_or(after, |e| e.offset) >= page.last;
+        page.end = (reaches_end && !reason.is_empty()).then_some(reason);
         Ok(page)
     }
 
@@ -419,7 +426,10 @@ impl EventStreams for RedisStreams {
             .await
             .map_err(|e| inner.error("stream append", e))?;
         match status.as_str() {
-            "ok" => parse_id(&value),
+            "ok" => {
+                inner.appended.fetch_add(1, Ordering::Relaxed);
+                parse_id(&value)
+            }
             _ => Err(Error::StreamClosed {
                 stream: stream.to_string(),
                 reason: value,
@@ -441,6 +451,7 @@ impl EventStreams for RedisStreams {
             Arc::new(TailHandle(self.inner.clone())),
             stream,
             after,
+            &self.inner.followers,
         ))
     }
 
@@ -526,9 +537,10 @@ impl EventStreams for RedisStreams {
         let wakes = self.inner.wakes.lock();
         stats.set("streams_followed", wakes.len() as u64);
         stats.set(
-            "stream_subscribers",
-            wakes.values().map(|w| w.receiver_count() as u64).sum(),
+            "events_appended",
+            self.inner.appended.load(Ordering::Relaxed),
         );
+        self.inner.followers.report(&mut stats);
         stats.set(
             "stream_watchers_free",
             self.inner.watchers.available_permits() as u64,

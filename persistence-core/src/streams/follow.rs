@@ -13,11 +13,13 @@
 //! on from the same offset, backing off from 50 ms to 2 s; any other error
 //! ends it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::{EventPage, Item, Offset, Subscription};
@@ -42,6 +44,90 @@ pub trait Tail: Send + Sync + 'static {
     fn wake_ups(&self, stream: &str) -> watch::Receiver<()>;
 }
 
+/// An engine's live subscriptions and how far each is behind its stream,
+/// for [`EventStreams::stats`](super::EventStreams::stats): every
+/// subscription made by [`follow`] is counted while it lives.
+///
+/// A subscription's **lag** is the number of events appended to its stream
+/// that it has not delivered yet, as of its last read. Engines that number
+/// their events `1, 2, 3...` ([`Followers::numbered`]: memory, redb) count
+/// it exactly; others (Redis's time-based ids) count what the subscription
+/// has read ahead and not yet delivered, plus one while it knows of more: a
+/// lower bound.
+#[derive(Debug, Clone, Default)]
+pub struct Followers {
+    inner: Arc<FollowersInner>,
+}
+
+#[derive(Debug, Default)]
+struct FollowersInner {
+    numbered: bool,
+    next: AtomicU64,
+    lags: Mutex<HashMap<u64, Arc<AtomicU64>>>,
+}
+
+impl Followers {
+    /// For an engine whose offsets are not consecutive numbers.
+    pub fn new() -> Self {
+        Followers::default()
+    }
+
+    /// For an engine that numbers events `1-0, 2-0, ...` with no holes.
+    pub fn numbered() -> Self {
+        Followers {
+            inner: Arc::new(FollowersInner {
+                numbered: true,
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn join(&self) -> Follower {
+        let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let lag = Arc::new(AtomicU64::new(0));
+        self.inner.lags.lock().insert(id, lag.clone());
+        Follower {
+            followers: self.clone(),
+            id,
+            lag,
+        }
+    }
+
+    /// Live subscriptions.
+    pub fn count(&self) -> u64 {
+        self.inner.lags.lock().len() as u64
+    }
+
+    /// The largest lag of a live subscription, and the sum of all.
+    pub fn lag(&self) -> (u64, u64) {
+        let lags = self.inner.lags.lock();
+        lags.values()
+            .map(|l| l.load(Ordering::Relaxed))
+            .fold((0, 0), |(max, sum), l| (max.max(l), sum + l))
+    }
+
+    /// Sets `stream_subscribers`, `stream_lag_max` and `stream_lag_total`.
+    pub fn report(&self, stats: &mut crate::backend::Stats) {
+        let (max, total) = self.lag();
+        stats.set("stream_subscribers", self.count());
+        stats.set("stream_lag_max", max);
+        stats.set("stream_lag_total", total);
+    }
+}
+
+/// One subscription's place in its engine's [`Followers`]; leaves on drop.
+struct Follower {
+    followers: Followers,
+    id: u64,
+    lag: Arc<AtomicU64>,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.followers.inner.lags.lock().remove(&self.id);
+    }
+}
+
 struct State {
     tail: Arc<dyn Tail>,
     stream: String,
@@ -52,11 +138,35 @@ struct State {
     finished: bool,
     /// After a retryable failure: how long to wait before reading again.
     backoff: Option<Duration>,
+    /// The stream's last offset as of the last read.
+    known_last: Offset,
+    follower: Follower,
 }
 
-/// The subscription to `stream` from the first event after `after`.
-pub fn follow(tail: Arc<dyn Tail>, stream: &str, after: Offset) -> Subscription {
+impl State {
+    /// Records how far behind the stream this subscription is.
+    fn note_lag(&self) {
+        let lag = if self.follower.followers.inner.numbered {
+            self.known_last.seq.saturating_sub(self.cursor.seq)
+        } else {
+            let ahead = self.pending.back().map_or(self.cursor, |e| e.offset);
+            self.pending.len() as u64 + u64::from(self.known_last > ahead)
+        };
+        self.follower.lag.store(lag, Ordering::Relaxed);
+    }
+}
+
+/// The subscription to `stream` from the first event after `after`,
+/// counted in `followers` while it lives.
+pub fn follow(
+    tail: Arc<dyn Tail>,
+    stream: &str,
+    after: Offset,
+    followers: &Followers,
+) -> Subscription {
     let state = State {
+        known_last: after,
+        follower: followers.join(),
         wake: tail.wake_ups(stream),
         tail,
         stream: stream.to_string(),
@@ -73,6 +183,7 @@ pub fn follow(tail: Arc<dyn Tail>, stream: &str, after: Offset) -> Subscription 
             }
             if let Some(event) = s.pending.pop_front() {
                 s.cursor = event.offset;
+                s.note_lag();
                 return Some((Ok(Item::Event(event)), s));
             }
             if let Some(reason) = s.end.take() {
@@ -96,6 +207,8 @@ pub fn follow(tail: Arc<dyn Tail>, stream: &str, after: Offset) -> Subscription 
                 }
                 Ok(page) if page.events.is_empty() && page.end.is_none() => {
                     s.backoff = None;
+                    s.known_last = s.known_last.max(page.last);
+                    s.note_lag();
                     if s.wake.changed().await.is_err() {
                         // the stream was deleted (or the engine dropped)
                         s.finished = true;
@@ -104,8 +217,10 @@ pub fn follow(tail: Arc<dyn Tail>, stream: &str, after: Offset) -> Subscription 
                 }
                 Ok(page) => {
                     s.backoff = None;
+                    s.known_last = s.known_last.max(page.last);
                     s.pending.extend(page.events);
                     s.end = page.end;
+                    s.note_lag();
                 }
             }
         }

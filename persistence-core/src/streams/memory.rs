@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::{
-    follow, Cancellation, Event, EventPage, EventStreams, Offset, Retention, StartAt, Subscription,
-    Tail,
+    follow, Cancellation, Event, EventPage, EventStreams, Followers, Offset, Retention, StartAt,
+    Subscription, Tail,
 };
 use crate::backend::{Health, Stats};
 use crate::error::{Error, Result};
@@ -36,6 +36,7 @@ struct Inner {
     cancels: Mutex<HashMap<String, watch::Sender<bool>>>,
     retention: Retention,
     appended: AtomicU64,
+    followers: Followers,
 }
 
 #[derive(Debug)]
@@ -87,6 +88,7 @@ impl MemoryStreams {
                 cancels: Mutex::new(HashMap::new()),
                 retention,
                 appended: AtomicU64::new(0),
+                followers: Followers::numbered(),
             }),
         }
     }
@@ -177,7 +179,12 @@ impl EventStreams for MemoryStreams {
             StartAt::After(offset) => offset,
             StartAt::Now => self.inner.read_after(stream, Offset::START, 1).await?.last,
         };
-        Ok(follow(self.inner.clone(), stream, after))
+        Ok(follow(
+            self.inner.clone(),
+            stream,
+            after,
+            &self.inner.followers,
+        ))
     }
 
     async fn close(&self, stream: &str, reason: &str) -> Result<()> {
@@ -232,13 +239,7 @@ impl EventStreams for MemoryStreams {
         let streams = self.inner.streams.lock();
         let mut stats = Stats::default();
         stats.set("streams", streams.len() as u64);
-        stats.set(
-            "stream_subscribers",
-            streams
-                .values()
-                .map(|s| s.wake.receiver_count() as u64)
-                .sum(),
-        );
+        self.inner.followers.report(&mut stats);
         stats.set(
             "events_appended",
             self.inner.appended.load(Ordering::Relaxed),

@@ -34,7 +34,7 @@ mod follow;
 mod memory;
 mod typed;
 
-pub use follow::{follow, Tail};
+pub use follow::{follow, Followers, Tail};
 pub use memory::MemoryStreams;
 pub use typed::{JsonStreams, TypedItem, TypedSubscription};
 
@@ -205,7 +205,9 @@ pub trait EventStreams: Send + Sync + fmt::Debug + 'static {
     /// How the engine is doing.
     async fn health(&self) -> Health;
 
-    /// Counters: streams, events appended, subscribers.
+    /// Counters: streams, events appended, live subscribers and their lag
+    /// (`stream_subscribers`, `stream_lag_max`, `stream_lag_total`: see
+    /// [`Followers`]).
     fn stats(&self) -> Stats {
         Stats::default()
     }
