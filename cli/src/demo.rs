@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use persistence_core::config::Settings;
 use persistence_core::factory::Factory;
-use persistence_core::TaskStore;
+use persistence_core::streams::{Item, SharedStreams, StartAt};
+use persistence_core::{ErrorKind, TaskStore};
 
 use persistence_cli::report::{right, table, thousands, Samples, Summary};
 use persistence_cli::workload;
@@ -20,10 +21,21 @@ pub struct Args {
     /// Tasks in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
-    /// Keep the completed tasks instead of deleting them.
+    /// Keep the completed tasks (and their event streams) instead of
+    /// deleting them.
     #[arg(long)]
     keep: bool,
+    /// Do not stream each task's events (by default each task's life is
+    /// appended to its run's event stream, which a follower reads live).
+    #[arg(long)]
+    no_streams: bool,
 }
+
+/// The events each task's life appends to its run's stream.
+const LIFE_EVENTS: [&str; 4] = ["created", "paused_for_approval", "resumed", "completed"];
+
+/// Longest wait for a run's follower to get the end after the close.
+const FOLLOWER_WAIT: Duration = Duration::from_secs(30);
 
 /// Latencies by operation.
 pub type Recorded = BTreeMap<&'static str, Samples>;
@@ -41,8 +53,12 @@ async fn timed<T, E>(
 
 /// One task's life: opened, resumed by request id, paused for approval,
 /// resumed, approved and completed (with an optimistic update), deleted.
+/// With `streams`, each step is also an event of the run's stream (named
+/// by the task id), which a follower subscribed before the first reads
+/// live; the life fails unless the follower got every event and the end.
 async fn life(
     store: &TaskStore,
+    streams: Option<&SharedStreams>,
     run: &str,
     n: usize,
     keep: bool,
@@ -51,6 +67,21 @@ async fn life(
     let id = format!("demo-{run}-{n}");
     let (r1, r2) = (format!("{id}-req-1"), format!("{id}-req-2"));
     let e = |e: persistence_core::TaskStoreError| e.to_string();
+    let follower = match streams {
+        Some(s) => Some(follow_run(s, &id).await?),
+        None => None,
+    };
+    let mut events = LIFE_EVENTS.iter();
+    let mut step = async |rec: &mut Recorded| -> Result<(), String> {
+        let (Some(s), Some(event)) = (streams, events.next()) else {
+            return Ok(());
+        };
+        let data = serde_json::json!({"task_id": id, "event": event}).to_string();
+        timed(rec, "append", s.append(&id, data.into()))
+            .await
+            .map(drop)
+            .map_err(|e| format!("appending to the stream of {id}: {e}"))
+    };
     timed(
         rec,
         "create",
@@ -58,18 +89,21 @@ async fn life(
     )
     .await
     .map_err(e)?;
+    step(rec).await?;
     let mut task = timed(rec, "load_by_request_id", store.load_by_request_id(&r1))
         .await
         .map_err(e)?
         .ok_or(format!("task {id} not found by its request id"))?;
     workload::pause_for_approval(&mut task, &r2);
     timed(rec, "update", store.update(&task)).await.map_err(e)?;
+    step(rec).await?;
     timed(rec, "load_by_request_id", store.load_by_request_id(&r2))
         .await
         .map_err(e)?
         .ok_or(format!(
             "paused task {id} not found by its second request id"
         ))?;
+    step(rec).await?;
     let current = timed(rec, "load", store.load_versioned(&id))
         .await
         .map_err(e)?
@@ -79,10 +113,57 @@ async fn life(
     timed(rec, "update", store.update_if(&task, current.version))
         .await
         .map_err(e)?;
+    step(rec).await?;
+    if let (Some(s), Some(follower)) = (streams, follower) {
+        s.close(&id, "success")
+            .await
+            .map_err(|e| format!("closing the stream of {id}: {e}"))?;
+        let got = tokio::time::timeout(FOLLOWER_WAIT, follower)
+            .await
+            .map_err(|_| format!("the follower of {id} got no end within {FOLLOWER_WAIT:?}"))?
+            .map_err(|e| format!("the follower of {id} failed: {e}"))??;
+        if got != LIFE_EVENTS.len() {
+            return Err(format!(
+                "the follower of {id} got {got} of {} events",
+                LIFE_EVENTS.len()
+            ));
+        }
+        if !keep {
+            s.delete(&id)
+                .await
+                .map_err(|e| format!("deleting the stream of {id}: {e}"))?;
+        }
+    }
     if !keep {
         timed(rec, "delete", store.delete(&id)).await.map_err(e)?;
     }
     Ok(())
+}
+
+/// Subscribes to `run`'s stream from the beginning and reads it until the
+/// end: the number of events, or why it stopped.
+async fn follow_run(
+    streams: &SharedStreams,
+    run: &str,
+) -> Result<tokio::task::JoinHandle<Result<usize, String>>, String> {
+    let mut sub = streams
+        .subscribe(run, StartAt::Beginning)
+        .await
+        .map_err(|e| format!("subscribing to the stream of {run}: {e}"))?;
+    let run = run.to_string();
+    Ok(tokio::spawn(async move {
+        let mut events = 0;
+        while let Some(item) = futures::StreamExt::next(&mut sub).await {
+            match item {
+                Ok(Item::Event(_)) => events += 1,
+                Ok(Item::End(reason)) if reason == "success" => return Ok(events),
+                Ok(Item::End(reason)) => return Err(format!("{run} ended with {reason:?}")),
+                Err(e) if e.is_retryable() => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(format!("the subscription to {run} stopped before the end"))
+    }))
 }
 
 /// Task lives that failed when running with `keep_going`.
@@ -100,6 +181,7 @@ pub struct Failures {
 /// and the others run on.
 pub async fn lives(
     store: &TaskStore,
+    streams: Option<SharedStreams>,
     tasks: usize,
     concurrency: usize,
     keep: bool,
@@ -127,11 +209,13 @@ pub async fn lives(
     let mut handles = Vec::new();
     for w in 0..workers {
         let (store, bar, run_id) = (store.clone(), bar.clone(), run_id.clone());
+        let streams = streams.clone();
         handles.push(tokio::spawn(async move {
             let mut rec = Recorded::new();
             let mut failures = Failures::default();
             for n in (w..tasks).step_by(workers) {
-                if let Err(e) = life(&store, &run_id, n, keep, &mut rec).await {
+                let streams = streams.as_ref();
+                if let Err(e) = life(&store, streams, &run_id, n, keep, &mut rec).await {
                     if !keep_going {
                         return Err(e);
                     }
@@ -183,9 +267,15 @@ pub async fn run(
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (store, opened) = open_task_store(factory, settings).await?;
     let backend = opened.backend.name().to_string();
+    let streams = match args.no_streams {
+        true => None,
+        false => open_streams(factory, settings).await?,
+    };
+    let streams_engine = streams.as_ref().map(|s| s.name().to_string());
     let started = Instant::now();
     let (mut all, _) = lives(
         &store,
+        streams,
         args.tasks,
         args.concurrency,
         args.keep,
@@ -196,29 +286,82 @@ pub async fn run(
     let wall = started.elapsed();
     let remaining = store.count().await.ok();
     let total_ops: usize = all.values().map(Samples::len).sum();
-    let summaries: Vec<Summary> = ["create", "load", "load_by_request_id", "update", "delete"]
-        .into_iter()
-        .filter_map(|op| all.remove(op).map(|s| s.summary(op, wall)))
-        .collect();
-    print(args, &backend, wall, total_ops, remaining, &summaries, json)?;
+    let summaries: Vec<Summary> = [
+        "create",
+        "load",
+        "load_by_request_id",
+        "update",
+        "delete",
+        "append",
+    ]
+    .into_iter()
+    .filter_map(|op| all.remove(op).map(|s| s.summary(op, wall)))
+    .collect();
+    let run = Run {
+        backend,
+        streams: streams_engine,
+        wall,
+        total_ops,
+        remaining,
+    };
+    print(args, &run, &summaries, json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The streams engine the settings choose, or none (said on stderr) when
+/// the engine has none and the fallback policy is `fail`.
+async fn open_streams(
+    factory: &Factory,
+    settings: &Settings,
+) -> Result<Option<SharedStreams>, persistence_core::Error> {
+    match factory.open_streams(settings).await {
+        Ok(opened) => {
+            if let Some(cause) = &opened.fallback_cause {
+                eprintln!("warning: streaming in memory because {cause}");
+            }
+            Ok(Some(opened.streams))
+        }
+        Err(e) if e.kind() == ErrorKind::Unsupported => {
+            eprintln!("note: running without event streams: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What a demo run did, for the report.
+struct Run {
+    backend: String,
+    streams: Option<String>,
+    wall: Duration,
+    total_ops: usize,
+    remaining: Option<u64>,
 }
 
 fn print(
     args: &Args,
-    backend: &str,
-    wall: Duration,
-    total_ops: usize,
-    remaining: Option<u64>,
+    run: &Run,
     summaries: &[Summary],
     json: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let ops_per_sec = total_ops as f64 / wall.as_secs_f64();
+    let Run {
+        backend,
+        streams,
+        wall,
+        total_ops,
+        remaining,
+    } = run;
+    let ops_per_sec = *total_ops as f64 / wall.as_secs_f64();
+    let appended = summaries
+        .iter()
+        .find(|s| s.op == "append")
+        .map_or(0, |s| s.count);
     if json {
         let out = serde_json::json!({
             "backend": backend, "tasks": args.tasks, "concurrency": args.concurrency,
             "seconds": wall.as_secs_f64(), "total_ops": total_ops, "ops_per_sec": ops_per_sec,
             "tasks_left": remaining, "operations": summaries,
+            "streams": streams, "events_streamed": appended,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -249,6 +392,11 @@ fn print(
         "".into(),
     ]);
     println!("{t}");
+    if let Some(engine) = streams {
+        println!(
+            "event streams on {engine}: {appended} events appended, each run's followed live to its end"
+        );
+    }
     if let Some(n) = remaining {
         println!("tasks left in the store: {n}");
     }

@@ -35,9 +35,17 @@ pub async fn run(
     // the counters matter most when calls fail: every life runs, a failed
     // one is counted, and the report comes whatever happened
     let failures = if args.tasks > 0 {
-        demo::lives(&store, args.tasks, args.concurrency, false, !json, true)
-            .await?
-            .1
+        demo::lives(
+            &store,
+            None,
+            args.tasks,
+            args.concurrency,
+            false,
+            !json,
+            true,
+        )
+        .await?
+        .1
     } else {
         demo::Failures::default()
     };

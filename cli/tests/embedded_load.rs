@@ -24,7 +24,15 @@ fn demo(engine: &str, tasks: u64) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ta-persist"))
-        .args(["--backend", engine, "--json", "demo", "--tasks"])
+        // the document workload alone: the streams have their own demo test
+        .args([
+            "--backend",
+            engine,
+            "--json",
+            "demo",
+            "--no-streams",
+            "--tasks",
+        ])
         .arg(tasks.to_string())
         .env_remove("TA_PERSISTENCE_CONFIG")
         .env("TA_PERSISTENCE_FALLBACK", "fail")

@@ -171,3 +171,65 @@ fn conformance_streams_refuses_an_engine_without_streams() {
         "{stderr}"
     );
 }
+
+/// `ta-persist --json demo` with `env`: its report.
+fn demo(env: &[(&str, String)], dir: &std::path::Path) -> serde_json::Value {
+    let out = ta_persist(env)
+        .current_dir(dir)
+        .args(["--json", "demo", "--tasks", "40", "--concurrency", "8"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[test]
+fn the_demo_streams_every_run_and_follows_it_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    // the embedded default: documents and streams in one redb file
+    let redb = [
+        ("TA_PERSISTENCE_BACKEND", "redb".to_string()),
+        (
+            "TA_REDB_PATH",
+            dir.path().join("d.redb").display().to_string(),
+        ),
+        ("TA_PERSISTENCE_FALLBACK", "fail".to_string()),
+    ];
+    let report = demo(&redb, dir.path());
+    assert_eq!(report["streams"], "redb", "{report}");
+    assert_eq!(report["events_streamed"], 160, "4 events a task: {report}");
+    // Redis: every run's stream deleted with its task
+    let server = RedisServer::start();
+    let on_redis = [
+        ("TA_PERSISTENCE_BACKEND", "redis".to_string()),
+        ("TA_REDIS_HOST", "127.0.0.1".to_string()),
+        ("TA_REDIS_PORT", server.port().to_string()),
+        ("TA_PERSISTENCE_FALLBACK", "fail".to_string()),
+    ];
+    let report = demo(&on_redis, dir.path());
+    assert_eq!(report["streams"], "redis", "{report}");
+    assert_eq!(report["events_streamed"], 160, "{report}");
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*~s:*").query(&mut con).unwrap();
+    assert!(keys.is_empty(), "streams left: {keys:?}");
+    // an engine without streams runs the demo without them, saying so
+    let sled = [
+        ("TA_PERSISTENCE_BACKEND", "sled".to_string()),
+        (
+            "TA_SLED_PATH",
+            dir.path().join("sled").display().to_string(),
+        ),
+        ("TA_PERSISTENCE_FALLBACK", "fail".to_string()),
+    ];
+    let report = demo(&sled, dir.path());
+    assert_eq!(report["streams"], serde_json::Value::Null, "{report}");
+    assert_eq!(report["events_streamed"], 0, "{report}");
+}

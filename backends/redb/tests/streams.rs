@@ -69,8 +69,10 @@ async fn acknowledged_events_survive_sigkill() {
             persistence_core::streams::EventStreams::append(&s, "run", format!("e{n}").into())
                 .await
                 .unwrap();
+            // one write of the whole line (atomic on a pipe): a kill never
+            // leaves a partial number for the reader
             let mut err = std::io::stderr().lock();
-            writeln!(err, "ack {n}").unwrap();
+            err.write_all(format!("ack {n}\n").as_bytes()).unwrap();
             err.flush().unwrap();
         }
         return;
@@ -100,10 +102,14 @@ async fn acknowledged_events_survive_sigkill() {
         let reader = {
             let lines = lines.clone();
             std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(n) = line.strip_prefix("ack ") {
+                let mut stderr = BufReader::new(stderr);
+                let mut line = String::new();
+                // only whole lines count (a line cut by the kill is not an ack)
+                while stderr.read_line(&mut line).unwrap_or(0) > 0 && line.ends_with('\n') {
+                    if let Some(n) = line.trim_end().strip_prefix("ack ") {
                         lines.lock().unwrap().push(n.parse().unwrap());
                     }
+                    line.clear();
                 }
             })
         };
