@@ -20,6 +20,7 @@ mod options;
 mod scripts;
 mod settings;
 mod slots;
+mod stream_appends;
 mod streams;
 
 pub use backend::RedisBackend;

@@ -4,7 +4,8 @@
 //! A stream is one Redis stream, `{prefix}:~s:{len}:{name}` (one key, so on
 //! a cluster one slot), its offsets Redis's own ids (`ms-seq`). Closing
 //! appends a last entry whose field is `end` (the reason), so "append
-//! unless closed" is one script on one key. Retention is `MAXLEN` (and
+//! unless closed" is one script on one key; appends made to one stream at
+//! the same moment share that script call (`stream_appends`). Retention is `MAXLEN` (and
 //! `MINID` for an age) at every append; `XINFO STREAM`'s
 //! `max-deleted-entry-id` tells a reader that events after its offset were
 //! trimmed. Cancellations are a stream per run, `{prefix}:~x:{len}:{run}`.
@@ -41,37 +42,6 @@ pub const MAX_WATCHERS: usize = 64;
 
 /// How long one `XREAD BLOCK` waits before the watcher looks again.
 const BLOCK_MS: u64 = 2000;
-
-/// KEYS: the stream. ARGV: data, max length, min id ('' = none).
-/// Returns {'ok', id} or {'closed', reason}. Trimming records the newest
-/// trimmed id as the stream's `max-deleted-entry-id` (`XSETID`), which is
-/// how a reader learns it missed events (Redis does not record trims).
-static APPEND: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local key, maxlen = KEYS[1], tonumber(ARGV[2])
-local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
-if last[1] and last[1][2][1] == 'end' then return {'closed', last[1][2][2]} end
-local id = redis.call('XADD', key, '*', 'd', ARGV[1])
-local trimmed = nil
-local over = redis.call('XLEN', key) - maxlen
-if over > 0 then
-  local old = redis.call('XRANGE', key, '-', '+', 'COUNT', over)
-  trimmed = old[#old][1]
-  redis.call('XTRIM', key, 'MAXLEN', maxlen)
-end
-if ARGV[3] ~= '' then
-  local below = redis.call('XREVRANGE', key, '(' .. ARGV[3], '-', 'COUNT', 1)
-  if below[1] then
-    trimmed = below[1][1]
-    redis.call('XTRIM', key, 'MINID', ARGV[3])
-  end
-end
-if trimmed then redis.call('XSETID', key, id, 'MAXDELETEDID', trimmed) end
-return {'ok', id}
-"#,
-    )
-});
 
 /// KEYS: the stream. ARGV: reason. Appends the end unless there is one.
 static CLOSE: LazyLock<Script> = LazyLock::new(|| {
@@ -115,7 +85,7 @@ fn lp(s: &str) -> String {
     format!("{}:{s}", s.len())
 }
 
-fn parse_id(id: &str) -> Result<Offset> {
+pub(crate) fn parse_id(id: &str) -> Result<Offset> {
     id.parse().map_err(|_| Error::Internal {
         backend: "redis".into(),
         message: format!("unexpected stream id {id:?}"),
@@ -137,9 +107,9 @@ impl std::fmt::Debug for RedisStreams {
     }
 }
 
-struct Inner {
-    backend: RedisBackend,
-    retention: Retention,
+pub(crate) struct Inner {
+    pub(crate) backend: RedisBackend,
+    pub(crate) retention: Retention,
     /// Per followed stream (and run): the wake-up sender its watcher feeds.
     wakes: Senders<()>,
     cancels: Senders<bool>,
@@ -148,7 +118,10 @@ struct Inner {
     /// than a block).
     blocking: RedisOptions,
     followers: Followers,
-    appended: AtomicU64,
+    pub(crate) appended: AtomicU64,
+    /// Append script calls (one carries every append of its batch).
+    pub(crate) append_calls: AtomicU64,
+    pub(crate) batches: crate::stream_appends::Batches,
 }
 
 impl RedisBackend {
@@ -167,6 +140,8 @@ impl RedisBackend {
                 blocking,
                 followers: Followers::new(),
                 appended: AtomicU64::new(0),
+                append_calls: AtomicU64::new(0),
+                batches: Default::default(),
             }),
         }
     }
@@ -181,7 +156,7 @@ impl Inner {
         format!("{}:~x:{}", self.backend.layout.prefix(), lp(run))
     }
 
-    fn error(&self, op: &str, e: redis::RedisError) -> Error {
+    pub(crate) fn error(&self, op: &str, e: redis::RedisError) -> Error {
         self.backend.error(op, e)
     }
 
@@ -406,35 +381,8 @@ impl EventStreams for RedisStreams {
     }
 
     async fn append(&self, stream: &str, data: Bytes) -> Result<Offset> {
-        let inner = &self.inner;
-        let min_id = match inner.retention.max_age {
-            None => String::new(),
-            Some(age) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                now.saturating_sub(age.as_millis() as u64).to_string()
-            }
-        };
-        let mut con = inner.backend.con.clone();
-        let (status, value): (String, String) = APPEND
-            .key(inner.key(stream))
-            .arg(&data[..])
-            .arg(inner.retention.max_len.max(1))
-            .arg(min_id)
-            .invoke_async(&mut con)
-            .await
-            .map_err(|e| inner.error("stream append", e))?;
-        match status.as_str() {
-            "ok" => {
-                inner.appended.fetch_add(1, Ordering::Relaxed);
-                parse_id(&value)
-            }
-            _ => Err(Error::StreamClosed {
-                stream: stream.to_string(),
-                reason: value,
-            }),
-        }
+        let key = self.inner.key(stream);
+        crate::stream_appends::append(&self.inner, stream, key, data).await
     }
 
     async fn read(&self, stream: &str, after: Offset, limit: usize) -> Result<EventPage> {
@@ -539,6 +487,10 @@ impl EventStreams for RedisStreams {
         stats.set(
             "events_appended",
             self.inner.appended.load(Ordering::Relaxed),
+        );
+        stats.set(
+            "stream_append_calls",
+            self.inner.append_calls.load(Ordering::Relaxed),
         );
         self.inner.followers.report(&mut stats);
         stats.set(

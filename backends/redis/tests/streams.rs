@@ -102,3 +102,109 @@ async fn events_appended_by_another_process_are_delivered() {
     assert_eq!(got, want);
     assert_eq!(end, "success");
 }
+
+/// Appends made at the same moment share script calls; each keeps its own
+/// offset and its appender's order; a closed stream refuses every one of a
+/// batch; a caller that gives up strands no one.
+mod batched_appends {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use persistence_core::streams::{Offset, Retention, SharedStreams};
+    use persistence_core::ErrorKind;
+
+    async fn engine() -> SharedStreams {
+        let mut options = persistence_redis::RedisOptions::new("127.0.0.1", super::SERVER.port());
+        options.prefix = super::prefix();
+        let backend = persistence_redis::RedisBackend::connect(options)
+            .await
+            .expect("connect");
+        Arc::new(backend.streams(Retention::default()))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_share_calls_and_keep_their_offsets() {
+        let s = engine().await;
+        // more appenders than a batch holds
+        const APPENDERS: usize = 300;
+        let tasks: Vec<_> = (0..APPENDERS)
+            .map(|a| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    for n in 0..4 {
+                        let o = s.append("run", format!("{a}-{n}").into()).await.unwrap();
+                        mine.push(o);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            let mine = t.await.unwrap();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "an appender's order");
+            all.extend(mine);
+        }
+        let page = s.read("run", Offset::START, 10_000).await.unwrap();
+        let stored: Vec<Offset> = page.events.iter().map(|e| e.offset).collect();
+        all.sort();
+        assert_eq!(stored, all, "every acknowledged offset is its own event");
+        let stats = s.stats();
+        let events = (APPENDERS * 4) as u64;
+        assert_eq!(stats.counter("events_appended"), events);
+        assert!(
+            stats.counter("stream_append_calls") < events / 4,
+            "appends at the same moment did not share calls: {stats:?}"
+        );
+        // every event of a batch that meets the close is refused
+        s.close("run", "success").await.unwrap();
+        let refused: Vec<_> = (0..16)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { s.append("run", "late".into()).await })
+            })
+            .collect();
+        for r in refused {
+            let err = r.await.unwrap().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+        }
+        let page = s.read("run", Offset::START, 10_000).await.unwrap();
+        assert_eq!(page.events.len() as u64, events);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_that_gives_up_strands_no_one() {
+        let s = engine().await;
+        for round in 0..50u64 {
+            let stream = format!("giving-up-{round}");
+            let first = {
+                let (s, stream) = (s.clone(), stream.clone());
+                tokio::spawn(async move { s.append(&stream, "first".into()).await })
+            };
+            let rest: Vec<_> = (0..8)
+                .map(|n| {
+                    let (s, stream) = (s.clone(), stream.clone());
+                    tokio::spawn(async move { s.append(&stream, format!("e{n}").into()).await })
+                })
+                .collect();
+            // give up at different moments: before, during and after the yield
+            if round % 3 == 1 {
+                tokio::task::yield_now().await;
+            }
+            if round % 3 == 2 {
+                tokio::time::sleep(Duration::from_micros(50 * round)).await;
+            }
+            first.abort();
+            for r in rest {
+                tokio::time::timeout(Duration::from_secs(5), r)
+                    .await
+                    .expect("an append batched with an abandoned one hung")
+                    .unwrap()
+                    .unwrap();
+            }
+            let page = s.read(&stream, Offset::START, 100).await.unwrap();
+            assert!((8..=9).contains(&page.events.len()), "round {round}");
+        }
+    }
+}
