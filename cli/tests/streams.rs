@@ -8,6 +8,20 @@ use std::time::{Duration, Instant};
 
 use redis_test_server::RedisServer;
 
+/// Settings for a backend without event streams: a plugin (the plugin ABI
+/// does not carry them), plugin-example's json-dir in `dir`.
+fn plugin_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    let module = persistence_conformance::plugin_library("plugin-example");
+    vec![
+        ("TA_PERSISTENCE_MODULE", module.display().to_string()),
+        ("TA_PERSISTENCE_CLASS", "json-dir".to_string()),
+        (
+            "TA_PERSISTENCE__PLUGIN__OPTIONS__PATH",
+            dir.join("json").display().to_string(),
+        ),
+    ]
+}
+
 fn ta_persist(env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ta-persist"));
     cmd.env_remove("TA_PERSISTENCE_CONFIG")
@@ -83,14 +97,9 @@ fn tail_follows_events_other_processes_append_until_the_close() {
 fn an_engine_without_streams_is_refused_or_falls_back_loudly() {
     let dir = tempfile::tempdir().unwrap();
     let env = |fallback: &str| {
-        [
-            ("TA_PERSISTENCE_BACKEND", "sled".to_string()),
-            (
-                "TA_SLED_PATH",
-                dir.path().join("sled").display().to_string(),
-            ),
-            ("TA_PERSISTENCE_FALLBACK", fallback.to_string()),
-        ]
+        let mut env = plugin_env(dir.path());
+        env.push(("TA_PERSISTENCE_FALLBACK", fallback.to_string()));
+        env
     };
     let out = ta_persist(&env("fail"))
         .args(["streams", "append", "run", "x"])
@@ -99,7 +108,7 @@ fn an_engine_without_streams_is_refused_or_falls_back_loudly() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("sled does not support run event streams"),
+        err.contains("plugin does not support run event streams"),
         "{err}"
     );
     let out = ta_persist(&env("memory"))
@@ -110,7 +119,7 @@ fn an_engine_without_streams_is_refused_or_falls_back_loudly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("running in memory"), "{err}");
     // a wrong engine name is a configuration error, never a fallback
-    let mut bad = env("memory").to_vec();
+    let mut bad = env("memory");
     bad.push(("STREAMING_BACKEND", "kafka".to_string()));
     let out = ta_persist(&bad)
         .args(["streams", "append", "run", "x"])
@@ -160,14 +169,15 @@ fn conformance_streams_passes_on_redis_and_leaves_no_key_behind() {
 
 #[test]
 fn conformance_streams_refuses_an_engine_without_streams() {
-    let out = ta_persist(&[("TA_PERSISTENCE_BACKEND", "sled".to_string())])
+    let dir = tempfile::tempdir().unwrap();
+    let out = ta_persist(&plugin_env(dir.path()))
         .args(["conformance", "--streams"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("sled does not support run event streams"),
+        stderr.contains("plugin does not support run event streams"),
         "{stderr}"
     );
 }
@@ -221,15 +231,9 @@ fn the_demo_streams_every_run_and_follows_it_to_the_end() {
     let keys: Vec<String> = redis::cmd("KEYS").arg("*~s:*").query(&mut con).unwrap();
     assert!(keys.is_empty(), "streams left: {keys:?}");
     // an engine without streams runs the demo without them, saying so
-    let sled = [
-        ("TA_PERSISTENCE_BACKEND", "sled".to_string()),
-        (
-            "TA_SLED_PATH",
-            dir.path().join("sled").display().to_string(),
-        ),
-        ("TA_PERSISTENCE_FALLBACK", "fail".to_string()),
-    ];
-    let report = demo(&sled, dir.path());
+    let mut plugin = plugin_env(dir.path());
+    plugin.push(("TA_PERSISTENCE_FALLBACK", "fail".to_string()));
+    let report = demo(&plugin, dir.path());
     assert_eq!(report["streams"], serde_json::Value::Null, "{report}");
     assert_eq!(report["events_streamed"], 0, "{report}");
 }

@@ -20,6 +20,8 @@
 
 #![warn(missing_docs)]
 
+pub mod streams;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;

@@ -24,6 +24,10 @@ use persistence_core::{Error, Result};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::{oneshot, watch};
 
+use persistence_ordered_layout::streams::{
+    event_data, event_key, event_seq, event_time, event_value, read_page, stream_prefix, StreamMeta,
+};
+
 use crate::engine::storage;
 use crate::writer::Job;
 use crate::RedbBackend;
@@ -60,71 +64,6 @@ pub enum StreamAnswer {
     Deleted(bool),
 }
 
-/// One stream's row: oldest kept, next number, close reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Meta {
-    first: u64,
-    next: u64,
-    closed: Option<String>,
-}
-
-impl Meta {
-    fn new() -> Self {
-        Meta {
-            first: 1,
-            next: 1,
-            closed: None,
-        }
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(17 + self.closed.as_ref().map_or(0, String::len));
-        out.extend_from_slice(&self.first.to_be_bytes());
-        out.extend_from_slice(&self.next.to_be_bytes());
-        match &self.closed {
-            None => out.push(0),
-            Some(reason) => {
-                out.push(1);
-                out.extend_from_slice(reason.as_bytes());
-            }
-        }
-        out
-    }
-
-    fn decode(stream: &str, b: &[u8]) -> Result<Meta> {
-        let bad = || Error::Corrupted {
-            namespace: "streams".into(),
-            key: stream.into(),
-            reason: "stream record is damaged".into(),
-            len: b.len(),
-        };
-        if b.len() < 17 {
-            return Err(bad());
-        }
-        Ok(Meta {
-            first: u64::from_be_bytes(b[..8].try_into().map_err(|_| bad())?),
-            next: u64::from_be_bytes(b[8..16].try_into().map_err(|_| bad())?),
-            closed: match b[16] {
-                0 => None,
-                _ => Some(String::from_utf8_lossy(&b[17..]).into_owned()),
-            },
-        })
-    }
-}
-
-fn prefix(stream: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + stream.len());
-    out.extend_from_slice(&(stream.len() as u32).to_be_bytes());
-    out.extend_from_slice(stream.as_bytes());
-    out
-}
-
-fn event_key(stream: &str, seq: u64) -> Vec<u8> {
-    let mut out = prefix(stream);
-    out.extend_from_slice(&seq.to_be_bytes());
-    out
-}
-
 /// Applies `op` in the writer's transaction. The inner error is the
 /// caller's (a closed stream); the outer one spoils the transaction.
 pub fn apply(txn: &WriteTransaction, op: &StreamOp, now_ms: u64) -> Result<Result<StreamAnswer>> {
@@ -138,8 +77,8 @@ pub fn apply(txn: &WriteTransaction, op: &StreamOp, now_ms: u64) -> Result<Resul
         } => {
             let mut streams = txn.open_table(STREAMS).map_err(st)?;
             let mut meta = match streams.get(stream.as_str()).map_err(sto)? {
-                Some(b) => Meta::decode(stream, b.value())?,
-                None => Meta::new(),
+                Some(b) => StreamMeta::decode(stream, b.value())?,
+                None => StreamMeta::default(),
             };
             if let Some(reason) = meta.closed {
                 return Ok(Err(Error::StreamClosed {
@@ -150,33 +89,29 @@ pub fn apply(txn: &WriteTransaction, op: &StreamOp, now_ms: u64) -> Result<Resul
             let seq = meta.next;
             meta.next += 1;
             let mut events = txn.open_table(EVENTS).map_err(st)?;
-            let mut value = Vec::with_capacity(8 + data.len());
-            value.extend_from_slice(&now_ms.to_be_bytes());
-            value.extend_from_slice(data);
             events
-                .insert(event_key(stream, seq).as_slice(), value.as_slice())
+                .insert(
+                    event_key(stream, seq).as_slice(),
+                    event_value(now_ms, data).as_slice(),
+                )
                 .map_err(sto)?;
-            // retention: drop from the oldest while too many or too old
-            while meta.first < meta.next {
-                let too_many = meta.next - meta.first > retention.max_len.max(1);
-                let too_old = match retention.max_age {
-                    None => false,
-                    Some(age) => {
-                        let key = event_key(stream, meta.first);
-                        let at = events.get(key.as_slice()).map_err(sto)?.map_or(0, |v| {
-                            u64::from_be_bytes(v.value()[..8].try_into().unwrap_or([0; 8]))
-                        });
-                        now_ms.saturating_sub(at) > age.as_millis() as u64
-                    }
-                };
-                if !(too_many || too_old) {
-                    break;
-                }
-                events
-                    .remove(event_key(stream, meta.first).as_slice())
-                    .map_err(sto)?;
-                meta.first += 1;
-            }
+            let events = std::cell::RefCell::new(events);
+            meta.trim(
+                retention,
+                now_ms,
+                |seq| {
+                    let events = events.borrow();
+                    let value = events.get(event_key(stream, seq).as_slice()).map_err(sto)?;
+                    Ok(value.map_or(0, |v| event_time(v.value())))
+                },
+                |seq| {
+                    let mut events = events.borrow_mut();
+                    events
+                        .remove(event_key(stream, seq).as_slice())
+                        .map_err(sto)?;
+                    Ok(())
+                },
+            )?;
             streams
                 .insert(stream.as_str(), meta.encode().as_slice())
                 .map_err(sto)?;
@@ -185,8 +120,8 @@ pub fn apply(txn: &WriteTransaction, op: &StreamOp, now_ms: u64) -> Result<Resul
         StreamOp::Close { stream, reason } => {
             let mut streams = txn.open_table(STREAMS).map_err(st)?;
             let mut meta = match streams.get(stream.as_str()).map_err(sto)? {
-                Some(b) => Meta::decode(stream, b.value())?,
-                None => Meta::new(),
+                Some(b) => StreamMeta::decode(stream, b.value())?,
+                None => StreamMeta::default(),
             };
             if meta.closed.is_none() {
                 meta.closed = Some(reason.clone());
@@ -200,7 +135,7 @@ pub fn apply(txn: &WriteTransaction, op: &StreamOp, now_ms: u64) -> Result<Resul
             let mut streams = txn.open_table(STREAMS).map_err(st)?;
             let existed = streams.remove(stream.as_str()).map_err(sto)?.is_some();
             let mut events = txn.open_table(EVENTS).map_err(st)?;
-            let p = prefix(stream);
+            let p = stream_prefix(stream);
             let upto = event_key(stream, u64::MAX);
             events
                 .retain_in::<&[u8], _>(p.as_slice()..=upto.as_slice(), |_, _| false)
@@ -275,46 +210,30 @@ impl Inner {
         let txn = db.begin_read().map_err(|e| storage("streams", e))?;
         let meta = match txn.open_table(STREAMS) {
             Ok(t) => match t.get(stream).map_err(|e| storage("streams", e))? {
-                Some(b) => Meta::decode(stream, b.value())?,
-                None => return Ok(EventPage::default()),
+                Some(b) => Some(StreamMeta::decode(stream, b.value())?),
+                None => None,
             },
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(EventPage::default()),
             Err(e) => return Err(storage("streams", e)),
         };
-        if after != Offset::START && after.seq + 1 < meta.first {
-            return Err(Error::EventsMissed {
-                stream: stream.to_string(),
-                after: after.to_string(),
-                oldest: Offset::nth(meta.first).to_string(),
-            });
-        }
-        let from = (after.seq + 1).max(meta.first);
-        let mut events = Vec::new();
-        if from < meta.next {
+        read_page(stream, meta, after, limit, |from, to, limit| {
             let table = txn.open_table(EVENTS).map_err(|e| storage("streams", e))?;
-            let start = event_key(stream, from);
-            let end = event_key(stream, meta.next);
+            let (start, end) = (event_key(stream, from), event_key(stream, to));
             let range = table
                 .range::<&[u8]>((
                     Bound::Included(start.as_slice()),
                     Bound::Excluded(end.as_slice()),
                 ))
                 .map_err(|e| storage("streams", e))?;
-            for entry in range.take(limit.max(1)) {
+            let mut events = Vec::new();
+            for entry in range.take(limit) {
                 let (k, v) = entry.map_err(|e| storage("streams", e))?;
-                let (k, v) = (k.value(), v.value());
-                let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes"));
                 events.push(Event {
-                    offset: Offset::nth(seq),
-                    data: Bytes::copy_from_slice(v.get(8..).unwrap_or_default()),
+                    offset: Offset::nth(event_seq(k.value())),
+                    data: Bytes::copy_from_slice(event_data(v.value())),
                 });
             }
-        }
-        let reaches_end = events.last().map_or(from, |e| e.offset.seq + 1) >= meta.next;
-        Ok(EventPage {
-            end: meta.closed.filter(|_| reaches_end),
-            events,
-            last: Offset::nth(meta.next - 1),
+            Ok(events)
         })
     }
 }

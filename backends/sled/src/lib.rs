@@ -24,9 +24,11 @@
 mod open;
 mod settings;
 mod spill;
+mod streams;
 
 pub use settings::{SledProvider, SledSettings, SEED_VARIABLES};
 pub use spill::SledQueueSpill;
+pub use streams::SledStreams;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Bound;

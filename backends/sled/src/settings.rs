@@ -1,13 +1,15 @@
 //! The `[sled]` table, the seed-style `TA_SLED_PATH`, and the provider that
 //! registers the sled backend with the factory.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use persistence_core::config::{SeedVariable, Settings};
 use persistence_core::factory::BackendProvider;
+use persistence_core::streams::{Retention, SharedStreams};
 use persistence_core::{Result, SharedBackend};
 use serde::Deserialize;
 
@@ -86,16 +88,62 @@ impl BackendProvider for SledProvider {
     }
 
     async fn open(&self, settings: &Settings) -> Result<SharedBackend> {
-        let s = SledSettings::from_settings(settings)?;
-        let options = SledOptions {
-            path: s.path,
-            flush_every_ms: s.flush_every_ms,
-            flush_on_write: s.flush_on_write,
-            temporary: false,
-            call_timeout: s.call_timeout_ms.map_or(crate::DEFAULT_CALL_TIMEOUT, |ms| {
-                Duration::from_millis(ms.max(1))
-            }),
-        };
-        Ok(Arc::new(SledBackend::open(&options)?))
+        Ok(shared(options(settings)?).await?)
     }
+
+    async fn open_streams(
+        &self,
+        settings: &Settings,
+        retention: Retention,
+    ) -> Option<Result<SharedStreams>> {
+        let opened = match options(settings) {
+            Ok(options) => shared(options).await,
+            Err(e) => Err(e),
+        };
+        Some(opened.and_then(|backend| {
+            backend
+                .streams(retention)
+                .map(|s| Arc::new(s) as SharedStreams)
+        }))
+    }
+}
+
+fn options(settings: &Settings) -> Result<SledOptions> {
+    let s = SledSettings::from_settings(settings)?;
+    Ok(SledOptions {
+        path: s.path,
+        flush_every_ms: s.flush_every_ms,
+        flush_on_write: s.flush_on_write,
+        temporary: false,
+        call_timeout: s.call_timeout_ms.map_or(crate::DEFAULT_CALL_TIMEOUT, |ms| {
+            Duration::from_millis(ms.max(1))
+        }),
+    })
+}
+
+/// The databases this process has open through the factory, by path: the
+/// documents and the event streams of one database share one handle (sled
+/// lets a database be opened once).
+static OPEN: LazyLock<tokio::sync::Mutex<HashMap<PathBuf, Weak<SledBackend>>>> =
+    LazyLock::new(Default::default);
+
+/// The open database at `options.path`, or a newly opened one (with these
+/// options; a handle already open keeps its own).
+async fn shared(options: SledOptions) -> Result<Arc<SledBackend>> {
+    let mut open = OPEN.lock().await;
+    if let Some(backend) = open.get(&options.path).and_then(Weak::upgrade) {
+        return Ok(backend);
+    }
+    let path = options.path.clone();
+    // opening recovers the log: off the async workers
+    let opened = tokio::task::spawn_blocking(move || SledBackend::open(&options))
+        .await
+        .map_err(|e| persistence_core::Error::Internal {
+            backend: "sled".into(),
+            message: format!("open panicked: {e}"),
+        })??;
+    let backend = Arc::new(opened);
+    open.retain(|_, b| b.strong_count() > 0);
+    open.insert(path, Arc::downgrade(&backend));
+    Ok(backend)
 }
