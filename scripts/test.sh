@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README): installs what the tests need when
-# it is missing, then runs every test of the workspace.
+# it is missing, runs every test of the workspace, then builds the Python
+# binding's wheel, installs it into a fresh virtualenv and runs its pytest
+# suite.
 #
 # The Redis tests start real redis-server processes (single, cluster, TLS;
 # never a packaged service) and the TLS test makes certificates with openssl.
@@ -8,21 +10,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-for tool in redis-server redis-cli openssl; do
-  command -v "$tool" >/dev/null || missing+=("$tool")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing what the tests need (missing: ${missing[*]})" >&2
-  if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
-  if command -v apt-get >/dev/null; then
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" apt-get install -y -qq redis-server redis-tools openssl >/dev/null
-  else
-    echo "error: install redis-server, redis-cli and openssl (no apt-get here), then run this again" >&2
-    exit 1
-  fi
-fi
+bash scripts/install-test-deps.sh
 
 cargo test --workspace "$@"
+
+# The Python binding, as a user installs it: a wheel in a fresh virtualenv.
+venv=target/python-venv
+rm -rf "$venv" target/wheels
+python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check maturin pytest pydantic
+"$venv/bin/maturin" build -q -m bindings/python/Cargo.toml -o target/wheels --interpreter "$venv/bin/python"
+"$venv/bin/pip" install -q --disable-pip-version-check target/wheels/ta_persistence-*.whl
+cargo build -q -p persistence-cli
+(cd bindings/python/tests && TA_PERSIST_BIN="$PWD/../../../target/debug/ta-persist" \
+  "../../../$venv/bin/python" -m pytest -q -p no:cacheprovider .)

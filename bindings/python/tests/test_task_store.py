@@ -1,0 +1,216 @@
+"""The task store from Python, on memory, redb, sled and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+import pydantic
+import pytest
+
+import ta_persistence
+from conftest import REPO, engine_env, task
+
+FIXTURE = REPO / "tests" / "fixtures" / "agent_task_example.json"
+
+
+def test_every_method_round_trips(store):
+    async def run():
+        t = task("t-1", "r-1", "r-2")
+        await store.create(t)
+        assert await store.load("t-1") == t
+        assert await store.load("nope") is None
+        assert (await store.load_by_request_id("r-2"))["task_id"] == "t-1"
+        assert await store.load_by_request_id("r-none") is None
+        moved = task("t-1", "r-1", "r-3", status="Completed")
+        await store.update(moved)
+        assert await store.load("t-1") == moved
+        assert await store.load_by_request_id("r-2") is None
+        assert (await store.load_by_request_id("r-3"))["status"] == "Completed"
+        await store.delete("t-1")
+        assert await store.load("t-1") is None
+        assert await store.load_by_request_id("r-1") is None
+        health = await store.health()
+        assert health["status"] == "ok", health
+        assert isinstance(store.stats(), dict)
+
+    asyncio.run(run())
+    assert store.fallback_cause is None
+
+
+def test_the_fixture_round_trips_byte_for_byte(store):
+    raw = FIXTURE.read_text().strip()
+    fixture = json.loads(raw)
+    store.sync.create(fixture)
+    loaded = store.sync.load(fixture["task_id"])
+    assert json.dumps(loaded, separators=(",", ":")) == raw
+    store.sync.delete(fixture["task_id"])
+
+
+def test_errors_are_typed_and_keep_their_detail(store):
+    async def run():
+        await store.create(task("dup", "r"))
+        with pytest.raises(ta_persistence.AlreadyExistsError) as e:
+            await store.create(task("dup", "r"))
+        assert e.value.kind == "AlreadyExists"
+        assert e.value.operation == "create"
+        assert "dup" in e.value.detail
+        with pytest.raises(ta_persistence.NotFoundError) as e:
+            await store.update(task("missing", "r"))
+        assert e.value.operation == "update"
+        with pytest.raises(ta_persistence.NotFoundError):
+            await store.delete("missing")
+        with pytest.raises(ta_persistence.InvalidInputError):
+            await store.create({"task_id": "x"})
+        with pytest.raises(TypeError):
+            await store.create(42)
+        # every one is a PersistenceError
+        assert issubclass(ta_persistence.CorruptedError, ta_persistence.PersistenceError)
+        await store.delete("dup")
+
+    asyncio.run(run())
+
+
+def test_the_sync_mirror(store):
+    s = store.sync
+    s.create(task("s-1", "sr-1"))
+    assert s.load("s-1")["task_id"] == "s-1"
+    assert s.load_by_request_id("sr-1")["task_id"] == "s-1"
+    s.update(task("s-1", "sr-2"))
+    assert s.load_by_request_id("sr-2")["task_id"] == "s-1"
+    with pytest.raises(ta_persistence.AlreadyExistsError):
+        s.create(task("s-1"))
+    s.delete("s-1")
+    assert s.load("s-1") is None
+    assert s.health()["status"] == "ok"
+
+
+def test_a_pydantic_model_round_trips_without_the_binding_knowing_it(env):
+    class Item(pydantic.BaseModel):
+        task_id: str
+        role: str
+        item: dict
+        request_id: str
+        updated: str
+        pending_tool_calls: Optional[list] = None
+        chat_history: Optional[dict] = None
+
+    class AgentTask(pydantic.BaseModel):
+        task_id: str
+        session_id: str
+        user_id: str
+        items: list[Item]
+        created_at: str
+        last_updated: str
+        status: str
+
+    store = ta_persistence.TaskStore.open(env=env, model=AgentTask)
+    t = AgentTask.model_validate(task("m-1", "mr-1"))
+
+    async def run():
+        await store.create(t)
+        loaded = await store.load("m-1")
+        assert isinstance(loaded, AgentTask)
+        assert loaded == t
+        assert (await store.load_by_request_id("mr-1")) == t
+        await store.delete("m-1")
+
+    asyncio.run(run())
+
+
+def test_many_concurrent_coroutines_never_block_the_loop(env):
+    store = ta_persistence.TaskStore.open(env=env)
+
+    async def run():
+        stalls = []
+        stop = asyncio.Event()
+
+        async def heartbeat():
+            last = time.monotonic()
+            while not stop.is_set():
+                await asyncio.sleep(0.005)
+                now = time.monotonic()
+                stalls.append(now - last - 0.005)
+                last = now
+
+        beat = asyncio.create_task(heartbeat())
+        await asyncio.sleep(0.02)
+
+        async def one(n):
+            await store.create(task(f"c-{n}", f"cr-{n}"))
+            loaded = await store.load(f"c-{n}")
+            assert loaded["task_id"] == f"c-{n}"
+            assert (await store.load_by_request_id(f"cr-{n}"))["task_id"] == f"c-{n}"
+
+        await asyncio.gather(*(one(n) for n in range(200)))
+        stop.set()
+        await beat
+        await asyncio.gather(*(store.delete(f"c-{n}") for n in range(200)))
+        return max(stalls)
+
+    worst = asyncio.run(run())
+    print(f"worst heartbeat stall on {store.backend}: {worst * 1000:.1f} ms")
+    assert worst < 0.050, f"the loop stalled {worst * 1000:.1f} ms"
+
+
+def ta_persist() -> str:
+    path = os.environ.get("TA_PERSIST_BIN", str(REPO / "target" / "debug" / "ta-persist"))
+    assert Path(path).exists(), f"{path} missing: build it (cargo build -p persistence-cli) or set TA_PERSIST_BIN"
+    return path
+
+
+def test_tasks_cross_between_python_and_the_rust_cli_on_one_redis(tmp_path, redis_port):
+    env = engine_env("redis", tmp_path, redis_port, "interop")
+    store = ta_persistence.TaskStore.open(env=env)
+    store.sync.create(task("from-python", "ip-1"))
+    cli_env = {**os.environ, **env}
+    cli_env.pop("TA_PERSISTENCE_CONFIG", None)
+    shown = subprocess.run(
+        [ta_persist(), "--json", "tasks", "show", "from-python"],
+        env=cli_env, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "ip-1" in shown.stdout
+    # the CLI's demo writes tasks and keeps them: Python reads them back
+    demo = subprocess.run(
+        [ta_persist(), "--json", "demo", "--tasks", "3", "--keep", "--no-streams"],
+        env=cli_env, capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert demo.returncode == 0, demo.stderr
+    listed = subprocess.run(
+        [ta_persist(), "--json", "tasks", "list"],
+        env=cli_env, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    ids = [t["task_id"] for t in json.loads(listed.stdout) if t["task_id"].startswith("demo-")]
+    assert len(ids) == 3, listed.stdout
+    for task_id in ids:
+        assert store.sync.load(task_id)["task_id"] == task_id
+    deleted = subprocess.run(
+        [ta_persist(), "tasks", "delete", "from-python"],
+        env=cli_env, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )
+    assert deleted.returncode == 0, deleted.stderr
+    assert store.sync.load("from-python") is None
+
+
+def test_wrong_settings_are_a_config_error_never_a_fallback():
+    with pytest.raises(ta_persistence.ConfigError) as e:
+        ta_persistence.TaskStore.open(env={"TA_PERSISTENCE_BACKEND": "mongo"})
+    assert "mongo" in str(e.value)
+    with pytest.raises(ta_persistence.ConfigError):
+        ta_persistence.TaskStore.open(env={"TA_REDIS_PORT": "0", "TA_PERSISTENCE_BACKEND": "redis"})
+
+
+def test_an_unreachable_redis_falls_back_loudly_or_fails(redis_port):
+    env = {"TA_PERSISTENCE_BACKEND": "redis", "TA_REDIS_HOST": "127.0.0.1", "TA_REDIS_PORT": "1"}
+    store = ta_persistence.TaskStore.open(env={**env, "TA_PERSISTENCE_FALLBACK": "memory"})
+    assert store.backend == "memory" and store.requested == "redis"
+    assert store.fallback_cause
+    with pytest.raises(ta_persistence.UnavailableError):
+        ta_persistence.TaskStore.open(env={**env, "TA_PERSISTENCE_FALLBACK": "fail"})
