@@ -124,13 +124,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
 
 /// The backends this binary was built with.
 fn factory() -> Factory {
-    let mut factory = Factory::new();
-    factory.register(std::sync::Arc::new(persistence_redb::RedbProvider));
-    factory.register(std::sync::Arc::new(persistence_sled::SledProvider));
-    factory.register(std::sync::Arc::new(persistence_redis::RedisProvider));
-    factory.register(std::sync::Arc::new(persistence_plugin::PluginProvider));
-    factory.register_layer(persistence_sled::SledQueueSpill::recovery_queue());
-    factory
+    persistence_builtin::factory()
 }
 
 fn load_settings(cli: &Cli) -> Result<Settings, persistence_core::Error> {

@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, UNIX_EPOCH};
 
+mod bridge;
+
 use bytes::Bytes;
 use persistence_core::backend::{DocumentWrite, Precondition, ScanOrder, ScanRequest, Version};
 use persistence_core::config::Settings;
@@ -130,7 +132,7 @@ where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    pyo3_async_runtimes::tokio::future_into_py(py, fut)
+    bridge::awaitable(py, runtime(), fut)
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {

@@ -214,3 +214,26 @@ def test_an_unreachable_redis_falls_back_loudly_or_fails(redis_port):
     assert store.fallback_cause
     with pytest.raises(ta_persistence.UnavailableError):
         ta_persistence.TaskStore.open(env={**env, "TA_PERSISTENCE_FALLBACK": "fail"})
+
+
+def test_a_cancelled_call_leaves_the_store_working(store):
+    async def run():
+        # cancelled once the call is under way: it still runs to its end
+        pending = asyncio.ensure_future(store.create(task("cancelled", "cx-1")))
+        await asyncio.sleep(0)
+        pending.cancel()
+        try:
+            await pending
+        except asyncio.CancelledError:
+            pass
+        for _ in range(100):
+            if await store.load("cancelled") is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert (await store.load("cancelled"))["task_id"] == "cancelled"
+        await store.delete("cancelled")
+        # and each new loop gets its answers too
+        return await store.load("cancelled")
+
+    assert asyncio.run(run()) is None
+    assert asyncio.run(store.load("cancelled")) is None

@@ -1,0 +1,144 @@
+//! Awaitables on the caller's asyncio loop for futures run on the module's
+//! runtime, resolved many per wake-up of the loop.
+//!
+//! A call creates a future of the running loop and spawns its work on the
+//! runtime. When the work is done, its outcome joins the loop's queue of
+//! finished calls; only the first one into an empty queue takes the GIL,
+//! to ask the loop (`call_soon_threadsafe`) to drain it. The drain, on the
+//! loop's thread, turns every outcome waiting into Python objects and sets
+//! it on its future. Under load one wake-up and one GIL hand-over serve
+//! many calls, instead of one each; the loop's thread does the conversions,
+//! and the runtime's threads never wait for it.
+//!
+//! A call whose future is cancelled (a `wait_for` timeout) still runs to
+//! its end on the runtime; its outcome is dropped.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use pyo3::prelude::*;
+use pyo3::BoundObject;
+
+type Resolve = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+/// A finished call: its loop future, and how to make its result.
+struct Finished {
+    future: Py<PyAny>,
+    resolve: Resolve,
+}
+
+/// One event loop's finished calls.
+struct LoopQueue {
+    event_loop: Py<PyAny>,
+    finished: Mutex<Vec<Finished>>,
+    /// Whether a drain is asked for and has not started yet.
+    scheduled: AtomicBool,
+}
+
+/// The queues of the loops that made calls, by the loop's address; a
+/// closed loop's queue goes at its next drain.
+static QUEUES: LazyLock<Mutex<HashMap<usize, Arc<LoopQueue>>>> = LazyLock::new(Default::default);
+
+fn queue_of(event_loop: &Bound<'_, PyAny>) -> Arc<LoopQueue> {
+    let mut queues = QUEUES.lock().unwrap_or_else(|p| p.into_inner());
+    queues
+        .entry(event_loop.as_ptr() as usize)
+        .or_insert_with(|| {
+            Arc::new(LoopQueue {
+                event_loop: event_loop.clone().unbind(),
+                finished: Mutex::new(Vec::new()),
+                scheduled: AtomicBool::new(false),
+            })
+        })
+        .clone()
+}
+
+impl LoopQueue {
+    /// Adds a finished call; asks the loop for a drain if none is pending.
+    fn push(self: &Arc<Self>, done: Finished) {
+        self.finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(done);
+        if self.scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        Python::attach(|py| {
+            let drain = Drain(self.clone());
+            if let Err(e) = self
+                .event_loop
+                .bind(py)
+                .call_method1("call_soon_threadsafe", (drain,))
+            {
+                // the loop is closed: nobody awaits these any more
+                self.scheduled.store(false, Ordering::Release);
+                self.finished
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
+                QUEUES
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&(self.event_loop.as_ptr() as usize));
+                drop(e);
+            }
+        });
+    }
+}
+
+/// The loop's callback that sets every finished call's result.
+#[pyclass(frozen)]
+struct Drain(Arc<LoopQueue>);
+
+#[pymethods]
+impl Drain {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        self.0.scheduled.store(false, Ordering::Release);
+        let finished =
+            std::mem::take(&mut *self.0.finished.lock().unwrap_or_else(|p| p.into_inner()));
+        for Finished { future, resolve } in finished {
+            let future = future.bind(py);
+            if future.call_method0("done")?.is_truthy()? {
+                continue; // cancelled meanwhile
+            }
+            match resolve(py) {
+                Ok(value) => future.call_method1("set_result", (value,))?,
+                Err(e) => future.call_method1("set_exception", (e.into_value(py),))?,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// An awaitable of the running loop for `fut`, run on `runtime`.
+pub fn awaitable<'py, F, T>(
+    py: Python<'py>,
+    runtime: &tokio::runtime::Runtime,
+    fut: F,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+    let future = event_loop.call_method0("create_future")?;
+    let queue = queue_of(&event_loop);
+    let target = future.clone().unbind();
+    runtime.spawn(async move {
+        let outcome = fut.await;
+        let resolve: Resolve = Box::new(move |py| {
+            let value = outcome?;
+            value
+                .into_pyobject(py)
+                .map(|v| v.into_any().unbind())
+                .map_err(Into::into)
+        });
+        queue.push(Finished {
+            future: target,
+            resolve,
+        });
+    });
+    Ok(future)
+}
