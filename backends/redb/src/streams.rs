@@ -7,18 +7,16 @@
 //! through the writer thread like document writes (group commit, the same
 //! durability), and wake this process's subscribers only once committed.
 
-use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use parking_lot::Mutex;
 use persistence_core::backend::{Health, Stats};
 use persistence_core::streams::{
-    follow, Cancellation, Event, EventPage, EventStreams, Followers, Offset, Retention, StartAt,
-    Subscription, Tail,
+    follow, Cancellation, Event, EventPage, EventStreams, Followers, Offset, Retention, Signals,
+    StartAt, Subscription, Tail,
 };
 use persistence_core::{Error, Result};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -167,8 +165,7 @@ pub struct RedbStreams {
 struct Inner {
     backend: Arc<RedbBackend>,
     retention: Retention,
-    wakes: Mutex<HashMap<String, watch::Sender<()>>>,
-    cancels: Mutex<HashMap<String, watch::Sender<bool>>>,
+    signals: Signals,
     followers: Followers,
     appended: AtomicU64,
 }
@@ -181,8 +178,7 @@ impl RedbBackend {
             inner: Arc::new(Inner {
                 backend: self.clone(),
                 retention,
-                wakes: Mutex::new(HashMap::new()),
-                cancels: Mutex::new(HashMap::new()),
+                signals: Signals::new(),
                 followers: Followers::numbered(),
                 appended: AtomicU64::new(0),
             }),
@@ -197,12 +193,6 @@ impl Inner {
                 Job::Stream { op, reply }
             })
             .await
-    }
-
-    fn wake(&self, stream: &str) {
-        if let Some(w) = self.wakes.lock().get(stream) {
-            w.send_replace(());
-        }
     }
 
     fn read_now(&self, stream: &str, after: Offset, limit: usize) -> Result<EventPage> {
@@ -245,11 +235,7 @@ impl Tail for Inner {
     }
 
     fn wake_ups(&self, stream: &str) -> watch::Receiver<()> {
-        self.wakes
-            .lock()
-            .entry(stream.to_string())
-            .or_insert_with(|| watch::channel(()).0)
-            .subscribe()
+        self.signals.wake_ups(stream)
     }
 }
 
@@ -267,7 +253,7 @@ impl EventStreams for RedbStreams {
         };
         match self.inner.write("append", op).await? {
             StreamAnswer::Appended(offset) => {
-                self.inner.wake(stream);
+                self.inner.signals.wake(stream);
                 self.inner.appended.fetch_add(1, Ordering::Relaxed);
                 Ok(offset)
             }
@@ -299,7 +285,7 @@ impl EventStreams for RedbStreams {
             reason: reason.to_string(),
         };
         self.inner.write("close", op).await?;
-        self.inner.wake(stream);
+        self.inner.signals.wake(stream);
         Ok(())
     }
 
@@ -312,8 +298,7 @@ impl EventStreams for RedbStreams {
             other => return Err(internal(other)),
         };
         // dropping the wake-up sender ends the subscribers
-        self.inner.wakes.lock().remove(stream);
-        self.inner.cancels.lock().remove(stream);
+        self.inner.signals.forget(stream);
         Ok(existed)
     }
 
@@ -322,25 +307,14 @@ impl EventStreams for RedbStreams {
             run: run.to_string(),
         };
         self.inner.write("cancel", op).await?;
-        self.inner
-            .cancels
-            .lock()
-            .entry(run.to_string())
-            .or_insert_with(|| watch::channel(false).0)
-            .send_replace(true);
+        self.inner.signals.cancel(run);
         Ok(())
     }
 
     async fn cancellation(&self, run: &str) -> Result<Cancellation> {
         // the in-process signal first, then the stored flag: a cancel
         // committed in between is seen by one or the other
-        let signal = self
-            .inner
-            .cancels
-            .lock()
-            .entry(run.to_string())
-            .or_insert_with(|| watch::channel(false).0)
-            .subscribe();
+        let signal = self.inner.signals.cancellation(run);
         let stored = {
             let db = self.inner.backend.shared.db.read();
             let txn = db.begin_read().map_err(|e| storage("streams", e))?;
@@ -351,26 +325,23 @@ impl EventStreams for RedbStreams {
             }
         };
         if stored {
-            if let Some(s) = self.inner.cancels.lock().get(run) {
-                s.send_replace(true);
-            }
+            self.inner.signals.cancel(run);
         }
-        Ok(Cancellation::new(signal))
+        Ok(signal)
     }
 
     async fn health(&self) -> Health {
         let mut health = persistence_core::Backend::health(&*self.inner.backend).await;
         health.details.insert(
             "streams_followed".into(),
-            self.inner.wakes.lock().len().to_string(),
+            self.inner.signals.followed().to_string(),
         );
         health
     }
 
     fn stats(&self) -> Stats {
         let mut stats = Stats::default();
-        let wakes = self.inner.wakes.lock();
-        stats.set("streams_followed", wakes.len() as u64);
+        stats.set("streams_followed", self.inner.signals.followed() as u64);
         stats.set(
             "events_appended",
             self.inner.appended.load(Ordering::Relaxed),

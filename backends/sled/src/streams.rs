@@ -12,7 +12,6 @@
 //! this process are woken once a write is applied.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,8 +21,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use persistence_core::backend::{Health, Stats};
 use persistence_core::streams::{
-    follow, Cancellation, Event, EventPage, EventStreams, Followers, Offset, Retention, StartAt,
-    Subscription, Tail,
+    follow, Cancellation, Event, EventPage, EventStreams, Followers, Offset, Retention, Signals,
+    StartAt, Subscription, Tail,
 };
 use persistence_core::{Error, Result};
 use persistence_ordered_layout::now_ms;
@@ -69,8 +68,7 @@ struct Inner {
     backend: Arc<SledBackend>,
     /// What the blocking calls need.
     log: Arc<Log>,
-    wakes: Mutex<HashMap<String, watch::Sender<()>>>,
-    cancels: Mutex<HashMap<String, watch::Sender<bool>>>,
+    signals: Signals,
     followers: Followers,
     appended: AtomicU64,
 }
@@ -100,8 +98,7 @@ impl SledBackend {
                     retention,
                     locks: (0..STREAM_LOCKS).map(|_| Mutex::new(())).collect(),
                 }),
-                wakes: Mutex::new(HashMap::new()),
-                cancels: Mutex::new(HashMap::new()),
+                signals: Signals::new(),
                 followers: Followers::numbered(),
                 appended: AtomicU64::new(0),
             }),
@@ -237,12 +234,6 @@ impl Inner {
             .await
     }
 
-    fn wake(&self, stream: &str) {
-        if let Some(w) = self.wakes.lock().get(stream) {
-            w.send_replace(());
-        }
-    }
-
     async fn read_now(&self, stream: &str, after: Offset, limit: usize) -> Result<EventPage> {
         let stream = stream.to_string();
         self.call("stream read", move |log, e| {
@@ -259,11 +250,7 @@ impl Tail for Inner {
     }
 
     fn wake_ups(&self, stream: &str) -> watch::Receiver<()> {
-        self.wakes
-            .lock()
-            .entry(stream.to_string())
-            .or_insert_with(|| watch::channel(()).0)
-            .subscribe()
+        self.signals.wake_ups(stream)
     }
 }
 
@@ -280,7 +267,7 @@ impl EventStreams for SledStreams {
             .call("stream append", move |log, e| log.append(e, &name, &data))
             .await??;
         self.inner.appended.fetch_add(1, Ordering::Relaxed);
-        self.inner.wake(stream);
+        self.inner.signals.wake(stream);
         Ok(offset)
     }
 
@@ -307,7 +294,7 @@ impl EventStreams for SledStreams {
         self.inner
             .call("stream close", move |log, e| log.close(e, &name, &reason))
             .await?;
-        self.inner.wake(stream);
+        self.inner.signals.wake(stream);
         Ok(())
     }
 
@@ -318,8 +305,7 @@ impl EventStreams for SledStreams {
             .call("stream delete", move |log, e| log.delete(e, &name))
             .await?;
         // dropping the wake-up sender ends the subscribers
-        self.inner.wakes.lock().remove(stream);
-        self.inner.cancels.lock().remove(stream);
+        self.inner.signals.forget(stream);
         Ok(existed)
     }
 
@@ -328,50 +314,37 @@ impl EventStreams for SledStreams {
         self.inner
             .call("stream cancel", move |log, e| log.cancel(e, &name))
             .await?;
-        self.inner
-            .cancels
-            .lock()
-            .entry(run.to_string())
-            .or_insert_with(|| watch::channel(false).0)
-            .send_replace(true);
+        self.inner.signals.cancel(run);
         Ok(())
     }
 
     async fn cancellation(&self, run: &str) -> Result<Cancellation> {
         // the in-process signal first, then the stored flag: a cancel
         // applied in between is seen by one or the other
-        let signal = self
-            .inner
-            .cancels
-            .lock()
-            .entry(run.to_string())
-            .or_insert_with(|| watch::channel(false).0)
-            .subscribe();
+        let signal = self.inner.signals.cancellation(run);
         let name = run.to_string();
         let stored = self
             .inner
             .call("stream read", move |log, e| log.cancelled(e, &name))
             .await?;
         if stored {
-            if let Some(s) = self.inner.cancels.lock().get(run) {
-                s.send_replace(true);
-            }
+            self.inner.signals.cancel(run);
         }
-        Ok(Cancellation::new(signal))
+        Ok(signal)
     }
 
     async fn health(&self) -> Health {
         let mut health = persistence_core::Backend::health(&*self.inner.backend).await;
         health.details.insert(
             "streams_followed".into(),
-            self.inner.wakes.lock().len().to_string(),
+            self.inner.signals.followed().to_string(),
         );
         health
     }
 
     fn stats(&self) -> Stats {
         let mut stats = Stats::default();
-        stats.set("streams_followed", self.inner.wakes.lock().len() as u64);
+        stats.set("streams_followed", self.inner.signals.followed() as u64);
         stats.set(
             "events_appended",
             self.inner.appended.load(Ordering::Relaxed),

@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::{
-    follow, Cancellation, Event, EventPage, EventStreams, Followers, Offset, Retention, StartAt,
-    Subscription, Tail,
+    follow, Cancellation, Event, EventPage, EventStreams, Followers, Offset, Retention, Signals,
+    StartAt, Subscription, Tail,
 };
 use crate::backend::{Health, Stats};
 use crate::error::{Error, Result};
@@ -33,7 +33,7 @@ pub struct MemoryStreams {
 #[derive(Debug)]
 struct Inner {
     streams: Mutex<HashMap<String, StreamState>>,
-    cancels: Mutex<HashMap<String, watch::Sender<bool>>>,
+    signals: Signals,
     retention: Retention,
     appended: AtomicU64,
     followers: Followers,
@@ -85,7 +85,7 @@ impl MemoryStreams {
         MemoryStreams {
             inner: Arc::new(Inner {
                 streams: Mutex::new(HashMap::new()),
-                cancels: Mutex::new(HashMap::new()),
+                signals: Signals::new(),
                 retention,
                 appended: AtomicU64::new(0),
                 followers: Followers::numbered(),
@@ -200,30 +200,18 @@ impl EventStreams for MemoryStreams {
     }
 
     async fn delete(&self, stream: &str) -> Result<bool> {
-        self.inner.cancels.lock().remove(stream);
+        self.inner.signals.forget(stream);
         // dropping the state drops its wake-up sender: subscribers end
         Ok(self.inner.streams.lock().remove(stream).is_some())
     }
 
     async fn cancel(&self, run: &str) -> Result<()> {
-        self.inner
-            .cancels
-            .lock()
-            .entry(run.to_string())
-            .or_insert_with(|| watch::channel(false).0)
-            .send_replace(true);
+        self.inner.signals.cancel(run);
         Ok(())
     }
 
     async fn cancellation(&self, run: &str) -> Result<Cancellation> {
-        let signal = self
-            .inner
-            .cancels
-            .lock()
-            .entry(run.to_string())
-            .or_insert_with(|| watch::channel(false).0)
-            .subscribe();
-        Ok(Cancellation::new(signal))
+        Ok(self.inner.signals.cancellation(run))
     }
 
     async fn health(&self) -> Health {

@@ -32,10 +32,12 @@
 
 mod follow;
 mod memory;
+mod signals;
 mod typed;
 
 pub use follow::{follow, Followers, Tail};
 pub use memory::MemoryStreams;
+pub use signals::Signals;
 pub use typed::{JsonStreams, TypedItem, TypedSubscription};
 
 use std::fmt;
