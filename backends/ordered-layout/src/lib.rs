@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod handles;
 pub mod streams;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,9 +1,8 @@
 //! The `[redb]` table, the seed-style `TA_REDB_PATH`, and the provider that
 //! registers the redb backend with the factory.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +10,7 @@ use persistence_core::config::{SeedVariable, Settings};
 use persistence_core::factory::BackendProvider;
 use persistence_core::streams::{Retention, SharedStreams};
 use persistence_core::{Result, SharedBackend};
+use persistence_ordered_layout::handles::Handles;
 use serde::Deserialize;
 
 use crate::{Durability, RedbBackend, RedbOptions};
@@ -162,29 +162,12 @@ impl BackendProvider for RedbProvider {
     }
 }
 
-/// The databases this process has open through the factory, by path: the
-/// documents and the event streams of one file share one handle (redb lets
-/// a file be opened once).
-static OPEN: LazyLock<tokio::sync::Mutex<HashMap<PathBuf, Weak<RedbBackend>>>> =
-    LazyLock::new(Default::default);
+/// The databases this process has open through the factory (documents and
+/// event streams of one database share one handle).
+static OPEN: LazyLock<Handles<RedbBackend>> = LazyLock::new(|| Handles::new("redb"));
 
-/// The open database at `options.path`, or a newly opened one (with these
-/// options; a handle already open keeps its own).
+/// The open database at `options.path`, or a newly opened one.
 async fn shared(options: RedbOptions) -> Result<Arc<RedbBackend>> {
-    let mut open = OPEN.lock().await;
-    if let Some(backend) = open.get(&options.path).and_then(Weak::upgrade) {
-        return Ok(backend);
-    }
-    let path = options.path.clone();
-    // opening may repair a file not closed cleanly: off the async workers
-    let opened = tokio::task::spawn_blocking(move || RedbBackend::open(&options))
+    OPEN.get_or_open(options.path.clone(), move || RedbBackend::open(&options))
         .await
-        .map_err(|e| persistence_core::Error::Internal {
-            backend: "redb".into(),
-            message: format!("open panicked: {e}"),
-        })??;
-    let backend = Arc::new(opened);
-    open.retain(|_, b| b.strong_count() > 0);
-    open.insert(path, Arc::downgrade(&backend));
-    Ok(backend)
 }

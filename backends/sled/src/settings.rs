@@ -1,9 +1,8 @@
 //! The `[sled]` table, the seed-style `TA_SLED_PATH`, and the provider that
 //! registers the sled backend with the factory.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +10,7 @@ use persistence_core::config::{SeedVariable, Settings};
 use persistence_core::factory::BackendProvider;
 use persistence_core::streams::{Retention, SharedStreams};
 use persistence_core::{Result, SharedBackend};
+use persistence_ordered_layout::handles::Handles;
 use serde::Deserialize;
 
 use crate::{SledBackend, SledOptions};
@@ -121,29 +121,12 @@ fn options(settings: &Settings) -> Result<SledOptions> {
     })
 }
 
-/// The databases this process has open through the factory, by path: the
-/// documents and the event streams of one database share one handle (sled
-/// lets a database be opened once).
-static OPEN: LazyLock<tokio::sync::Mutex<HashMap<PathBuf, Weak<SledBackend>>>> =
-    LazyLock::new(Default::default);
+/// The databases this process has open through the factory (documents and
+/// event streams of one database share one handle).
+static OPEN: LazyLock<Handles<SledBackend>> = LazyLock::new(|| Handles::new("sled"));
 
-/// The open database at `options.path`, or a newly opened one (with these
-/// options; a handle already open keeps its own).
+/// The open database at `options.path`, or a newly opened one.
 async fn shared(options: SledOptions) -> Result<Arc<SledBackend>> {
-    let mut open = OPEN.lock().await;
-    if let Some(backend) = open.get(&options.path).and_then(Weak::upgrade) {
-        return Ok(backend);
-    }
-    let path = options.path.clone();
-    // opening recovers the log: off the async workers
-    let opened = tokio::task::spawn_blocking(move || SledBackend::open(&options))
+    OPEN.get_or_open(options.path.clone(), move || SledBackend::open(&options))
         .await
-        .map_err(|e| persistence_core::Error::Internal {
-            backend: "sled".into(),
-            message: format!("open panicked: {e}"),
-        })??;
-    let backend = Arc::new(opened);
-    open.retain(|_, b| b.strong_count() > 0);
-    open.insert(path, Arc::downgrade(&backend));
-    Ok(backend)
 }
