@@ -6,7 +6,9 @@ coroutines at a time through the binding (TaskStore on Redis) and through
 redis-py's asyncio client doing what the seed's Redis manager does
 (`exists`, `set` with TTL, `sadd` and `expire` per request id, `get`,
 `smembers`), rounds interleaved, and prints the median ops/s of each side
-and their ratio.
+and their ratio. A third column runs the binding on memory (no I/O at
+all): the most any call can do from Python on this machine, which bounds
+the ratio a read can reach.
 
     pip install redis
     python bindings/python/bench.py [--tasks 3000] [--rounds 3] [--json]
@@ -164,12 +166,13 @@ async def main(args):
                 "TA_PERSISTENCE_FALLBACK": "fail",
             }
         )
+        memory = ta_persistence.TaskStore.open(env={"TA_PERSISTENCE_BACKEND": "memory"})
         client = aioredis.Redis(host="127.0.0.1", port=port, max_connections=CONCURRENCY)
         seed = SeedRedisManager(client, "seedbench")
-        results = {"binding": {op: [] for op in OPS}, "redis-py": {op: [] for op in OPS}}
+        results = {side: {op: [] for op in OPS} for side in ("binding", "redis-py", "memory")}
         for r in range(args.rounds):
             # interleaved: which side goes first alternates
-            sides = [("binding", binding), ("redis-py", seed)]
+            sides = [("binding", binding), ("redis-py", seed), ("memory", memory)]
             if r % 2:
                 sides.reverse()
             for name, store in sides:
@@ -185,7 +188,17 @@ async def main(args):
     for op in OPS:
         b = statistics.median(results["binding"][op])
         p = statistics.median(results["redis-py"][op])
-        rows.append({"operation": op, "binding_ops_per_sec": b, "redis_py_ops_per_sec": p, "ratio": b / p})
+        m = statistics.median(results["memory"][op])
+        rows.append(
+            {
+                "operation": op,
+                "binding_ops_per_sec": b,
+                "redis_py_ops_per_sec": p,
+                "ratio": b / p,
+                "binding_on_memory_ops_per_sec": m,
+                "ceiling_ratio": m / p,
+            }
+        )
     if args.json:
         print(json.dumps({"tasks": args.tasks, "rounds": args.rounds, "concurrency": CONCURRENCY, "rows": rows}, indent=2))
         return
@@ -193,12 +206,14 @@ async def main(args):
         f"binding vs redis-py (seed 004's command sequence), {args.tasks} tasks, "
         f"{CONCURRENCY} coroutines, median of {args.rounds} interleaved rounds"
     )
-    print(f"{'operation':<20}{'binding ops/s':>15}{'redis-py ops/s':>16}{'ratio':>8}")
+    print(f"{'operation':<20}{'binding ops/s':>15}{'redis-py ops/s':>16}{'ratio':>8}{'on memory':>12}{'ceiling':>9}")
     for row in rows:
         print(
             f"{row['operation']:<20}{row['binding_ops_per_sec']:>15,.0f}"
             f"{row['redis_py_ops_per_sec']:>16,.0f}{row['ratio']:>8.2f}"
+            f"{row['binding_on_memory_ops_per_sec']:>12,.0f}{row['ceiling_ratio']:>9.2f}"
         )
+    print("ceiling: the binding on memory (no I/O) over redis-py on Redis, the most a ratio can be here")
 
 
 if __name__ == "__main__":

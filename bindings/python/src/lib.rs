@@ -399,15 +399,15 @@ fn precondition(pre: Option<&Bound<'_, PyAny>>) -> PyResult<Precondition> {
     if let Ok(v) = pre.extract::<u64>() {
         return Ok(Precondition::Version(Version(v)));
     }
-    match pre.extract::<String>()?.as_str() {
-        "any" => Ok(Precondition::Any),
-        "absent" => Ok(Precondition::Absent),
-        "present" => Ok(Precondition::Present),
-        other => Err(exception(
+    match pre.extract::<String>().as_deref() {
+        Ok("any") => Ok(Precondition::Any),
+        Ok("absent") => Ok(Precondition::Absent),
+        Ok("present") => Ok(Precondition::Present),
+        _ => Err(exception(
             ErrorKind::InvalidInput,
             None,
             format!(
-                "precondition {other:?}: expected \"any\", \"absent\", \"present\" or a version"
+                "precondition {pre}: expected \"any\", \"absent\", \"present\" or a version (a whole number of zero or more)"
             ),
         )),
     }
@@ -463,7 +463,15 @@ impl Documents {
                     format!("ttl {secs}: expected a positive number of seconds"),
                 ));
             }
-            write = write.with_ttl(Some(Duration::from_secs_f64(secs)));
+            // past what a Duration holds (1e300 s) is no TTL either
+            let ttl = Duration::try_from_secs_f64(secs).map_err(|_| {
+                exception(
+                    ErrorKind::InvalidInput,
+                    None,
+                    format!("ttl {secs}: expected a positive number of seconds"),
+                )
+            })?;
+            write = write.with_ttl(Some(ttl));
         }
         Ok(PutArgs {
             ns,

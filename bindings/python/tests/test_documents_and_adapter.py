@@ -43,8 +43,16 @@ def test_documents_versions_preconditions_terms_ttl_and_scan(store):
         assert not await docs.remove("ns", "a")
         with pytest.raises(ta_persistence.InvalidInputError):
             await docs.put("ns", "c", b"x", precondition="sometimes")
-        with pytest.raises(ta_persistence.InvalidInputError):
-            await docs.put("ns", "c", b"x", ttl=-1)
+        for ttl in (-1, 0, float("nan"), float("inf"), 1e300):
+            with pytest.raises(ta_persistence.InvalidInputError):
+                await docs.put("ns", "c", b"x", ttl=ttl)
+        for bad in (-1, 2**70, 1.5, b"any", ["present"]):
+            with pytest.raises(ta_persistence.InvalidInputError):
+                await docs.put("ns", "c", b"x", precondition=bad)
+        # namespaces and keys are opaque, as in Rust
+        for key in ("run:1", "{tag}", "ü-🚀", "", "a b"):
+            await docs.put("odd", key, key.encode())
+            assert (await docs.get("odd", key))["value"] == key.encode()
         with pytest.raises(ta_persistence.InvalidInputError):
             await docs.scan("ns", order="sideways")
 

@@ -266,7 +266,7 @@ impl TaskStoreSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamsSettings {
-    /// The engine of run event streams (`memory`, `redb`, `redis`); absent:
+    /// The engine of run event streams (`memory`, `redb`, `sled`, `redis`); absent:
     /// the documents' backend when it has streams, else memory, loudly.
     pub engine: Option<String>,
     /// Most events kept per stream (default 10,000).
