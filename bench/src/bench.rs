@@ -44,6 +44,15 @@ pub enum Store {
     Plugin,
 }
 
+/// The Redis baselines (`--redis-baseline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedisBaseline {
+    /// Plain SET / GET / DEL of the same bytes.
+    Set,
+    /// The store's data-structure changes as one MULTI/EXEC pipeline.
+    Model,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The store to measure.
@@ -73,6 +82,12 @@ pub struct Args {
     /// measures the metrics layer alone.
     #[arg(long, value_name = "LIST")]
     layers: Option<String>,
+    /// With --store redis, what the store is measured against: `set`, one
+    /// SET/GET/DEL per operation (what the data model costs), or `model`,
+    /// the same data-structure changes the store's scripts make as one raw
+    /// MULTI/EXEC pipeline (what the scripts cost).
+    #[arg(long, value_enum, default_value_t = RedisBaseline::Set)]
+    redis_baseline: RedisBaseline,
     /// Measure the baseline against a second copy of itself: how far from
     /// 1.00 the noise of this machine alone moves a ratio.
     #[arg(long)]
@@ -174,6 +189,10 @@ enum Target {
     RawRedb(Arc<RawRedb>),
     /// Raw SET/GET/DEL under `bench:raw:{n}:{id}`: one round trip per operation.
     RawRedis(redis::aio::ConnectionManager, Arc<str>),
+    /// The data-structure changes the store makes (document, metadata hash,
+    /// request-index set, key-order and creation-order sorted sets) as one
+    /// raw `MULTI`/`EXEC` pipeline per write, under `bench:model:{n}:`.
+    RawRedisModel(redis::aio::ConnectionManager, Arc<str>),
 }
 
 const OPS: [&str; 5] = ["create", "load", "update", "load_by_request_id", "delete"];
@@ -207,6 +226,9 @@ impl Target {
             (Target::RawRedb(r), _) => r.delete(task).map(|_| true)?,
             (Target::RawRedis(con, ns), op) => {
                 raw_redis(con.clone(), ns, op, task, updated).await?
+            }
+            (Target::RawRedisModel(con, ns), op) => {
+                raw_redis_model(con.clone(), ns, op, task, updated).await?
             }
         };
         if found {
@@ -349,6 +371,85 @@ async fn raw_redis(
     })
 }
 
+/// What the store's scripts change, without the scripts: one atomic
+/// pipeline per write, the same reads as the store.
+async fn raw_redis_model(
+    mut con: redis::aio::ConnectionManager,
+    ns: &str,
+    op: &str,
+    task: &AgentTask,
+    updated: &AgentTask,
+) -> Result<bool, String> {
+    let p = format!("bench:model:{ns}");
+    let id = &task.task_id;
+    let (doc, meta) = (format!("{p}:doc:{id}"), format!("{p}:meta:{id}"));
+    let index = |rid: &str| format!("{p}:idx:{rid}");
+    let (by_key, by_created) = (format!("{p}:by_key"), format!("{p}:by_created"));
+    let e = |e: redis::RedisError| e.to_string();
+    let json = |t: &AgentTask| serde_json::to_vec(t).map_err(|e| e.to_string());
+    let rid = &task.items[0].request_id;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    Ok(match op {
+        "create" | "update" => {
+            let (t, terms) = match op {
+                "create" => (task, format!("[\"{}\"]", index(rid))),
+                _ => (
+                    updated,
+                    format!("[\"{}\"]", index(&updated.items[0].request_id)),
+                ),
+            };
+            pipe.set(&doc, json(t)?).ignore();
+            pipe.hset_multiple(
+                &meta,
+                &[
+                    ("v", now.to_string()),
+                    ("c", now.to_string()),
+                    ("t", terms),
+                    ("x", "0".into()),
+                ],
+            )
+            .ignore();
+            for item in &t.items {
+                pipe.sadd(index(&item.request_id), id).ignore();
+            }
+            if op == "create" {
+                pipe.zadd(&by_key, id, 0).ignore();
+                pipe.zadd(&by_created, id, now).ignore();
+            }
+            let _: () = pipe.query_async(&mut con).await.map_err(e)?;
+            true
+        }
+        "delete" => {
+            pipe.del(&doc)
+                .del(&meta)
+                .srem(index(rid), id)
+                .zrem(&by_key, id)
+                .zrem(&by_created, id);
+            let (removed, ..): (u64, u64, u64, u64, u64) =
+                pipe.query_async(&mut con).await.map_err(e)?;
+            removed == 1
+        }
+        "load_by_request_id" => {
+            use redis::AsyncCommands;
+            let ids: Vec<String> = con.smembers(index(rid)).await.map_err(e)?;
+            let Some(first) = ids.first() else {
+                return Ok(false);
+            };
+            let bytes: Option<Vec<u8>> = con.get(format!("{p}:doc:{first}")).await.map_err(e)?;
+            bytes.is_some_and(|b| serde_json::from_slice::<AgentTask>(&b).is_ok())
+        }
+        _ => {
+            use redis::AsyncCommands;
+            let bytes: Option<Vec<u8>> = con.get(&doc).await.map_err(e)?;
+            bytes.is_some_and(|b| serde_json::from_slice::<AgentTask>(&b).is_ok())
+        }
+    })
+}
+
 /// The example plugin library the plugin bench loads.
 static MODULE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
@@ -457,7 +558,11 @@ async fn baseline_target(args: &Args) -> Result<Target, Box<dyn std::error::Erro
         Store::Plugin => Target::Store(TaskStore::new(Arc::new(MemoryBackend::new()))),
         Store::Redis => {
             let client = redis::Client::open(redis_url())?;
-            Target::RawRedis(client.get_connection_manager().await?, next_ns().into())
+            let con = client.get_connection_manager().await?;
+            match args.redis_baseline {
+                RedisBaseline::Set => Target::RawRedis(con, next_ns().into()),
+                RedisBaseline::Model => Target::RawRedisModel(con, next_ns().into()),
+            }
         }
     })
 }
@@ -609,6 +714,7 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
         Store::Memory => ("memory", "a bare RwLock<HashMap> with the same serde work"),
         Store::Redb => ("redb", "raw redb, one write transaction per operation, of the same bytes"),
         Store::Sled => ("sled", "raw sled inserts and reads of the same bytes"),
+        Store::Redis if args.redis_baseline == RedisBaseline::Model => ("redis", "the same document, metadata, index-set and order-set changes as one raw MULTI/EXEC pipeline per write (what the scripts cost); the same reads"),
         Store::Redis => ("redis", "raw SET/GET/DEL of the same bytes with the same round trips (the ceiling: 1 each, 2 for load_by_request_id)"),
         Store::Plugin => ("memory exported through the plugin ABI", "the same memory backend linked in"),
     };
