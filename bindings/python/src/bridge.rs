@@ -38,21 +38,30 @@ struct LoopQueue {
 }
 
 /// The queues of the loops that made calls, by the loop's address; a
-/// closed loop's queue goes at its next drain.
+/// closed loop's queue goes when a new loop makes its first call, or when a
+/// call finishes after its loop closed.
 static QUEUES: LazyLock<Mutex<HashMap<usize, Arc<LoopQueue>>>> = LazyLock::new(Default::default);
 
 fn queue_of(event_loop: &Bound<'_, PyAny>) -> Arc<LoopQueue> {
+    let py = event_loop.py();
     let mut queues = QUEUES.lock().unwrap_or_else(|p| p.into_inner());
-    queues
-        .entry(event_loop.as_ptr() as usize)
-        .or_insert_with(|| {
-            Arc::new(LoopQueue {
-                event_loop: event_loop.clone().unbind(),
-                finished: Mutex::new(Vec::new()),
-                scheduled: AtomicBool::new(false),
-            })
-        })
-        .clone()
+    let id = event_loop.as_ptr() as usize;
+    if let Some(queue) = queues.get(&id) {
+        return queue.clone();
+    }
+    // a new loop (each `asyncio.run` makes one): let closed ones go, so
+    // the queues do not keep them alive
+    queues.retain(|_, q| {
+        let closed = q.event_loop.bind(py).call_method0("is_closed");
+        !closed.and_then(|c| c.is_truthy()).unwrap_or(true)
+    });
+    let queue = Arc::new(LoopQueue {
+        event_loop: event_loop.clone().unbind(),
+        finished: Mutex::new(Vec::new()),
+        scheduled: AtomicBool::new(false),
+    });
+    queues.insert(id, queue.clone());
+    queue
 }
 
 impl LoopQueue {

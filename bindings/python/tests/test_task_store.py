@@ -237,3 +237,23 @@ def test_a_cancelled_call_leaves_the_store_working(store):
 
     assert asyncio.run(run()) is None
     assert asyncio.run(store.load("cancelled")) is None
+
+
+def test_loops_come_and_go_without_piling_up(store):
+    import gc
+    import weakref
+
+    loops = []
+
+    async def one(n):
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        await store.create(task(f"l-{n}", f"lr-{n}"))
+        assert (await store.load(f"l-{n}"))["task_id"] == f"l-{n}"
+        await store.delete(f"l-{n}")
+
+    for n in range(20):
+        asyncio.run(one(n))
+    gc.collect()
+    alive = sum(1 for r in loops if r() is not None)
+    # at most the newest loop is still held (until another loop calls)
+    assert alive <= 1, f"{alive} closed loops still alive"
