@@ -36,6 +36,49 @@ impl fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
+    /// The members of an index set whose document carries the term, by
+    /// `(created, key)`, with their values when `values` (one script call).
+    async fn lookup_hits(
+        &self,
+        namespace: &str,
+        index: &str,
+        term: &str,
+        values: bool,
+    ) -> Result<Vec<(u64, String, Option<Bytes>)>> {
+        let mut con = self.con.clone();
+        let flat: Vec<redis::Value> = scripts::LOOKUP
+            .key(self.layout.index(namespace, index, term))
+            .arg(self.layout.doc_prefix(namespace))
+            .arg(self.layout.meta_prefix(namespace))
+            .arg(self.layout.lookup_rule(namespace, index).as_slice())
+            .arg(if values { "1" } else { "0" })
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.error("lookup", e))?;
+        let width = if values { 3 } else { 2 };
+        let odd = || Error::Internal {
+            backend: "redis".into(),
+            message: "lookup script answered an odd reply".into(),
+        };
+        if flat.len() % width != 0 {
+            return Err(odd());
+        }
+        let mut hits = Vec::with_capacity(flat.len() / width);
+        for hit in flat.chunks(width) {
+            let created: u64 = redis::from_redis_value(hit[0].clone()).map_err(|_| odd())?;
+            let key: String = redis::from_redis_value(hit[1].clone()).map_err(|_| odd())?;
+            let value = match hit.get(2) {
+                Some(v) => Some(Bytes::from(
+                    redis::from_redis_value::<Vec<u8>>(v.clone()).map_err(|_| odd())?,
+                )),
+                None => None,
+            };
+            hits.push((created, key, value));
+        }
+        hits.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        Ok(hits)
+    }
+
     /// Up to `n` `(key, created)` after the creation cursor `{created}:{key}`.
     /// Stamps can tie on a cluster (they come from each node's clock), so
     /// the cursor names the key too and ties resume in member order.
@@ -327,31 +370,32 @@ impl Backend for RedisBackend {
         if self.is_cluster() {
             return self.lookup_cluster(namespace, index, term).await;
         }
-        let mut con = self.con.clone();
-        let flat: Vec<redis::Value> = scripts::LOOKUP
-            .key(self.layout.index(namespace, index, term))
-            .arg(self.layout.doc_prefix(namespace))
-            .arg(self.layout.meta_prefix(namespace))
-            .arg(self.layout.lookup_rule(namespace, index).as_slice())
-            .invoke_async(&mut con)
-            .await
-            .map_err(|e| self.error("lookup", e))?;
-        let mut hits: Vec<(u64, String)> = Vec::with_capacity(flat.len() / 2);
-        for pair in flat.chunks(2) {
-            let parsed: Option<(u64, String)> = match pair {
-                [c, k] => redis::from_redis_value(c.clone())
-                    .ok()
-                    .zip(redis::from_redis_value(k.clone()).ok()),
-                _ => None,
-            };
-            let hit = parsed.ok_or_else(|| Error::Internal {
-                backend: "redis".into(),
-                message: "lookup script answered an odd reply".into(),
-            })?;
-            hits.push(hit);
+        let hits = self.lookup_hits(namespace, index, term, false).await?;
+        Ok(hits.into_iter().map(|(_, k, _)| k).collect())
+    }
+
+    /// One script call: the lookup and its values (on a cluster, where a
+    /// document and its index live in different slots, the default's
+    /// lookup and reads).
+    async fn lookup_values(
+        &self,
+        namespace: &str,
+        index: &str,
+        term: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Bytes)>> {
+        if self.is_cluster() {
+            return persistence_core::backend::lookup_then_read(
+                self, namespace, index, term, limit,
+            )
+            .await;
         }
-        hits.sort();
-        Ok(hits.into_iter().map(|(_, k)| k).collect())
+        let hits = self.lookup_hits(namespace, index, term, true).await?;
+        Ok(hits
+            .into_iter()
+            .take(limit)
+            .map(|(_, k, v)| (k, v.unwrap_or_default()))
+            .collect())
     }
 
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {

@@ -220,8 +220,9 @@ return {value, tonumber(m[1]) or 0, tonumber(m[2]) or 0, pttl}
 });
 
 /// KEYS: the index set. ARGV: document key prefix, metadata key prefix,
-/// then the term rule when the set is the rule's index (else empty).
-/// Returns {created, key, created, key, ...} for the members whose document
+/// then the term rule when the set is the rule's index (else empty), then
+/// '1' to return the values too. Returns {created, key, created, key, ...}
+/// (with '1': {created, key, value, ...}) for the members whose document
 /// exists and carries the term, and removes the others from the set
 /// (entries that outlived a document, or a term the document dropped),
 /// checked here, atomically, so a concurrent writer is never undone.
@@ -249,6 +250,7 @@ for _, k in ipairs(redis.call('SMEMBERS', ik)) do
     if carries then
       out[#out + 1] = tonumber(m[1]) or 0
       out[#out + 1] = k
+      if ARGV[6] == '1' then out[#out + 1] = value end
     end
   end
   if not carries then redis.call('SREM', ik, k) end

@@ -103,6 +103,22 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// [`Capabilities::atomic_index`] the result is a hint: verify each hit.
     async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>>;
 
+    /// The keys and values of the first `limit` live documents that carry
+    /// `term` in `index`, in [`lookup`](Backend::lookup)'s order: a lookup
+    /// and its reads in one call, for engines that can do both in one round
+    /// trip (Redis does). By default, a lookup and then a read of each hit,
+    /// skipping documents removed in between. Without
+    /// [`Capabilities::atomic_index`] a hit is a hint, as for `lookup`.
+    async fn lookup_values(
+        &self,
+        namespace: &str,
+        index: &str,
+        term: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Bytes)>> {
+        lookup_then_read(self, namespace, index, term, limit).await
+    }
+
     /// One page of the namespace's live documents in `request.order`.
     /// Requires [`Capabilities::scan`] (and
     /// [`Capabilities::scan_by_creation`] for [`ScanOrder::Created`]).
@@ -210,3 +226,25 @@ pub trait BackendExt: Backend {
 }
 
 impl<B: Backend + ?Sized> BackendExt for B {}
+
+/// [`Backend::lookup_values`] the plain way: a lookup, then a read of each
+/// hit (skipping documents removed in between) until `limit` are found.
+/// For engines that override it in some modes only.
+pub async fn lookup_then_read<B: Backend + ?Sized>(
+    backend: &B,
+    namespace: &str,
+    index: &str,
+    term: &str,
+    limit: usize,
+) -> Result<Vec<(String, Bytes)>> {
+    let mut out = Vec::new();
+    for key in backend.lookup(namespace, index, term).await? {
+        if out.len() >= limit {
+            break;
+        }
+        if let Some(value) = backend.get_value(namespace, &key).await? {
+            out.push((key, value));
+        }
+    }
+    Ok(out)
+}

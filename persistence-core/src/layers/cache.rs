@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::backend::{
@@ -179,6 +180,18 @@ impl Layer for CacheTier {
             }
         }
         Ok(doc)
+    }
+
+    /// The durable tier's lookup, then each read through this tier (so
+    /// cached documents are served from memory, as by `get`).
+    async fn lookup_values(
+        &self,
+        namespace: &str,
+        index: &str,
+        term: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Bytes)>> {
+        crate::backend::lookup_then_read(self, namespace, index, term, limit).await
     }
 
     async fn put(

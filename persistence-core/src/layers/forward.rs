@@ -126,6 +126,19 @@ pub trait Layer: Send + Sync + Debug + 'static {
         self.inner().lookup(namespace, index, term).await
     }
 
+    /// See [`Backend::lookup_values`]; forwards.
+    async fn lookup_values(
+        &self,
+        namespace: &str,
+        index: &str,
+        term: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Bytes)>> {
+        self.inner()
+            .lookup_values(namespace, index, term, limit)
+            .await
+    }
+
     /// See [`Backend::scan`]; forwards.
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
         self.inner().scan(namespace, request).await
@@ -261,6 +274,23 @@ impl<L: Layer> Backend for L {
         Self: 'f,
     {
         Layer::lookup(self, namespace, index, term)
+    }
+
+    fn lookup_values<'a, 'b, 'c, 'd, 'f>(
+        &'a self,
+        namespace: &'b str,
+        index: &'c str,
+        term: &'d str,
+        limit: usize,
+    ) -> Fut<'f, Vec<(String, Bytes)>>
+    where
+        'a: 'f,
+        'b: 'f,
+        'c: 'f,
+        'd: 'f,
+        Self: 'f,
+    {
+        Layer::lookup_values(self, namespace, index, term, limit)
     }
 
     fn scan<'a, 'b, 'f>(&'a self, namespace: &'b str, request: ScanRequest) -> Fut<'f, ScanPage>

@@ -240,6 +240,25 @@ impl<P: Policy> Layer for Layered<P> {
             .await
     }
 
+    async fn lookup_values(
+        &self,
+        namespace: &str,
+        index: &str,
+        term: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Bytes)>> {
+        self.policy
+            .run(
+                Op::Lookup,
+                Target {
+                    namespace,
+                    key: term,
+                },
+                &|| self.inner.lookup_values(namespace, index, term, limit),
+            )
+            .await
+    }
+
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
         self.policy
             .run(Op::Scan, Target { namespace, key: "" }, &|| {

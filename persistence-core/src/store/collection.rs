@@ -116,14 +116,8 @@ impl<T: Record> Collection<T> {
 
     /// Decodes a stored document, or reports it as `Corrupted`.
     pub fn decode(&self, key: &str, document: Document) -> Result<Versioned<T>> {
-        let record = serde_json::from_slice(&document.value).map_err(|e| Error::Corrupted {
-            namespace: self.namespace.clone(),
-            key: key.to_string(),
-            reason: e.to_string(),
-            len: document.value.len(),
-        })?;
         Ok(Versioned {
-            record,
+            record: self.decode_value(key, &document.value)?,
             version: document.version,
             expires_at: document.expires_at,
         })
@@ -149,16 +143,20 @@ impl<T: Record> Collection<T> {
     /// backend offers it.
     pub async fn get_record(&self, key: &str) -> Result<Option<T>> {
         match self.backend.get_value(&self.namespace, key).await? {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::Corrupted {
-                    namespace: self.namespace.clone(),
-                    key: key.to_string(),
-                    reason: e.to_string(),
-                    len: bytes.len(),
-                }),
+            Some(bytes) => self.decode_value(key, &bytes).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The record stored as `bytes` at `key`; `Corrupted` naming it if they
+    /// do not decode.
+    fn decode_value(&self, key: &str, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| Error::Corrupted {
+            namespace: self.namespace.clone(),
+            key: key.to_string(),
+            reason: e.to_string(),
+            len: bytes.len(),
+        })
     }
 
     /// Replaces an existing record, only at `expected` version if given.
@@ -187,7 +185,25 @@ impl<T: Record> Collection<T> {
         limit: usize,
         still_matches: impl Fn(&T) -> bool,
     ) -> Result<Vec<T>> {
+        // the first `limit` hits with their values in one call (one round
+        // trip on Redis); only when some of them no longer match, and there
+        // may be more, the hits are read one at a time
+        let first = self
+            .backend
+            .lookup_values(&self.namespace, index, term, limit)
+            .await?;
+        let complete = first.len() < limit;
         let mut found = Vec::new();
+        for (key, bytes) in &first {
+            let record = self.decode_value(key, bytes)?;
+            if still_matches(&record) {
+                found.push(record);
+            }
+        }
+        if found.len() >= limit || complete {
+            return Ok(found);
+        }
+        found.clear();
         for key in self.backend.lookup(&self.namespace, index, term).await? {
             if found.len() >= limit {
                 break;

@@ -236,6 +236,55 @@ pub async fn index_lookup_in_creation_order(ctx: Ctx) {
     assert_eq!(lookup(&ctx, "shared").await, ["m", "z", "a", "q"]);
 }
 
+pub async fn lookup_values_are_lookup_then_read(ctx: Ctx) {
+    let values = |limit: usize| {
+        let ctx = ctx.clone();
+        async move {
+            let got = ctx
+                .backend
+                .lookup_values(&ctx.ns, IDX, "t", limit)
+                .await
+                .unwrap();
+            got.into_iter()
+                .map(|(k, v)| (k, String::from_utf8(v.to_vec()).unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(values(10).await.is_empty());
+    for key in ["m", "z", "a"] {
+        ctx.backend
+            .insert(&ctx.ns, key, doc(&format!("v-{key}")).with_term(IDX, "t"))
+            .await
+            .unwrap();
+    }
+    ctx.backend
+        .insert(&ctx.ns, "other", doc("x"))
+        .await
+        .unwrap();
+    let all =
+        [("m", "v-m"), ("z", "v-z"), ("a", "v-a")].map(|(k, v)| (k.to_string(), v.to_string()));
+    assert_eq!(values(10).await, all, "lookup's order, with each value");
+    assert_eq!(values(2).await, all[..2], "at most the limit");
+    assert!(values(0).await.is_empty());
+    ctx.backend
+        .remove(&ctx.ns, "z", Precondition::Present)
+        .await
+        .unwrap();
+    ctx.backend
+        .replace(&ctx.ns, "a", doc("v-a2"), None)
+        .await
+        .unwrap();
+    ctx.backend
+        .replace(&ctx.ns, "m", doc("v-m2").with_term(IDX, "t"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        values(10).await,
+        [("m".to_string(), "v-m2".to_string())],
+        "removed and re-termed documents are gone, values are current"
+    );
+}
+
 pub async fn index_terms_replaced_by_write(ctx: Ctx) {
     ctx.backend
         .insert(
