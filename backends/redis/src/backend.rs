@@ -60,7 +60,7 @@ impl RedisBackend {
             backend: "redis".into(),
             message: "lookup script answered an odd reply".into(),
         };
-        if flat.len() % width != 0 {
+        if !flat.len().is_multiple_of(width) {
             return Err(odd());
         }
         let mut hits = Vec::with_capacity(flat.len() / width);
