@@ -390,17 +390,13 @@ impl EventStreams for RedisStreams {
     }
 
     async fn subscribe(&self, stream: &str, from: StartAt) -> Result<Subscription> {
-        let after = match from {
-            StartAt::Beginning => Offset::START,
-            StartAt::After(offset) => offset,
-            StartAt::Now => self.inner.read_now(stream, Offset::START, 1).await?.last,
-        };
-        Ok(follow(
+        follow(
             Arc::new(TailHandle(self.inner.clone())),
             stream,
-            after,
+            from,
             &self.inner.followers,
-        ))
+        )
+        .await
     }
 
     async fn close(&self, stream: &str, reason: &str) -> Result<()> {

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::{EventPage, Item, Offset, Subscription};
+use super::{EventPage, Item, Offset, StartAt, Subscription};
 use crate::error::Result;
 
 /// Events read per round trip while catching up.
@@ -156,14 +156,20 @@ impl State {
     }
 }
 
-/// The subscription to `stream` from the first event after `after`,
-/// counted in `followers` while it lives.
-pub fn follow(
+/// The subscription to `stream` from `from` (for [`StartAt::Now`], after
+/// the last event `tail` has now), counted in `followers` while it lives:
+/// what every engine's [`EventStreams::subscribe`](super::EventStreams::subscribe) returns.
+pub async fn follow(
     tail: Arc<dyn Tail>,
     stream: &str,
-    after: Offset,
+    from: StartAt,
     followers: &Followers,
-) -> Subscription {
+) -> Result<Subscription> {
+    let after = match from {
+        StartAt::Beginning => Offset::START,
+        StartAt::After(offset) => offset,
+        StartAt::Now => tail.read_after(stream, Offset::START, 1).await?.last,
+    };
     let state = State {
         known_last: after,
         follower: followers.join(),
@@ -176,53 +182,56 @@ pub fn follow(
         finished: false,
         backoff: None,
     };
-    Box::pin(futures::stream::unfold(state, |mut s| async move {
-        loop {
-            if s.finished {
-                return None;
-            }
-            if let Some(event) = s.pending.pop_front() {
-                s.cursor = event.offset;
-                s.note_lag();
-                return Some((Ok(Item::Event(event)), s));
-            }
-            if let Some(reason) = s.end.take() {
-                s.finished = true;
-                return Some((Ok(Item::End(reason)), s));
-            }
-            if let Some(wait) = s.backoff {
-                tokio::time::sleep(wait).await;
-            }
-            s.wake.borrow_and_update();
-            match s.tail.read_after(&s.stream, s.cursor, BATCH).await {
-                Err(e) if e.is_retryable() => {
-                    // the engine is away (a restart, a dropped connection):
-                    // say so, then read on from the same offset, backing off
-                    s.backoff = Some(s.backoff.map_or(FIRST_RETRY, |b| (b * 2).min(MAX_RETRY)));
-                    return Some((Err(e), s));
+    Ok(Box::pin(futures::stream::unfold(
+        state,
+        |mut s| async move {
+            loop {
+                if s.finished {
+                    return None;
                 }
-                Err(e) => {
-                    s.finished = true;
-                    return Some((Err(e), s));
-                }
-                Ok(page) if page.events.is_empty() && page.end.is_none() => {
-                    s.backoff = None;
-                    s.known_last = s.known_last.max(page.last);
+                if let Some(event) = s.pending.pop_front() {
+                    s.cursor = event.offset;
                     s.note_lag();
-                    if s.wake.changed().await.is_err() {
-                        // the stream was deleted (or the engine dropped)
+                    return Some((Ok(Item::Event(event)), s));
+                }
+                if let Some(reason) = s.end.take() {
+                    s.finished = true;
+                    return Some((Ok(Item::End(reason)), s));
+                }
+                if let Some(wait) = s.backoff {
+                    tokio::time::sleep(wait).await;
+                }
+                s.wake.borrow_and_update();
+                match s.tail.read_after(&s.stream, s.cursor, BATCH).await {
+                    Err(e) if e.is_retryable() => {
+                        // the engine is away (a restart, a dropped connection):
+                        // say so, then read on from the same offset, backing off
+                        s.backoff = Some(s.backoff.map_or(FIRST_RETRY, |b| (b * 2).min(MAX_RETRY)));
+                        return Some((Err(e), s));
+                    }
+                    Err(e) => {
                         s.finished = true;
-                        return Some((Ok(Item::End("deleted".into())), s));
+                        return Some((Err(e), s));
+                    }
+                    Ok(page) if page.events.is_empty() && page.end.is_none() => {
+                        s.backoff = None;
+                        s.known_last = s.known_last.max(page.last);
+                        s.note_lag();
+                        if s.wake.changed().await.is_err() {
+                            // the stream was deleted (or the engine dropped)
+                            s.finished = true;
+                            return Some((Ok(Item::End("deleted".into())), s));
+                        }
+                    }
+                    Ok(page) => {
+                        s.backoff = None;
+                        s.known_last = s.known_last.max(page.last);
+                        s.pending.extend(page.events);
+                        s.end = page.end;
+                        s.note_lag();
                     }
                 }
-                Ok(page) => {
-                    s.backoff = None;
-                    s.known_last = s.known_last.max(page.last);
-                    s.pending.extend(page.events);
-                    s.end = page.end;
-                    s.note_lag();
-                }
             }
-        }
-    }))
+        },
+    )))
 }

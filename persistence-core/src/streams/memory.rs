@@ -174,17 +174,7 @@ impl EventStreams for MemoryStreams {
     }
 
     async fn subscribe(&self, stream: &str, from: StartAt) -> Result<Subscription> {
-        let after = match from {
-            StartAt::Beginning => Offset::START,
-            StartAt::After(offset) => offset,
-            StartAt::Now => self.inner.read_after(stream, Offset::START, 1).await?.last,
-        };
-        Ok(follow(
-            self.inner.clone(),
-            stream,
-            after,
-            &self.inner.followers,
-        ))
+        follow(self.inner.clone(), stream, from, &self.inner.followers).await
     }
 
     async fn close(&self, stream: &str, reason: &str) -> Result<()> {
