@@ -18,6 +18,7 @@ mod bridge;
 use bytes::Bytes;
 use persistence_core::backend::{DocumentWrite, Precondition, ScanOrder, ScanRequest, Version};
 use persistence_core::config::Settings;
+use persistence_core::factory::Factory;
 use persistence_core::model::AgentTask;
 use persistence_core::{Error, ErrorKind, SharedBackend, TaskStoreError};
 use pyo3::create_exception;
@@ -152,6 +153,7 @@ fn block_on<T: Send>(py: Python<'_>, fut: impl Future<Output = PyResult<T>> + Se
 /// Python code, not a plugin library, and are not this library's settings
 /// here.
 fn load_settings(
+    factory: &Factory,
     config: Option<String>,
     env: Option<HashMap<String, String>>,
 ) -> Result<Settings, Error> {
@@ -166,7 +168,7 @@ fn load_settings(
         vars.push(("TA_PERSISTENCE_CONFIG".into(), path));
     }
     vars.extend(env.unwrap_or_default());
-    persistence_builtin::factory().load_settings_from_env(vars)
+    factory.load_settings_from_env(vars)
 }
 
 /// What opening chose: the engine, and why it fell back if it did.
@@ -175,19 +177,6 @@ struct Opening {
     backend: SharedBackend,
     requested: String,
     fallback: Option<String>,
-}
-
-fn open_backend(py: Python<'_>, settings: &Settings) -> PyResult<(Opening, Duration, String)> {
-    let factory = persistence_builtin::factory();
-    let ttl = factory.task_ttl(settings).map_err(core_err)?;
-    let namespace = settings.task_store.namespace();
-    let opened = block_on(py, async { factory.open(settings).await.map_err(core_err) })?;
-    let opening = Opening {
-        backend: opened.backend,
-        requested: opened.requested,
-        fallback: opened.fallback_cause.map(|e| e.to_string()),
-    };
-    Ok((opening, ttl.unwrap_or_default(), namespace.to_string()))
 }
 
 /// The agent-task store: create, load, update, delete, load by request id.
@@ -210,11 +199,17 @@ impl TaskStore {
         config: Option<String>,
         env: Option<HashMap<String, String>>,
     ) -> PyResult<TaskStore> {
-        let settings = load_settings(config, env).map_err(core_err)?;
-        let (opening, ttl, namespace) = open_backend(py, &settings)?;
-        let store = persistence_core::TaskStore::new(opening.backend.clone())
-            .with_namespace(namespace)
-            .with_ttl((!ttl.is_zero()).then_some(ttl));
+        // the factory's own task store: its namespace, TTL, layers, fallback
+        let factory = persistence_builtin::factory();
+        let settings = load_settings(&factory, config, env).map_err(core_err)?;
+        let (store, opened) = block_on(py, async {
+            factory.open_task_store(&settings).await.map_err(core_err)
+        })?;
+        let opening = Opening {
+            backend: opened.backend,
+            requested: opened.requested,
+            fallback: opened.fallback_cause.map(|e| e.to_string()),
+        };
         Ok(TaskStore { store, opening })
     }
 
@@ -456,21 +451,18 @@ impl Documents {
             write = write.with_term(index, term);
         }
         if let Some(secs) = ttl {
-            if !(secs.is_finite() && secs > 0.0) {
-                return Err(exception(
-                    ErrorKind::InvalidInput,
-                    None,
-                    format!("ttl {secs}: expected a positive number of seconds"),
-                ));
-            }
-            // past what a Duration holds (1e300 s) is no TTL either
-            let ttl = Duration::try_from_secs_f64(secs).map_err(|_| {
-                exception(
-                    ErrorKind::InvalidInput,
-                    None,
-                    format!("ttl {secs}: expected a positive number of seconds"),
-                )
-            })?;
+            // negative, NaN, inf and past what a Duration holds (1e300 s)
+            // are refused by try_from_secs_f64; zero is no TTL either
+            let ttl = Duration::try_from_secs_f64(secs)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    exception(
+                        ErrorKind::InvalidInput,
+                        None,
+                        format!("ttl {secs}: expected a positive number of seconds"),
+                    )
+                })?;
             write = write.with_ttl(Some(ttl));
         }
         Ok(PutArgs {
@@ -615,12 +607,7 @@ impl Documents {
         let page = block_on(py, async {
             self.backend.scan(&ns, request).await.map_err(core_err)
         })?;
-        let entries = page
-            .entries
-            .into_iter()
-            .map(|(k, d)| Ok((k, document_dict(py, d)?)))
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok((entries, page.cursor))
+        scan_page(py, page)
     }
 
     #[pyo3(signature = (ns, limit=100, cursor=None, order="key"))]
@@ -636,16 +623,19 @@ impl Documents {
         let backend = self.backend.clone();
         awaitable(py, async move {
             let page = backend.scan(&ns, request).await.map_err(core_err)?;
-            Python::attach(|py| {
-                let entries = page
-                    .entries
-                    .into_iter()
-                    .map(|(k, d)| Ok((k, document_dict(py, d)?)))
-                    .collect::<PyResult<Vec<_>>>()?;
-                Ok((entries, page.cursor))
-            })
+            Python::attach(|py| scan_page(py, page))
         })
     }
+}
+
+/// A scan page as Python gets it: `(key, document dict)` pairs and the cursor.
+fn scan_page(py: Python<'_>, page: persistence_core::backend::ScanPage) -> PyResult<ScanPage> {
+    let entries = page
+        .entries
+        .into_iter()
+        .map(|(k, d)| Ok((k, document_dict(py, d)?)))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok((entries, page.cursor))
 }
 
 fn scan_request(limit: usize, cursor: Option<String>, order: &str) -> PyResult<ScanRequest> {
