@@ -20,6 +20,7 @@ uses the same-named classes below and returns dicts.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
 from ta_persistence import PersistenceError, TaskStore
@@ -64,6 +65,15 @@ except ImportError:
     _Model = None
 
 
+@contextmanager
+def _raising(seed_error: type, what: str):
+    """Raises `seed_error` for this library's errors, with them as the cause."""
+    try:
+        yield
+    except PersistenceError as e:
+        raise seed_error(f"{what} failed: {e}") from e
+
+
 class TaPersistenceManager(_Base):  # type: ignore[misc, valid-type]
     """``create``, ``load``, ``update``, ``delete``, ``load_by_request_id`` as
     the seed's manager has them, each raising the seed's error for its
@@ -73,31 +83,21 @@ class TaPersistenceManager(_Base):  # type: ignore[misc, valid-type]
         self._store = TaskStore.open(model=_Model)
 
     async def create(self, task: Any) -> None:
-        try:
+        with _raising(PersistenceCreateError, "Create"):
             await self._store.create(task)
-        except PersistenceError as e:
-            raise PersistenceCreateError(f"Create failed: {e}") from e
 
     async def load(self, task_id: str) -> Any:
-        try:
+        with _raising(PersistenceLoadError, "Load"):
             return await self._store.load(task_id)
-        except PersistenceError as e:
-            raise PersistenceLoadError(f"Load failed: {e}") from e
 
     async def update(self, task: Any) -> None:
-        try:
+        with _raising(PersistenceUpdateError, "Update"):
             await self._store.update(task)
-        except PersistenceError as e:
-            raise PersistenceUpdateError(f"Update failed: {e}") from e
 
     async def delete(self, task_id: str) -> None:
-        try:
+        with _raising(PersistenceDeleteError, "Delete"):
             await self._store.delete(task_id)
-        except PersistenceError as e:
-            raise PersistenceDeleteError(f"Delete failed: {e}") from e
 
     async def load_by_request_id(self, request_id: str) -> Any:
-        try:
+        with _raising(PersistenceLoadError, "Load by request_id"):
             return await self._store.load_by_request_id(request_id)
-        except PersistenceError as e:
-            raise PersistenceLoadError(f"Load by request_id failed: {e}") from e
