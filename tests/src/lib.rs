@@ -35,7 +35,7 @@ pub use fixtures::{fixture_task, sample_task};
 pub use plugins::plugin_library;
 pub use reopen::reopen_loop;
 pub use runner::{run_all, run_case, Case, CaseOutcome, CaseReport, Ctx, Requirement, CASES};
-pub use stream_crash::stream_crash_test;
+pub use stream_crash::{stream_crash_test, stream_restart_test};
 pub use streams::{run_stream_case, STREAM_CASES};
 pub use streams_runner::run_all_streams;
 

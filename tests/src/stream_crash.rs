@@ -1,5 +1,6 @@
-//! The SIGKILL test for durable stream engines: events acknowledged by
-//! `append` before the process is killed are there after reopen, in order.
+//! What durable stream engines keep: events acknowledged by `append`
+//! before the process is killed are there after reopen, in order; and
+//! events, closes and cancels survive a clean restart.
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
@@ -128,4 +129,48 @@ where
         "streams crash test: 10 SIGKILLs, {} acknowledged events",
         acked.len()
     );
+}
+
+/// A clean restart of a durable stream engine: events, closes and cancels
+/// are there after reopening at the same path (`name` in a temporary
+/// directory), and offsets go on after the last one. `open` must drop
+/// nothing it needs: the first engine is dropped before the second opens.
+pub async fn stream_restart_test<F, Fut>(name: &str, open: F)
+where
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = SharedStreams>,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(name);
+    let last = {
+        let s = open(path.clone()).await;
+        for n in 0..10 {
+            s.append("run-1", format!("e{n}").into()).await.unwrap();
+        }
+        s.append("run-2", "x".into()).await.unwrap();
+        s.close("run-2", "success").await.unwrap();
+        s.cancel("run-3").await.unwrap();
+        s.read("run-1", Offset::START, 100).await.unwrap().last
+    };
+    let s = open(path).await;
+    let page = s.read("run-1", Offset::START, 100).await.unwrap();
+    assert_eq!(page.events.len(), 10);
+    assert_eq!(page.last, last);
+    let next = s.append("run-1", "after".into()).await.unwrap();
+    assert!(
+        next > last,
+        "offsets continue after reopen: {next} after {last}"
+    );
+    let page = s.read("run-2", Offset::START, 100).await.unwrap();
+    assert_eq!(page.end.as_deref(), Some("success"));
+    assert!(s.append("run-2", "late".into()).await.is_err());
+    assert!(s.cancellation("run-3").await.unwrap().is_cancelled());
+    assert!(!s.cancellation("run-4").await.unwrap().is_cancelled());
+    assert!(s.delete("run-1").await.unwrap());
+    assert!(s
+        .read("run-1", Offset::START, 10)
+        .await
+        .unwrap()
+        .events
+        .is_empty());
 }

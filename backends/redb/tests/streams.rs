@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use persistence_core::streams::{Offset, Retention, SharedStreams};
+use persistence_core::streams::{Retention, SharedStreams};
 use persistence_redb::{RedbBackend, RedbOptions};
 
 mod conformance {
@@ -20,34 +20,11 @@ mod conformance {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_closes_and_cancels_survive_a_restart_and_offsets_continue() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db.redb");
-    let last = {
-        let backend = Arc::new(RedbBackend::open(&RedbOptions::new(&path)).unwrap());
-        let s: SharedStreams = Arc::new(backend.streams(Retention::default()));
-        for n in 0..10 {
-            s.append("run-1", format!("e{n}").into()).await.unwrap();
-        }
-        s.append("run-2", "x".into()).await.unwrap();
-        s.close("run-2", "success").await.unwrap();
-        s.cancel("run-3").await.unwrap();
-        s.read("run-1", Offset::START, 100).await.unwrap().last
-    };
-    let backend = Arc::new(RedbBackend::open(&RedbOptions::new(&path)).unwrap());
-    let s: SharedStreams = Arc::new(backend.streams(Retention::default()));
-    let page = s.read("run-1", Offset::START, 100).await.unwrap();
-    assert_eq!(page.events.len(), 10);
-    assert_eq!(page.last, last);
-    let next = s.append("run-1", "after".into()).await.unwrap();
-    assert!(
-        next > last,
-        "offsets continue after reopen: {next} after {last}"
-    );
-    let page = s.read("run-2", Offset::START, 100).await.unwrap();
-    assert_eq!(page.end.as_deref(), Some("success"));
-    assert!(s.append("run-2", "late".into()).await.is_err());
-    assert!(s.cancellation("run-3").await.unwrap().is_cancelled());
-    assert!(!s.cancellation("run-4").await.unwrap().is_cancelled());
+    persistence_conformance::stream_restart_test("db.redb", |path| async move {
+        let backend = Arc::new(RedbBackend::open(&RedbOptions::new(path)).unwrap());
+        Arc::new(backend.streams(Retention::default())) as SharedStreams
+    })
+    .await;
 }
 
 /// Events appended and acknowledged before a SIGKILL of the process are
