@@ -302,22 +302,16 @@ impl EventStreams for RedbStreams {
     }
 
     async fn cancellation(&self, run: &str) -> Result<Cancellation> {
-        // the in-process signal first, then the stored flag: a cancel
-        // committed in between is seen by one or the other
-        let signal = self.inner.signals.cancellation(run);
-        let stored = {
+        let stored = async {
             let db = self.inner.backend.shared.db.read();
             let txn = db.begin_read().map_err(|e| storage("streams", e))?;
             match txn.open_table(CANCELS) {
-                Ok(t) => t.get(run).map_err(|e| storage("streams", e))?.is_some(),
-                Err(redb::TableError::TableDoesNotExist(_)) => false,
-                Err(e) => return Err(storage("streams", e)),
+                Ok(t) => Ok(t.get(run).map_err(|e| storage("streams", e))?.is_some()),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+                Err(e) => Err(storage("streams", e)),
             }
         };
-        if stored {
-            self.inner.signals.cancel(run);
-        }
-        Ok(signal)
+        self.inner.signals.cancellation_or_stored(run, stored).await
     }
 
     async fn health(&self) -> Health {

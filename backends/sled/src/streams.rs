@@ -309,18 +309,11 @@ impl EventStreams for SledStreams {
     }
 
     async fn cancellation(&self, run: &str) -> Result<Cancellation> {
-        // the in-process signal first, then the stored flag: a cancel
-        // applied in between is seen by one or the other
-        let signal = self.inner.signals.cancellation(run);
         let name = run.to_string();
         let stored = self
             .inner
-            .call("stream read", move |log, e| log.cancelled(e, &name))
-            .await?;
-        if stored {
-            self.inner.signals.cancel(run);
-        }
-        Ok(signal)
+            .call("stream read", move |log, e| log.cancelled(e, &name));
+        self.inner.signals.cancellation_or_stored(run, stored).await
     }
 
     async fn health(&self) -> Health {

@@ -69,6 +69,22 @@ impl Signals {
         )
     }
 
+    /// `run`'s cancellation for an engine that also stores cancels:
+    /// the in-process signal is taken first, then `stored` (whether a
+    /// cancel is stored) is awaited, so a cancel made in between is seen
+    /// by one or the other.
+    pub async fn cancellation_or_stored(
+        &self,
+        run: &str,
+        stored: impl std::future::Future<Output = crate::Result<bool>>,
+    ) -> crate::Result<Cancellation> {
+        let signal = self.cancellation(run);
+        if stored.await? {
+            self.cancel(run);
+        }
+        Ok(signal)
+    }
+
     /// Streams with a wake-up signal (followed, or followed lately).
     pub fn followed(&self) -> usize {
         self.wakes.lock().len()
