@@ -36,6 +36,9 @@ pub enum ErrorKind {
     /// Events a reader asked for were removed by retention before it got
     /// them; the error says which offset it missed.
     Missed,
+    /// A run-queue call used a lease that is no longer the job's (it
+    /// expired and the job went to another worker, or the job ended).
+    LeaseLost,
 }
 
 /// A failure of a backend operation.
@@ -157,6 +160,16 @@ pub enum Error {
         /// The oldest offset still kept.
         oldest: String,
     },
+    /// See [`ErrorKind::LeaseLost`].
+    #[error("lease {token} on job {job:?} is lost: {reason}")]
+    LeaseLost {
+        /// The job.
+        job: String,
+        /// The stale lease's fencing token.
+        token: u64,
+        /// What happened to it.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -176,6 +189,7 @@ impl Error {
             Error::Internal { .. } => ErrorKind::Internal,
             Error::StreamClosed { .. } => ErrorKind::Closed,
             Error::EventsMissed { .. } => ErrorKind::Missed,
+            Error::LeaseLost { .. } => ErrorKind::LeaseLost,
         }
     }
 

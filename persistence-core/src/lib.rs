@@ -3,6 +3,7 @@
 //! - [`model`]: `AgentTask` and friends, wire-compatible with the Python system.
 //! - [`backend`]: the [`Backend`] contract every storage engine implements.
 //! - [`memory`]: the in-memory backend (default and fallback).
+//! - [`queue`]: the run queue contract (leases, fencing, retries), memory engine and worker.
 //! - [`store`]: typed stores on top of any backend, starting with [`TaskStore`].
 //! - [`config`] and [`factory`]: settings from a TOML file and `TA_*`
 //!   variables, and the backend they choose.
@@ -15,6 +16,7 @@ pub mod factory;
 pub mod layers;
 pub mod memory;
 pub mod model;
+pub mod queue;
 pub mod store;
 pub mod streams;
 mod version;

@@ -21,16 +21,27 @@ pub const ENV_PREFIX: &str = "TA_PERSISTENCE__";
 
 /// Core's own seed variables (single underscores) and the setting each
 /// sets. Backends and layers name theirs when they register.
-pub const SEED_VARIABLES: [(&str, &str); 4] = [
+pub const SEED_VARIABLES: [(&str, &str); 8] = [
     ("TA_PERSISTENCE_BACKEND", "backend"),
     ("TA_PERSISTENCE_FALLBACK", "fallback"),
     ("TA_TASK_TTL", "task_store.ttl_seconds"),
     // seed 003's agent server
     ("STREAMING_BACKEND", "streams.engine"),
+    ("WORKER_HEARTBEAT_INTERVAL", "queue.heartbeat_interval_secs"),
+    ("WORKER_HEARTBEAT_TTL", "queue.heartbeat_ttl_secs"),
+    ("SWEEPER_INTERVAL", "queue.sweeper_interval_secs"),
+    ("TA_QUEUE_PENDING_TIMEOUT", "queue.pending_timeout_secs"),
 ];
 
 /// Core's own top-level settings.
-const CORE_KEYS: [&str; 5] = ["backend", "fallback", "layers", "task_store", "streams"];
+const CORE_KEYS: [&str; 6] = [
+    "backend",
+    "fallback",
+    "layers",
+    "task_store",
+    "streams",
+    "queue",
+];
 
 /// A table the loader accepts besides core's: its name and the seed
 /// variables that set its keys.
@@ -129,6 +140,14 @@ impl Settings {
         settings.fallback = settings.table("fallback")?;
         settings.task_store = settings.table("task_store")?;
         settings.streams = settings.table("streams")?;
+        settings.queue = settings.table("queue")?;
+        if let Err(Error::Config { key, value, reason }) = settings
+            .queue
+            .options()
+            .and(settings.queue.timing())
+        {
+            return Err(settings.invalid(&key, &value, &reason));
+        }
         settings.layers = settings.table("layers")?;
         settings.backend = match backend {
             Some(backend) => backend,

@@ -19,5 +19,6 @@ pub use load::{
 };
 pub use secret::Secret;
 pub use settings::{
-    FallbackPolicy, LayerList, SeedVariable, Settings, StreamsSettings, TaskStoreSettings,
+    FallbackPolicy, LayerList, QueueSettings, QueueTiming, SeedVariable, Settings, StreamsSettings,
+    TaskStoreSettings,
 };

@@ -30,6 +30,8 @@ pub struct Settings {
     pub task_store: TaskStoreSettings,
     /// Run event streams: which engine, what retention.
     pub streams: StreamsSettings,
+    /// The run queue: which engine, leases, retries, sweeps.
+    pub queue: QueueSettings,
     /// Layers over the backend, listed from the backend outward
     /// (`["timeout", "retry", "circuit_breaker"]`, or `"timeout,retry"`).
     pub layers: LayerList,
@@ -54,6 +56,7 @@ impl Default for Settings {
             fallback: FallbackPolicy::default(),
             task_store: TaskStoreSettings::default(),
             streams: StreamsSettings::default(),
+            queue: QueueSettings::default(),
             layers: LayerList::default(),
             tables: Tables::default(),
         }
@@ -70,6 +73,7 @@ impl fmt::Debug for Settings {
             .field("fallback", &self.fallback)
             .field("task_store", &self.task_store)
             .field("streams", &self.streams)
+            .field("queue", &self.queue)
             .field("layers", &self.layers)
             .field("tables", &tables)
             .finish()
@@ -283,6 +287,129 @@ impl StreamsSettings {
             max_len: self.max_len.unwrap_or(default.max_len).max(1),
             max_age: self.max_age_secs.map(Duration::from_secs),
         }
+    }
+}
+
+/// `[queue]`: the run queue (seed 003's `WORKER_HEARTBEAT_INTERVAL`,
+/// `WORKER_HEARTBEAT_TTL` and `SWEEPER_INTERVAL` set the heartbeat, the
+/// lease and the sweep; `TA_QUEUE_PENDING_TIMEOUT` the pending timeout).
+/// Times are seconds, fractions allowed.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSettings {
+    /// The engine (`memory`, `redb`, `sled`, `redis`); absent: the
+    /// documents' backend when it has a queue, else memory, loudly.
+    pub engine: Option<String>,
+    /// The queue's name (default `runs`): queues of different names share
+    /// nothing.
+    pub name: Option<String>,
+    /// Seconds between a worker's heartbeats (default 30).
+    pub heartbeat_interval_secs: Option<f64>,
+    /// A lease's length in seconds, renewed by each heartbeat (default 60).
+    pub heartbeat_ttl_secs: Option<f64>,
+    /// Seconds between sweeps (default 120).
+    pub sweeper_interval_secs: Option<f64>,
+    /// A job claimable this many seconds without a claim fails (default: never).
+    pub pending_timeout_secs: Option<f64>,
+    /// Attempts before a job is dead-lettered (default 3).
+    pub max_attempts: Option<u32>,
+    /// Backoff after a first failure, in seconds, doubled per failure (default 1).
+    pub backoff_secs: Option<f64>,
+    /// The longest backoff in seconds (default 300).
+    pub backoff_max_secs: Option<f64>,
+    /// Seconds an ended job's status is kept (default 86,400).
+    pub retain_ended_secs: Option<f64>,
+    /// Aging step between priorities in seconds (default 60; see `Priority`).
+    pub priority_step_secs: Option<f64>,
+    /// Jobs one worker process runs at once (default 4).
+    pub concurrency: Option<usize>,
+}
+
+/// The timing a worker and sweeper use, from [`QueueSettings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueTiming {
+    /// Between heartbeats.
+    pub heartbeat_interval: Duration,
+    /// A lease's length.
+    pub lease: Duration,
+    /// Between sweeps.
+    pub sweeper_interval: Duration,
+    /// Jobs one worker runs at once.
+    pub concurrency: usize,
+}
+
+fn secs(key: &str, value: Option<f64>, default: Option<f64>) -> Result<Option<Duration>> {
+    match value.or(default) {
+        None => Ok(None),
+        Some(v) => Duration::try_from_secs_f64(v)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .map(Some)
+            .ok_or_else(|| Error::Config {
+                key: format!("queue.{key}"),
+                value: v.to_string(),
+                reason: "expected a positive number of seconds".into(),
+            }),
+    }
+}
+
+impl QueueSettings {
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("runs")
+    }
+
+    /// The queue's rules, checked.
+    pub fn options(&self) -> Result<crate::queue::QueueOptions> {
+        let d = crate::queue::QueueOptions::default();
+        if self.max_attempts == Some(0) {
+            return Err(Error::Config {
+                key: "queue.max_attempts".into(),
+                value: "0".into(),
+                reason: "expected at least 1".into(),
+            });
+        }
+        Ok(crate::queue::QueueOptions {
+            max_attempts: self.max_attempts.unwrap_or(d.max_attempts),
+            backoff_base: secs("backoff_secs", self.backoff_secs, None)?.unwrap_or(d.backoff_base),
+            backoff_max: secs("backoff_max_secs", self.backoff_max_secs, None)?
+                .unwrap_or(d.backoff_max),
+            pending_timeout: secs("pending_timeout_secs", self.pending_timeout_secs, None)?,
+            retain_ended: secs("retain_ended_secs", self.retain_ended_secs, None)?
+                .unwrap_or(d.retain_ended),
+            priority_step: secs("priority_step_secs", self.priority_step_secs, None)?
+                .unwrap_or(d.priority_step),
+        })
+    }
+
+    /// Heartbeat, lease, sweep and concurrency, checked: the heartbeat
+    /// must come well inside the lease (at most half of it).
+    pub fn timing(&self) -> Result<QueueTiming> {
+        let every = |k, v, d| secs(k, v, Some(d)).map(|d| d.expect("a default"));
+        let timing = QueueTiming {
+            heartbeat_interval: every("heartbeat_interval_secs", self.heartbeat_interval_secs, 30.0)?,
+            lease: every("heartbeat_ttl_secs", self.heartbeat_ttl_secs, 60.0)?,
+            sweeper_interval: every("sweeper_interval_secs", self.sweeper_interval_secs, 120.0)?,
+            concurrency: self.concurrency.unwrap_or(4),
+        };
+        if timing.heartbeat_interval * 2 > timing.lease {
+            return Err(Error::Config {
+                key: "queue.heartbeat_interval_secs".into(),
+                value: timing.heartbeat_interval.as_secs_f64().to_string(),
+                reason: format!(
+                    "a heartbeat must come at most every half lease (heartbeat_ttl_secs = {}), or a slow beat loses the lease",
+                    timing.lease.as_secs_f64()
+                ),
+            });
+        }
+        if timing.concurrency == 0 {
+            return Err(Error::Config {
+                key: "queue.concurrency".into(),
+                value: "0".into(),
+                reason: "expected at least 1".into(),
+            });
+        }
+        Ok(timing)
     }
 }
 

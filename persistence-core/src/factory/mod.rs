@@ -49,6 +49,17 @@ pub struct OpenedStreams {
     pub fallback_cause: Option<Error>,
 }
 
+/// The run queue the settings chose, and whether it fell back.
+#[derive(Debug, Clone)]
+pub struct OpenedQueue {
+    /// The queue to use.
+    pub queue: crate::queue::SharedQueue,
+    /// The engine the settings asked for.
+    pub requested: String,
+    /// Why the requested engine is not the one running, if it fell back.
+    pub fallback_cause: Option<Error>,
+}
+
 /// The registry of backends and layers, which loads settings and opens
 /// what they choose.
 ///
@@ -190,19 +201,7 @@ impl Factory {
     }
 
     fn provider(&self, settings: &Settings) -> Result<&Arc<dyn BackendProvider>> {
-        self.backends
-            .iter()
-            .find(|p| p.name() == settings.backend)
-            .ok_or_else(|| {
-                settings.invalid(
-                    "backend",
-                    &settings.backend,
-                    &format!(
-                        "unknown backend, or not available in this build (available: {})",
-                        self.available().join(", ")
-                    ),
-                )
-            })
+        self.engine_provider("backend", &settings.backend, settings)
     }
 
     fn layer_provider(&self, settings: &Settings, name: &str) -> Result<&Arc<dyn LayerProvider>> {
@@ -284,6 +283,29 @@ impl Factory {
         }
     }
 
+    /// The provider of `requested`, the engine setting `key` names.
+    fn engine_provider(
+        &self,
+        key: &str,
+        requested: &str,
+        settings: &Settings,
+    ) -> Result<&Arc<dyn BackendProvider>> {
+        let noun = if key == "backend" { "backend" } else { "engine" };
+        self.backends
+            .iter()
+            .find(|p| p.name() == requested)
+            .ok_or_else(|| {
+                settings.invalid(
+                    key,
+                    requested,
+                    &format!(
+                        "unknown {noun}, or not available in this build (available: {})",
+                        self.available().join(", ")
+                    ),
+                )
+            })
+    }
+
     /// Opens the run event streams the settings choose: `streams.engine`
     /// (`STREAMING_BACKEND`), else the documents' backend. An engine
     /// without streams (a plugin: the ABI does not carry them) or one that
@@ -296,49 +318,57 @@ impl Factory {
             .engine
             .clone()
             .unwrap_or_else(|| settings.backend.clone());
-        let provider = self
-            .backends
-            .iter()
-            .find(|p| p.name() == requested)
-            .ok_or_else(|| {
-                settings.invalid(
-                    "streams.engine",
-                    &requested,
-                    &format!(
-                        "unknown engine, or not available in this build (available: {})",
-                        self.available().join(", ")
-                    ),
-                )
-            })?;
+        let provider = self.engine_provider("streams.engine", &requested, settings)?;
         let retention = settings.streams.retention();
-        let attempt = match provider.open_streams(settings, retention).await {
-            Some(attempt) => attempt,
-            None => Err(Error::Unsupported {
-                backend: requested.clone(),
-                capability: "run event streams".into(),
-            }),
-        };
-        match (attempt, settings.fallback) {
-            (Ok(streams), _) => Ok(OpenedStreams {
-                streams,
-                requested,
-                fallback_cause: None,
-            }),
-            (Err(e), _) if e.kind() == ErrorKind::Config => Err(e),
-            (Err(e), FallbackPolicy::Fail) => Err(e),
-            (Err(e), FallbackPolicy::Memory) => {
-                tracing::warn!(
-                    engine = %requested,
-                    error = %e,
-                    "run event streams on {requested} unavailable; STREAMING IN MEMORY: other processes will not see these events (set fallback = \"fail\" to stop instead)"
-                );
-                Ok(OpenedStreams {
-                    streams: Arc::new(crate::streams::MemoryStreams::new(retention)),
-                    requested,
-                    fallback_cause: Some(e),
-                })
-            }
-        }
+        let attempt = provider
+            .open_streams(settings, retention)
+            .await
+            .unwrap_or_else(|| Err(unsupported(&requested, "run event streams")));
+        let (streams, fallback_cause) = fall_back(attempt, settings.fallback, |e| {
+            tracing::warn!(
+                engine = %requested,
+                error = %e,
+                "run event streams on {requested} unavailable; STREAMING IN MEMORY: other processes will not see these events (set fallback = \"fail\" to stop instead)"
+            );
+            Arc::new(crate::streams::MemoryStreams::new(retention)) as crate::streams::SharedStreams
+        })?;
+        Ok(OpenedStreams {
+            streams,
+            requested,
+            fallback_cause,
+        })
+    }
+
+    /// Opens the run queue the settings choose: `queue.engine`, else the
+    /// documents' backend; like [`open_streams`](Self::open_streams), an
+    /// engine without a queue or one that cannot start is an error or,
+    /// with `fallback = "memory"`, a memory queue and a loud warning.
+    pub async fn open_queue(&self, settings: &Settings) -> Result<OpenedQueue> {
+        self.check(settings)?;
+        let requested = settings
+            .queue
+            .engine
+            .clone()
+            .unwrap_or_else(|| settings.backend.clone());
+        let provider = self.engine_provider("queue.engine", &requested, settings)?;
+        let options = settings.queue.options()?;
+        let attempt = provider
+            .open_queue(settings, options.clone())
+            .await
+            .unwrap_or_else(|| Err(unsupported(&requested, "a run queue")));
+        let (queue, fallback_cause) = fall_back(attempt, settings.fallback, |e| {
+            tracing::warn!(
+                engine = %requested,
+                error = %e,
+                "run queue on {requested} unavailable; QUEUEING IN MEMORY: other processes will not see these jobs, and they do not survive a restart (set fallback = \"fail\" to stop instead)"
+            );
+            Arc::new(crate::queue::MemoryQueue::new(options)) as crate::queue::SharedQueue
+        })?;
+        Ok(OpenedQueue {
+            queue,
+            requested,
+            fallback_cause,
+        })
     }
 
     /// Opens the backend and a [`TaskStore`] on it with the configured
@@ -350,6 +380,30 @@ impl Factory {
             .with_ttl(ttl)
             .with_namespace(settings.task_store.namespace());
         Ok((store, opened))
+    }
+}
+
+fn unsupported(engine: &str, capability: &str) -> Error {
+    Error::Unsupported {
+        backend: engine.to_string(),
+        capability: capability.into(),
+    }
+}
+
+/// `attempt`'s value, or under [`FallbackPolicy::Memory`] memory's
+/// (`memory` warns) with the cause; configuration errors never fall back.
+fn fall_back<T>(
+    attempt: Result<T>,
+    policy: FallbackPolicy,
+    memory: impl FnOnce(&Error) -> T,
+) -> Result<(T, Option<Error>)> {
+    match (attempt, policy) {
+        (Ok(value), _) => Ok((value, None)),
+        (Err(e), _) if e.kind() == ErrorKind::Config => Err(e),
+        (Err(e), FallbackPolicy::Fail) => Err(e),
+        (Err(e), FallbackPolicy::Memory) => {
+            Ok((memory(&e), Some(e)))
+        }
     }
 }
 

@@ -56,6 +56,17 @@ pub trait BackendProvider: Send + Sync + Debug {
         let _ = (settings, retention);
         None
     }
+
+    /// Opens this engine's run queue (`settings.queue.name()`) with
+    /// `options`, or `None` when the engine has none.
+    async fn open_queue(
+        &self,
+        settings: &Settings,
+        options: crate::queue::QueueOptions,
+    ) -> Option<Result<crate::queue::SharedQueue>> {
+        let _ = (settings, options);
+        None
+    }
 }
 
 /// A table that must be empty: an owner with nothing to configure.
@@ -87,5 +98,13 @@ impl BackendProvider for MemoryProvider {
         retention: crate::streams::Retention,
     ) -> Option<Result<crate::streams::SharedStreams>> {
         Some(Ok(Arc::new(crate::streams::MemoryStreams::new(retention))))
+    }
+
+    async fn open_queue(
+        &self,
+        _settings: &Settings,
+        options: crate::queue::QueueOptions,
+    ) -> Option<Result<crate::queue::SharedQueue>> {
+        Some(Ok(Arc::new(crate::queue::MemoryQueue::new(options))))
     }
 }
