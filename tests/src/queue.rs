@@ -183,7 +183,9 @@ fn assert_lost<T: std::fmt::Debug>(what: &str, r: persistence_core::Result<T>) {
 async fn fifo(q: SharedQueue) {
     for id in ["a", "b", "c"] {
         assert_eq!(
-            q.enqueue(NewJob::new(id, format!("payload {id}"))).await.unwrap(),
+            q.enqueue(NewJob::new(id, format!("payload {id}")))
+                .await
+                .unwrap(),
             Enqueued::Created
         );
     }
@@ -196,12 +198,19 @@ async fn fifo(q: SharedQueue) {
     for id in ["a", "b", "c"] {
         let lease = must_claim(&q, "w", Duration::from_secs(30)).await;
         assert_eq!(lease.id, id, "FIFO within a priority");
-        assert_eq!(lease.payload, format!("payload {id}").as_bytes(), "the first payload is kept");
+        assert_eq!(
+            lease.payload,
+            format!("payload {id}").as_bytes(),
+            "the first payload is kept"
+        );
         assert_eq!(lease.attempt, 1);
         tokens.push(lease.token);
         q.complete(&lease, None).await.unwrap();
     }
-    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "tokens increase: {tokens:?}");
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "tokens increase: {tokens:?}"
+    );
     assert!(claim_now(&q, "w", Duration::from_secs(30)).await.is_none());
     assert_eq!(
         q.enqueue(NewJob::new("a", "later")).await.unwrap(),
@@ -227,33 +236,51 @@ async fn priorities(q: SharedQueue) {
         order.push(lease.id.clone());
         q.complete(&lease, None).await.unwrap();
     }
-    assert_eq!(order, ["high-1", "high-2", "normal-1", "normal-2", "low-1", "low-2"]);
+    assert_eq!(
+        order,
+        ["high-1", "high-2", "normal-1", "normal-2", "low-1", "low-2"]
+    );
 }
 
 async fn aging_case(q: SharedQueue) {
     // step 150 ms: a low job waiting > 300 ms goes before a new high one
-    q.enqueue(NewJob::new("old-low", "").priority(Priority::Low)).await.unwrap();
+    q.enqueue(NewJob::new("old-low", "").priority(Priority::Low))
+        .await
+        .unwrap();
     tokio::time::sleep(ms(450)).await;
-    q.enqueue(NewJob::new("new-high", "").priority(Priority::High)).await.unwrap();
+    q.enqueue(NewJob::new("new-high", "").priority(Priority::High))
+        .await
+        .unwrap();
     let first = must_claim(&q, "w", Duration::from_secs(30)).await;
-    assert_eq!(first.id, "old-low", "aging lets a long-waiting low job go first");
+    assert_eq!(
+        first.id, "old-low",
+        "aging lets a long-waiting low job go first"
+    );
     let second = must_claim(&q, "w", Duration::from_secs(30)).await;
     assert_eq!(second.id, "new-high");
 }
 
 async fn claim_waits(q: SharedQueue) {
     let started = Instant::now();
-    let none = q.claim("w", Duration::from_secs(30), ms(300)).await.unwrap();
+    let none = q
+        .claim("w", Duration::from_secs(30), ms(300))
+        .await
+        .unwrap();
     assert!(none.is_none());
     let waited = started.elapsed();
     assert!(waited >= ms(250), "a claim waits its time ({waited:?})");
-    assert!(waited < Duration::from_secs(3), "and not much longer ({waited:?})");
+    assert!(
+        waited < Duration::from_secs(3),
+        "and not much longer ({waited:?})"
+    );
 
     let waiter = {
         let q = q.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let lease = q.claim("w", Duration::from_secs(30), Duration::from_secs(8)).await;
+            let lease = q
+                .claim("w", Duration::from_secs(30), Duration::from_secs(8))
+                .await;
             (lease, started.elapsed())
         })
     };
@@ -261,7 +288,10 @@ async fn claim_waits(q: SharedQueue) {
     q.enqueue(NewJob::new("late", "")).await.unwrap();
     let (lease, took) = waiter.await.unwrap();
     assert_eq!(lease.unwrap().unwrap().id, "late");
-    assert!(took < Duration::from_secs(4), "a waiting claim wakes for a new job ({took:?})");
+    assert!(
+        took < Duration::from_secs(4),
+        "a waiting claim wakes for a new job ({took:?})"
+    );
 }
 
 fn now_ms() -> u64 {
@@ -275,13 +305,19 @@ async fn not_before(q: SharedQueue) {
     q.enqueue(NewJob::new("later", "").not_before(now_ms() + 500))
         .await
         .unwrap();
-    assert!(claim_now(&q, "w", Duration::from_secs(30)).await.is_none(), "not before its time");
+    assert!(
+        claim_now(&q, "w", Duration::from_secs(30)).await.is_none(),
+        "not before its time"
+    );
     let status = q.status("later").await.unwrap().unwrap();
     assert_eq!(status.state, JobState::Pending);
     let started = Instant::now();
     let lease = must_claim(&q, "w", Duration::from_secs(30)).await;
     assert_eq!(lease.id, "later");
-    assert!(started.elapsed() >= ms(300), "claimed at its time, not before");
+    assert!(
+        started.elapsed() >= ms(300),
+        "claimed at its time, not before"
+    );
 }
 
 async fn heartbeat(q: SharedQueue) {
@@ -295,10 +331,17 @@ async fn heartbeat(q: SharedQueue) {
         q.sweep_once().await.unwrap();
     }
     let status = q.status("beat").await.unwrap().unwrap();
-    assert_eq!(status.state, JobState::Running, "heartbeats kept the lease past its first deadline");
+    assert_eq!(
+        status.state,
+        JobState::Running,
+        "heartbeats kept the lease past its first deadline"
+    );
     assert_eq!(status.worker.as_deref(), Some("w1"));
     assert!(status.lease_deadline_ms.is_some());
-    assert!(claim_now(&q, "w2", ms(400)).await.is_none(), "a kept lease is not redelivered");
+    assert!(
+        claim_now(&q, "w2", ms(400)).await.is_none(),
+        "a kept lease is not redelivered"
+    );
     q.complete(&lease, None).await.unwrap();
 }
 
@@ -309,14 +352,25 @@ async fn fencing(q: SharedQueue) {
     let report = q.sweep_once().await.unwrap();
     assert_eq!(report.requeued, 1, "{report:?}");
     let new = must_claim(&q, "w2", Duration::from_secs(30)).await;
-    assert_eq!((new.id.as_str(), new.attempt), ("job", 2), "redelivered with its attempt counted");
+    assert_eq!(
+        (new.id.as_str(), new.attempt),
+        ("job", 2),
+        "redelivered with its attempt counted"
+    );
     assert!(new.token > old.token, "a new lease has a greater token");
-    assert_lost("heartbeat", q.heartbeat(&old, Duration::from_secs(30)).await);
+    assert_lost(
+        "heartbeat",
+        q.heartbeat(&old, Duration::from_secs(30)).await,
+    );
     assert_lost("complete", q.complete(&old, Some("stale".into())).await);
     assert_lost("fail", q.fail(&old, "stale").await);
     assert_lost("release", q.release(&old).await);
     let status = q.status("job").await.unwrap().unwrap();
-    assert_eq!(status.state, JobState::Running, "stale calls changed nothing");
+    assert_eq!(
+        status.state,
+        JobState::Running,
+        "stale calls changed nothing"
+    );
     assert_eq!(status.worker.as_deref(), Some("w2"));
     assert_eq!(status.attempts, 2);
     q.complete(&new, Some("fresh".into())).await.unwrap();
@@ -341,8 +395,14 @@ async fn retries(q: SharedQueue) {
     let FailOutcome::Retry { at_ms } = q.fail(&first, "boom 1").await.unwrap() else {
         panic!("the first failure retries");
     };
-    assert!(at_ms + 50 >= before + 200, "backoff applies (at {at_ms}, failed at {before})");
-    assert!(claim_now(&q, "w", Duration::from_secs(30)).await.is_none(), "not during its backoff");
+    assert!(
+        at_ms + 50 >= before + 200,
+        "backoff applies (at {at_ms}, failed at {before})"
+    );
+    assert!(
+        claim_now(&q, "w", Duration::from_secs(30)).await.is_none(),
+        "not during its backoff"
+    );
     let status = q.status("flaky").await.unwrap().unwrap();
     assert_eq!((status.state, status.attempts), (JobState::Pending, 1));
     assert_eq!(status.error.as_deref(), Some("boom 1"));
@@ -352,7 +412,10 @@ async fn retries(q: SharedQueue) {
     let status = q.status("flaky").await.unwrap().unwrap();
     assert_eq!((status.state, status.attempts), (JobState::Dead, 2));
     assert_eq!(status.error.as_deref(), Some("boom 2"));
-    assert!(claim_now(&q, "w", Duration::from_secs(30)).await.is_none(), "dead jobs are not claimed");
+    assert!(
+        claim_now(&q, "w", Duration::from_secs(30)).await.is_none(),
+        "dead jobs are not claimed"
+    );
     let dead = q
         .list(ListFilter {
             state: Some(JobState::Dead),
@@ -360,14 +423,23 @@ async fn retries(q: SharedQueue) {
         })
         .await
         .unwrap();
-    assert_eq!(dead.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["flaky"]);
+    assert_eq!(
+        dead.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["flaky"]
+    );
     assert_eq!(q.requeue_dead().await.unwrap(), 1);
     let again = must_claim(&q, "w", Duration::from_secs(30)).await;
-    assert_eq!((again.id.as_str(), again.attempt), ("flaky", 1), "requeued with fresh attempts");
+    assert_eq!(
+        (again.id.as_str(), again.attempt),
+        ("flaky", 1),
+        "requeued with fresh attempts"
+    );
     q.complete(&again, None).await.unwrap();
 
     // a job's own limit wins over the queue's
-    q.enqueue(NewJob::new("once", "").max_attempts(1)).await.unwrap();
+    q.enqueue(NewJob::new("once", "").max_attempts(1))
+        .await
+        .unwrap();
     let only = must_claim(&q, "w", Duration::from_secs(30)).await;
     assert_eq!(q.fail(&only, "no retry").await.unwrap(), FailOutcome::Dead);
 }
@@ -388,7 +460,10 @@ async fn cancel(q: SharedQueue) {
     q.enqueue(NewJob::new("pending", "")).await.unwrap();
     assert_eq!(q.cancel("pending").await.unwrap(), CancelOutcome::Cancelled);
     assert_eq!(state_of(&q, "pending").await, JobState::Cancelled);
-    assert!(claim_now(&q, "w", Duration::from_secs(30)).await.is_none(), "a cancelled job is not claimed");
+    assert!(
+        claim_now(&q, "w", Duration::from_secs(30)).await.is_none(),
+        "a cancelled job is not claimed"
+    );
     assert_eq!(
         q.cancel("pending").await.unwrap(),
         CancelOutcome::AlreadyEnded(JobState::Cancelled)
@@ -404,9 +479,21 @@ async fn cancel(q: SharedQueue) {
         .await
         .expect("the holder is signalled within 5 s");
     let late = q.cancellation(&lease).await.unwrap();
-    assert!(late.is_cancelled(), "a holder that listens late still sees it");
-    assert!(q.heartbeat(&lease, Duration::from_secs(30)).await.unwrap().cancel_requested);
-    assert_eq!(state_of(&q, "running").await, JobState::Running, "running until the holder acknowledges");
+    assert!(
+        late.is_cancelled(),
+        "a holder that listens late still sees it"
+    );
+    assert!(
+        q.heartbeat(&lease, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .cancel_requested
+    );
+    assert_eq!(
+        state_of(&q, "running").await,
+        JobState::Running,
+        "running until the holder acknowledges"
+    );
     q.release(&lease).await.unwrap();
     assert_eq!(state_of(&q, "running").await, JobState::Cancelled);
 
@@ -437,11 +524,17 @@ async fn retention(q: SharedQueue) {
     assert_eq!(status.state, JobState::Completed);
     assert_eq!(status.result.as_deref(), Some(&b"result"[..]));
     q.sweep_once().await.unwrap();
-    assert!(q.status("kept").await.unwrap().is_some(), "kept for its retention");
+    assert!(
+        q.status("kept").await.unwrap().is_some(),
+        "kept for its retention"
+    );
     tokio::time::sleep(ms(500)).await;
     let report = q.sweep_once().await.unwrap();
     assert_eq!(report.purged, 1, "{report:?}");
-    assert!(q.status("kept").await.unwrap().is_none(), "gone after its retention");
+    assert!(
+        q.status("kept").await.unwrap().is_none(),
+        "gone after its retention"
+    );
     assert_eq!(
         q.enqueue(NewJob::new("kept", "")).await.unwrap(),
         Enqueued::Created,
@@ -463,7 +556,9 @@ async fn pending_timeout(q: SharedQueue) {
 async fn sweepers(q: SharedQueue) {
     const N: usize = 20;
     for i in 0..N {
-        q.enqueue(NewJob::new(format!("job-{i:02}"), "")).await.unwrap();
+        q.enqueue(NewJob::new(format!("job-{i:02}"), ""))
+            .await
+            .unwrap();
     }
     for _ in 0..N {
         must_claim(&q, "dies", ms(200)).await;
@@ -479,7 +574,10 @@ async fn sweepers(q: SharedQueue) {
     for s in sweeps {
         requeued += s.await.unwrap().requeued;
     }
-    assert_eq!(requeued, N as u64, "four sweepers at once requeue each expired lease once");
+    assert_eq!(
+        requeued, N as u64,
+        "four sweepers at once requeue each expired lease once"
+    );
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..N {
         let lease = must_claim(&q, "w", Duration::from_secs(30)).await;
@@ -538,7 +636,10 @@ async fn many_workers(q: SharedQueue) {
         if stats.ended.get("completed").copied().unwrap_or(0) == JOBS as u64 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "200 jobs not done in 60 s: {stats:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "200 jobs not done in 60 s: {stats:?}"
+        );
         tokio::time::sleep(ms(50)).await;
     }
     done_tx.send_replace(true);
@@ -550,7 +651,7 @@ async fn many_workers(q: SharedQueue) {
         assert_eq!(report.failed, 0, "{report:?}");
     }
     assert_eq!(completed, JOBS as u64);
-    let runs = runs.lock();
+    let runs = runs.lock().clone();
     assert_eq!(runs.len(), JOBS);
     assert!(runs.values().all(|n| *n == 1), "each job ran exactly once");
     let status = q.status("run-007").await.unwrap().unwrap();
@@ -595,13 +696,22 @@ async fn worker_cancel(q: SharedQueue) {
     while state_of(&q, "long").await != JobState::Running
         || state_of(&q, "to-cancel").await != JobState::Running
     {
-        assert!(started.elapsed() < Duration::from_secs(10), "the worker did not claim both");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the worker did not claim both"
+        );
         tokio::time::sleep(ms(20)).await;
     }
-    assert_eq!(q.cancel("to-cancel").await.unwrap(), CancelOutcome::Signalled);
+    assert_eq!(
+        q.cancel("to-cancel").await.unwrap(),
+        CancelOutcome::Signalled
+    );
     let started = Instant::now();
     while state_of(&q, "to-cancel").await != JobState::Cancelled {
-        assert!(started.elapsed() < Duration::from_secs(10), "the handler did not see the cancel");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the handler did not see the cancel"
+        );
         tokio::time::sleep(ms(20)).await;
     }
     // heartbeats kept "long" past its 800 ms lease
@@ -615,11 +725,20 @@ async fn worker_cancel(q: SharedQueue) {
     assert_eq!(report.cancelled, 1, "{report:?}");
     assert_eq!(report.released, 1, "{report:?}");
     let status = q.status("long").await.unwrap().unwrap();
-    assert_eq!((status.state, status.attempts), (JobState::Pending, 0), "released at shutdown");
+    assert_eq!(
+        (status.state, status.attempts),
+        (JobState::Pending, 0),
+        "released at shutdown"
+    );
 }
 
 async fn stats(q: SharedQueue) {
-    for (id, p) in [("h", Priority::High), ("n1", Priority::Normal), ("n2", Priority::Normal), ("l", Priority::Low)] {
+    for (id, p) in [
+        ("h", Priority::High),
+        ("n1", Priority::Normal),
+        ("n2", Priority::Normal),
+        ("l", Priority::Low),
+    ] {
         q.enqueue(NewJob::new(id, "").priority(p)).await.unwrap();
     }
     q.enqueue(NewJob::new("later", "").not_before(now_ms() + 60_000))
@@ -653,7 +772,10 @@ async fn bad_input(q: SharedQueue) {
         let err = q.enqueue(job).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     }
-    let err = q.claim("", Duration::from_secs(1), Duration::ZERO).await.unwrap_err();
+    let err = q
+        .claim("", Duration::from_secs(1), Duration::ZERO)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     q.enqueue(NewJob::new("big", "")).await.unwrap();
     let lease = must_claim(&q, "w", Duration::from_secs(30)).await;
@@ -662,7 +784,11 @@ async fn bad_input(q: SharedQueue) {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-    assert_eq!(state_of(&q, "big").await, JobState::Running, "a refused call changes nothing");
+    assert_eq!(
+        state_of(&q, "big").await,
+        JobState::Running,
+        "a refused call changes nothing"
+    );
     // a lease for a job the queue never had
     let forged = Lease {
         id: "never".into(),
@@ -674,7 +800,10 @@ async fn bad_input(q: SharedQueue) {
         token: lease.token + 1000,
         ..lease.clone()
     };
-    assert_lost("forged token", q.heartbeat(&forged, Duration::from_secs(1)).await);
+    assert_lost(
+        "forged token",
+        q.heartbeat(&forged, Duration::from_secs(1)).await,
+    );
     // ids are opaque bytes
     for id in ["with space", "ünïcödé", "a:b:{c}", "*", "--"] {
         q.enqueue(NewJob::new(id, id)).await.unwrap();

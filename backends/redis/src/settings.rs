@@ -134,4 +134,20 @@ impl BackendProvider for RedisProvider {
             Arc::new(backend.streams(retention)) as persistence_core::streams::SharedStreams
         }))
     }
+
+    /// The queue `queue.name` on the same Redis, on a connection of its own.
+    async fn open_queue(
+        &self,
+        settings: &Settings,
+        options: persistence_core::queue::QueueOptions,
+    ) -> Option<Result<persistence_core::queue::SharedQueue>> {
+        let connected = match RedisOptions::from_settings(settings) {
+            Ok(options) => RedisBackend::connect(options).await,
+            Err(e) => Err(e),
+        };
+        Some(connected.map(|backend| {
+            Arc::new(backend.queue(settings.queue.name(), options))
+                as persistence_core::queue::SharedQueue
+        }))
+    }
 }

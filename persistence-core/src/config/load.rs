@@ -141,10 +141,8 @@ impl Settings {
         settings.task_store = settings.table("task_store")?;
         settings.streams = settings.table("streams")?;
         settings.queue = settings.table("queue")?;
-        if let Err(Error::Config { key, value, reason }) = settings
-            .queue
-            .options()
-            .and(settings.queue.timing())
+        if let Err(Error::Config { key, value, reason }) =
+            settings.queue.options().and(settings.queue.timing())
         {
             return Err(settings.invalid(&key, &value, &reason));
         }

@@ -387,7 +387,11 @@ impl QueueSettings {
     pub fn timing(&self) -> Result<QueueTiming> {
         let every = |k, v, d| secs(k, v, Some(d)).map(|d| d.expect("a default"));
         let timing = QueueTiming {
-            heartbeat_interval: every("heartbeat_interval_secs", self.heartbeat_interval_secs, 30.0)?,
+            heartbeat_interval: every(
+                "heartbeat_interval_secs",
+                self.heartbeat_interval_secs,
+                30.0,
+            )?,
             lease: every("heartbeat_ttl_secs", self.heartbeat_ttl_secs, 60.0)?,
             sweeper_interval: every("sweeper_interval_secs", self.sweeper_interval_secs, 120.0)?,
             concurrency: self.concurrency.unwrap_or(4),

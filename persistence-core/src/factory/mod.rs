@@ -290,7 +290,11 @@ impl Factory {
         requested: &str,
         settings: &Settings,
     ) -> Result<&Arc<dyn BackendProvider>> {
-        let noun = if key == "backend" { "backend" } else { "engine" };
+        let noun = if key == "backend" {
+            "backend"
+        } else {
+            "engine"
+        };
         self.backends
             .iter()
             .find(|p| p.name() == requested)
@@ -401,9 +405,7 @@ fn fall_back<T>(
         (Ok(value), _) => Ok((value, None)),
         (Err(e), _) if e.kind() == ErrorKind::Config => Err(e),
         (Err(e), FallbackPolicy::Fail) => Err(e),
-        (Err(e), FallbackPolicy::Memory) => {
-            Ok((memory(&e), Some(e)))
-        }
+        (Err(e), FallbackPolicy::Memory) => Ok((memory(&e), Some(e))),
     }
 }
 

@@ -107,7 +107,12 @@ struct Shared {
 impl MemoryQueue {
     /// An empty in-memory queue with these rules.
     pub fn new(options: QueueOptions) -> Self {
-        LocalQueue::with_state(NoJournal, options.clone(), Arc::new(SystemClock), QueueState::new(options))
+        LocalQueue::with_state(
+            NoJournal,
+            options.clone(),
+            Arc::new(SystemClock),
+            QueueState::new(options),
+        )
     }
 
     /// An empty in-memory queue reading time from `clock` (for tests and models).
@@ -129,7 +134,12 @@ impl<J: Journal> LocalQueue<J> {
         Ok(queue)
     }
 
-    fn with_state(journal: J, options: QueueOptions, clock: Arc<dyn Clock>, state: QueueState) -> Self {
+    fn with_state(
+        journal: J,
+        options: QueueOptions,
+        clock: Arc<dyn Clock>,
+        state: QueueState,
+    ) -> Self {
         Self::with_state_arc(Arc::new(journal), options, clock, state)
     }
 
@@ -213,7 +223,10 @@ async fn journal<J: Journal>(
     puts: Vec<(String, Vec<u8>)>,
     removes: Vec<String>,
 ) -> Result<()> {
-    blocking(journal, call_timeout, "queue write", move |j| j.write(puts, removes)).await
+    blocking(journal, call_timeout, "queue write", move |j| {
+        j.write(puts, removes)
+    })
+    .await
 }
 
 /// Runs `f` on the journal: inline for memory, else on the blocking pool
@@ -264,7 +277,12 @@ impl<J: Journal> RunQueue for LocalQueue<J> {
         loop {
             changed.borrow_and_update();
             let (lease, due) = self
-                .apply(|s, now| Ok((s.claim(worker, lease, now), s.next_due().map(|d| d.saturating_sub(now)))))
+                .apply(|s, now| {
+                    Ok((
+                        s.claim(worker, lease, now),
+                        s.next_due().map(|d| d.saturating_sub(now)),
+                    ))
+                })
                 .await?;
             if lease.is_some() {
                 return Ok(lease);
@@ -315,7 +333,10 @@ impl<J: Journal> RunQueue for LocalQueue<J> {
                 .record(&lease.id)
                 .is_some_and(|r| r.status.cancel_requested))
         };
-        self.inner.signals.cancellation_or_stored(&lease.id, stored).await
+        self.inner
+            .signals
+            .cancellation_or_stored(&lease.id, stored)
+            .await
     }
 
     async fn status(&self, id: &str) -> Result<Option<JobStatus>> {

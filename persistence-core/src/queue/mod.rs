@@ -108,7 +108,9 @@ impl FromStr for Priority {
         Priority::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| Error::InvalidInput(format!("{s:?} is not a priority (high, normal, low)")))
+            .ok_or_else(|| {
+                Error::InvalidInput(format!("{s:?} is not a priority (high, normal, low)"))
+            })
     }
 }
 

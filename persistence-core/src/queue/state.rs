@@ -322,7 +322,10 @@ impl QueueState {
             if at > now {
                 break;
             }
-            let id = self.delayed.remove(&(at, seq)).expect("the first key exists");
+            let id = self
+                .delayed
+                .remove(&(at, seq))
+                .expect("the first key exists");
             let status = &self.jobs[&id].status;
             self.ready.insert((self.score(status), seq), id);
         }
@@ -477,7 +480,8 @@ impl QueueState {
                     Self::end(r, JobState::Cancelled, now);
                     report.cancelled += 1;
                 } else if r.status.attempts >= r.status.max_attempts {
-                    r.status.error = Some(format!("the lease of {worker} expired on the last attempt"));
+                    r.status.error =
+                        Some(format!("the lease of {worker} expired on the last attempt"));
                     Self::end(r, JobState::Dead, now);
                     report.dead += 1;
                 } else {
@@ -526,7 +530,8 @@ impl QueueState {
             .values()
             .filter_map(|r| r.status.worker.as_deref())
             .collect();
-        self.workers.retain(|w, at| active.contains(w.as_str()) || at.saturating_add(keep) >= now);
+        self.workers
+            .retain(|w, at| active.contains(w.as_str()) || at.saturating_add(keep) >= now);
         report
     }
 
@@ -562,7 +567,10 @@ impl QueueState {
             .filter(|r| filter.state.is_none_or(|s| s == r.status.state))
             .collect();
         all.sort_by_key(|r| (r.status.enqueued_ms, r.seq));
-        all.into_iter().take(limit).map(|r| r.status.clone()).collect()
+        all.into_iter()
+            .take(limit)
+            .map(|r| r.status.clone())
+            .collect()
     }
 
     /// Depth and activity at `now`.
@@ -613,7 +621,9 @@ mod tests {
     #[test]
     fn records_round_trip_and_damage_is_corrupted() {
         let mut state = QueueState::new(QueueOptions::default());
-        state.enqueue(NewJob::new("a", "payload\nwith newline"), 5).unwrap();
+        state
+            .enqueue(NewJob::new("a", "payload\nwith newline"), 5)
+            .unwrap();
         let lease = lease_of(&mut state, 6);
         state.complete(&lease, Some("result".into()), 7).unwrap();
         let record = state.record("a").unwrap().clone();
@@ -637,7 +647,10 @@ mod tests {
             .unwrap();
         // high jobs arriving within 2 steps go first; later ones do not
         state
-            .enqueue(NewJob::new("high-early", "").priority(Priority::High), 1_150)
+            .enqueue(
+                NewJob::new("high-early", "").priority(Priority::High),
+                1_150,
+            )
             .unwrap();
         state
             .enqueue(NewJob::new("high-late", "").priority(Priority::High), 1_250)
@@ -653,7 +666,10 @@ mod tests {
         let lease = lease_of(&mut state, 2);
         let records = vec![state.record("a").unwrap().clone()];
         let mut restored = QueueState::restore(QueueOptions::default(), records, 3);
-        assert!(restored.check(&lease).is_ok(), "a live lease survives a restart");
+        assert!(
+            restored.check(&lease).is_ok(),
+            "a live lease survives a restart"
+        );
         restored.sweep(20_000);
         let again = lease_of(&mut restored, 20_001);
         assert!(again.token > lease.token);

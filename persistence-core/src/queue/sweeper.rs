@@ -32,7 +32,9 @@ impl Sweeper {
                         "sweep complete"
                     ),
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(queue = queue.name(), error = %e, "sweep failed; trying again next interval"),
+                    Err(e) => {
+                        tracing::warn!(queue = queue.name(), error = %e, "sweep failed; trying again next interval")
+                    }
                 }
             }
         });

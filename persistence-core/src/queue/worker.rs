@@ -116,7 +116,11 @@ impl Worker {
     /// (their next holder starts them over), and returns what it did.
     /// The handler returns the job's result, or an error text (the attempt
     /// failed).
-    pub async fn run<H, F>(&self, handler: H, shutdown: impl Future<Output = ()> + Send + 'static) -> WorkerReport
+    pub async fn run<H, F>(
+        &self,
+        handler: H,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> WorkerReport
     where
         H: Fn(JobContext) -> F + Send + Sync + 'static,
         F: Future<Output = Result<Option<Bytes>, String>> + Send + 'static,
@@ -140,7 +144,11 @@ impl Worker {
             while jobs.try_join_next().is_some() {}
             match self
                 .queue
-                .claim(&self.options.id, self.options.lease, self.options.claim_wait)
+                .claim(
+                    &self.options.id,
+                    self.options.lease,
+                    self.options.claim_wait,
+                )
                 .await
             {
                 Ok(Some(lease)) => {
@@ -210,7 +218,10 @@ impl Job {
         });
         tokio::pin!(work);
         let mut abort = self.abort.clone();
-        let every = self.options.heartbeat_interval.max(Duration::from_millis(10));
+        let every = self
+            .options
+            .heartbeat_interval
+            .max(Duration::from_millis(10));
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let outcome = loop {
             let listening = cancelled.is_some() && !*stop_tx.borrow();
