@@ -25,10 +25,12 @@
 
 mod engine;
 mod open;
+mod queue;
 mod settings;
 mod streams;
 mod writer;
 
+pub use queue::{RedbJournal, RedbQueue};
 pub use settings::{RedbProvider, RedbSettings, SEED_VARIABLES};
 pub use streams::RedbStreams;
 
@@ -134,6 +136,13 @@ pub struct RedbBackend {
     call_timeout: Duration,
     /// Calls that did not finish within `call_timeout`.
     overdue: AtomicU64,
+    /// The run queues opened in this database, by name.
+    queues: tokio::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            persistence_core::queue::WeakLocalQueue<queue::RedbJournal>,
+        >,
+    >,
 }
 
 impl RedbBackend {
@@ -170,6 +179,7 @@ impl RedbBackend {
             writer: Some(writer),
             call_timeout: options.call_timeout,
             overdue: AtomicU64::new(0),
+            queues: Default::default(),
         })
     }
 
@@ -241,7 +251,7 @@ impl RedbBackend {
     }
 
     /// Queues a write for the writer thread.
-    fn send(&self, job: Job) -> Result<()> {
+    pub(crate) fn send(&self, job: Job) -> Result<()> {
         match &*self.jobs.lock() {
             Some(jobs) if jobs.send(job).is_ok() => Ok(()),
             _ => Err(stopped()),

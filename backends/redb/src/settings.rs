@@ -160,6 +160,28 @@ impl BackendProvider for RedbProvider {
                 .map(|backend| Arc::new(backend.streams(retention)) as SharedStreams),
         )
     }
+
+    /// The queue `queue.name` in the same database (one per name and file).
+    async fn open_queue(
+        &self,
+        settings: &Settings,
+        options: persistence_core::queue::QueueOptions,
+    ) -> Option<Result<persistence_core::queue::SharedQueue>> {
+        let db = match RedbSettings::from_settings(settings) {
+            Ok(s) => s.options(),
+            Err(e) => return Some(Err(e)),
+        };
+        let backend = match shared(db).await {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(
+            backend
+                .queue(settings.queue.name(), options)
+                .await
+                .map(|q| Arc::new(q) as persistence_core::queue::SharedQueue),
+        )
+    }
 }
 
 /// The databases this process has open through the factory (documents and

@@ -54,6 +54,12 @@ pub enum Job {
         op: crate::streams::StreamOp,
         reply: oneshot::Sender<Result<crate::streams::StreamAnswer>>,
     },
+    /// A batch of run-queue records to write and remove.
+    Queue {
+        puts: Vec<(Vec<u8>, Vec<u8>)>,
+        removes: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Result<()>>,
+    },
     /// Give free space back: durable commit, then compaction.
     Compact { reply: oneshot::Sender<Result<()>> },
     /// Free up to `max` expired documents.
@@ -78,13 +84,17 @@ impl Job {
         match (self, answer) {
             (Job::Put { reply, .. }, Ok(Answer::Version(r))) => drop(reply.send(r)),
             (Job::Remove { reply, .. }, Ok(Answer::Removed(r))) => drop(reply.send(r)),
-            (Job::Flush { reply } | Job::Compact { reply }, Ok(_)) => drop(reply.send(Ok(()))),
+            (Job::Flush { reply } | Job::Compact { reply } | Job::Queue { reply, .. }, Ok(_)) => {
+                drop(reply.send(Ok(())))
+            }
             (Job::Purge { reply, .. }, Ok(Answer::Purged(n))) => drop(reply.send(Ok(n))),
             (Job::Stream { reply, .. }, Ok(Answer::Stream(r))) => drop(reply.send(r)),
             (Job::Stream { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
             (Job::Put { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
             (Job::Remove { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
-            (Job::Flush { reply } | Job::Compact { reply }, Err(e)) => drop(reply.send(Err(e))),
+            (Job::Flush { reply } | Job::Compact { reply } | Job::Queue { reply, .. }, Err(e)) => {
+                drop(reply.send(Err(e)))
+            }
             (Job::Purge { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
             (job, Ok(_)) => unreachable!("answer of another kind for {job:?}"),
         }
@@ -260,6 +270,10 @@ impl WriterThread {
                     Job::Purge { max, .. } => Answer::Purged(w.purge(*max)?),
                     Job::Stream { op, .. } => {
                         Answer::Stream(crate::streams::apply(&txn, op, w.now)?)
+                    }
+                    Job::Queue { puts, removes, .. } => {
+                        crate::queue::apply(&txn, puts, removes)?;
+                        Answer::Done
                     }
                 });
             }

@@ -72,6 +72,23 @@ pub struct LocalQueue<J: Journal> {
     inner: Arc<Inner<J>>,
 }
 
+/// A handle to a [`LocalQueue`] that does not keep it alive (for an
+/// engine's registry of open queues, which the queues point back to).
+pub struct WeakLocalQueue<J: Journal>(std::sync::Weak<Inner<J>>);
+
+impl<J: Journal> WeakLocalQueue<J> {
+    /// The queue, if something still holds it.
+    pub fn upgrade(&self) -> Option<LocalQueue<J>> {
+        self.0.upgrade().map(|inner| LocalQueue { inner })
+    }
+}
+
+impl<J: Journal> fmt::Debug for WeakLocalQueue<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WeakLocalQueue")
+    }
+}
+
 impl<J: Journal> Clone for LocalQueue<J> {
     fn clone(&self) -> Self {
         LocalQueue {
@@ -163,6 +180,11 @@ impl<J: Journal> LocalQueue<J> {
                 signals: Signals::new(),
             }),
         }
+    }
+
+    /// A handle that does not keep the queue alive.
+    pub fn downgrade(&self) -> WeakLocalQueue<J> {
+        WeakLocalQueue(Arc::downgrade(&self.inner))
     }
 
     /// Runs `f` on the state at the engine's now, journals what it

@@ -32,7 +32,7 @@ mod sweeper;
 mod typed;
 mod worker;
 
-pub use local::{Journal, LocalQueue, MemoryQueue, NoJournal};
+pub use local::{Journal, LocalQueue, MemoryQueue, NoJournal, WeakLocalQueue};
 pub use state::{Clock, JobRecord, ManualClock, QueueState, SystemClock};
 pub use sweeper::Sweeper;
 pub use typed::{JsonLease, JsonQueue};
