@@ -30,7 +30,7 @@ mod settings;
 mod streams;
 mod writer;
 
-pub use queue::{RedbJournal, RedbQueue};
+pub use queue::{RedbJournal, RedbRunQueue};
 pub use settings::{RedbProvider, RedbSettings, SEED_VARIABLES};
 pub use streams::RedbStreams;
 

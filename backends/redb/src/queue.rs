@@ -23,9 +23,9 @@ use crate::RedbBackend;
 const JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("queue_jobs");
 
 /// The run queue in a redb database.
-pub type RedbQueue = LocalQueue<RedbJournal>;
+pub type RedbRunQueue = LocalQueue<RedbJournal>;
 
-/// Where a [`RedbQueue`] keeps its jobs.
+/// Where a [`RedbRunQueue`] keeps its jobs.
 #[derive(Debug)]
 pub struct RedbJournal {
     backend: Arc<RedbBackend>,
@@ -113,7 +113,11 @@ impl Journal for RedbJournal {
 impl RedbBackend {
     /// The run queue `name` in this database, with `options`: one per
     /// name and backend, so a second call returns the first queue.
-    pub async fn queue(self: &Arc<Self>, name: &str, options: QueueOptions) -> Result<RedbQueue> {
+    pub async fn queue(
+        self: &Arc<Self>,
+        name: &str,
+        options: QueueOptions,
+    ) -> Result<RedbRunQueue> {
         let mut queues = self.queues.lock().await;
         if let Some(q) = queues.get(name).and_then(|q| q.upgrade()) {
             return Ok(q);

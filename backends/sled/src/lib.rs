@@ -22,10 +22,12 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod open;
+mod queue;
 mod settings;
 mod spill;
 mod streams;
 
+pub use queue::{SledJournal, SledRunQueue};
 pub use settings::{SledProvider, SledSettings, SEED_VARIABLES};
 pub use spill::SledQueueSpill;
 pub use streams::SledStreams;
@@ -104,6 +106,13 @@ pub struct SledBackend {
     call_timeout: Duration,
     /// Calls that did not finish within `call_timeout`.
     overdue: AtomicU64,
+    /// The run queues opened in this database, by name.
+    queues: tokio::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            persistence_core::queue::WeakLocalQueue<queue::SledJournal>,
+        >,
+    >,
 }
 
 /// The database and what every call needs; its methods block.
@@ -143,6 +152,7 @@ impl SledBackend {
             engine: Arc::new(engine),
             call_timeout: options.call_timeout,
             overdue: AtomicU64::new(0),
+            queues: Default::default(),
         })
     }
 

@@ -106,6 +106,28 @@ impl BackendProvider for SledProvider {
                 .map(|s| Arc::new(s) as SharedStreams)
         }))
     }
+
+    /// The queue `queue.name` in the same database (one per name and path).
+    async fn open_queue(
+        &self,
+        settings: &Settings,
+        options: persistence_core::queue::QueueOptions,
+    ) -> Option<Result<persistence_core::queue::SharedQueue>> {
+        let backend = match options_then_open(settings).await {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(
+            backend
+                .queue(settings.queue.name(), options)
+                .await
+                .map(|q| Arc::new(q) as persistence_core::queue::SharedQueue),
+        )
+    }
+}
+
+async fn options_then_open(settings: &Settings) -> Result<Arc<SledBackend>> {
+    shared(options(settings)?).await
 }
 
 fn options(settings: &Settings) -> Result<SledOptions> {
