@@ -250,3 +250,114 @@ async fn task_store_gets_namespace_and_ttl_from_settings() {
         Some(std::time::Duration::from_secs(60))
     );
 }
+
+#[test]
+fn the_seeds_worker_variables_set_the_queue_and_are_checked() {
+    use std::time::Duration;
+    let f = Factory::new();
+    let s = f.settings_from_sources(None, env(&[])).unwrap();
+    let t = s.queue.timing().unwrap();
+    assert_eq!(
+        (t.heartbeat_interval, t.lease, t.sweeper_interval),
+        (
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+            Duration::from_secs(120)
+        ),
+        "the seed's defaults"
+    );
+    assert_eq!(s.queue.name(), "runs");
+    assert_eq!(s.queue.options().unwrap().pending_timeout, None);
+
+    let s = f
+        .settings_from_sources(
+            None,
+            env(&[
+                ("WORKER_HEARTBEAT_INTERVAL", "5"),
+                ("WORKER_HEARTBEAT_TTL", "12.5"),
+                ("SWEEPER_INTERVAL", "60"),
+                ("TA_QUEUE_PENDING_TIMEOUT", "600"),
+                ("TA_PERSISTENCE__QUEUE__MAX_ATTEMPTS", "5"),
+            ]),
+        )
+        .unwrap();
+    let t = s.queue.timing().unwrap();
+    assert_eq!(t.heartbeat_interval, Duration::from_secs(5));
+    assert_eq!(t.lease, Duration::from_millis(12_500));
+    assert_eq!(t.sweeper_interval, Duration::from_secs(60));
+    let o = s.queue.options().unwrap();
+    assert_eq!(o.pending_timeout, Some(Duration::from_secs(600)));
+    assert_eq!(o.max_attempts, 5);
+
+    // a heartbeat slower than half the lease would lose leases: refused, naming the variable
+    let err = f
+        .settings_from_sources(
+            None,
+            env(&[
+                ("WORKER_HEARTBEAT_INTERVAL", "40"),
+                ("WORKER_HEARTBEAT_TTL", "60"),
+            ]),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(
+        err.to_string().contains("WORKER_HEARTBEAT_INTERVAL"),
+        "{err}"
+    );
+    for (var, value) in [
+        ("WORKER_HEARTBEAT_TTL", "-1"),
+        ("SWEEPER_INTERVAL", "0"),
+        ("SWEEPER_INTERVAL", "soon"),
+        ("TA_PERSISTENCE__QUEUE__MAX_ATTEMPTS", "0"),
+        ("TA_PERSISTENCE__QUEUE__CONCURRENCY", "0"),
+    ] {
+        let err = f
+            .settings_from_sources(None, env(&[(var, value)]))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{var}={value}: {err}");
+        assert!(err.to_string().contains(var), "{var}={value}: {err}");
+    }
+    let typo = toml("[queue]\nheartbeat_secs = 3\n");
+    let err = f
+        .settings_from_sources(Some(typo.path()), env(&[]))
+        .unwrap_err();
+    assert!(err.to_string().contains("heartbeat_secs"), "{err}");
+}
+
+/// An engine without a queue: `Unsupported`, or memory with the cause
+/// under `fallback = "memory"`; a queue engine nobody registered is a
+/// configuration error, never a fallback.
+#[tokio::test]
+async fn open_queue_falls_back_only_when_allowed() {
+    let f = with_remote();
+    let s = f
+        .settings_from_sources(
+            None,
+            env(&[
+                ("TA_PERSISTENCE_BACKEND", "remote"),
+                ("TA_PERSISTENCE_FALLBACK", "fail"),
+            ]),
+        )
+        .unwrap();
+    let err = f.open_queue(&s).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.to_string().contains("a run queue"), "{err}");
+
+    let s = f
+        .settings_from_sources(None, env(&[("TA_PERSISTENCE_BACKEND", "remote")]))
+        .unwrap();
+    let opened = f.open_queue(&s).await.unwrap();
+    assert_eq!(opened.queue.name(), "memory");
+    assert_eq!(opened.requested, "remote");
+    assert_eq!(
+        opened.fallback_cause.map(|e| e.kind()),
+        Some(ErrorKind::Unsupported)
+    );
+
+    let s = f
+        .settings_from_sources(None, env(&[("TA_PERSISTENCE__QUEUE__ENGINE", "nowhere")]))
+        .unwrap();
+    let err = f.open_queue(&s).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("queue.engine"), "{err}");
+}

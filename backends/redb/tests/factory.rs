@@ -86,3 +86,39 @@ async fn documents_and_streams_share_the_database() {
     let offset = streams.streams.append("run", "e".into()).await.unwrap();
     assert_eq!(offset.to_string(), "1-0");
 }
+
+/// The factory's queue on redb shares the database too, keeps its jobs
+/// across a reopen, and `[queue]` settings reach it.
+#[tokio::test]
+async fn the_factory_opens_the_queue_in_the_same_database() {
+    use persistence_core::queue::{JobState, NewJob};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(&dir.path().join("db.redb"), "fail");
+    s.queue.max_attempts = Some(1);
+    let opened = factory().open_queue(&s).await.unwrap();
+    assert!(opened.fallback_cause.is_none());
+    assert_eq!(opened.queue.name(), "redb");
+    opened
+        .queue
+        .enqueue(NewJob::new("run-1", ""))
+        .await
+        .unwrap();
+    let lease = opened
+        .queue
+        .claim(
+            "w",
+            std::time::Duration::from_secs(30),
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    opened.queue.fail(&lease, "boom").await.unwrap();
+    let again = factory().open_queue(&s).await.unwrap();
+    let status = again.queue.status("run-1").await.unwrap().unwrap();
+    assert_eq!(
+        status.state,
+        JobState::Dead,
+        "max_attempts = 1 from [queue]"
+    );
+}
