@@ -7,6 +7,7 @@ mod health;
 mod inspect;
 mod maintain;
 mod orphans;
+mod queue;
 mod stats;
 mod streams;
 
@@ -73,6 +74,14 @@ enum Command {
     /// STREAMING_BACKEND): tail (replay then follow), append, close.
     #[command(subcommand)]
     Streams(streams::Streams),
+    /// The run queue the settings choose ([queue]): stats, list, show,
+    /// cancel, requeue-dead, enqueue, sweep.
+    #[command(subcommand)]
+    Queue(queue::Queue),
+    /// Run a worker on the queue with the demo handler (each job an agent
+    /// run of {"steps": N} steps, streamed as events), sweeping too, until
+    /// ctrl-c, SIGTERM or --for; then finish or release running jobs.
+    Worker(queue::WorkerArgs),
     /// The embedded engine (redb): give free space back to the file
     /// system, reporting the file's size before and after. Needs the
     /// database to itself (stop the service first).
@@ -113,6 +122,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Streams(command) => {
             streams::run(command, &settings()?, &factory(), cli.json).await
         }
+        Command::Queue(command) => queue::run(command, &settings()?, &factory(), cli.json).await,
+        Command::Worker(args) => queue::worker(args, &settings()?, &factory(), cli.json).await,
         Command::Compact => maintain::compact(&settings()?, cli.json).await,
         Command::PurgeExpired => maintain::purge_expired(&settings()?, cli.json).await,
         Command::ClearOrphans(args) => orphans::run(args, &settings()?, cli.json).await,

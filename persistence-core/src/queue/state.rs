@@ -188,9 +188,8 @@ impl QueueState {
             let id = r.status.id.clone();
             state.place(&r, now);
             if let Some(w) = &r.status.worker {
-                if r.status.state == JobState::Running {
-                    state.workers.insert(w.clone(), r.status.updated_ms);
-                }
+                let last = state.workers.entry(w.clone()).or_default();
+                *last = (*last).max(r.status.updated_ms);
             }
             state.jobs.insert(id, r);
         }
