@@ -97,6 +97,12 @@ pub struct Args {
     /// memory fan-out against broadcast); --ops events per round.
     #[arg(long, value_enum, value_name = "ENGINE")]
     streams: Option<crate::streams_bench::Engine>,
+    /// Measure the run queue on this engine instead of the task store:
+    /// jobs/s through enqueue -> claim -> complete with 1 and 16 workers,
+    /// against raw ceilings (Redis: LPUSH+BRPOP and XADD+XREADGROUP+XACK;
+    /// memory: mpsc + a lease map); --ops jobs per round.
+    #[arg(long, value_enum, value_name = "ENGINE", conflicts_with = "streams")]
+    queue: Option<crate::queue_bench::Engine>,
     /// redb and sled: rounds of "create 10,000 tasks, delete them all",
     /// reporting the file size after each (0 skips it).
     #[arg(long, default_value_t = 1)]
@@ -583,6 +589,16 @@ struct Row {
 }
 
 pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    if let Some(engine) = args.queue {
+        return crate::queue_bench::run(
+            engine,
+            args.ops,
+            args.rounds,
+            args.redis_url.as_deref(),
+            json,
+        )
+        .await;
+    }
     if let Some(engine) = args.streams {
         return crate::streams_bench::run(
             engine,

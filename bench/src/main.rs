@@ -5,6 +5,7 @@
 
 mod bench;
 mod disk;
+mod queue_bench;
 mod raw_engines;
 mod streams_bench;
 
