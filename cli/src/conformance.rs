@@ -21,6 +21,10 @@ pub struct Args {
     /// (`[streams]`, STREAMING_BACKEND) instead of the document cases.
     #[arg(long)]
     streams: bool,
+    /// Run the run-queue cases against the configured queue engine
+    /// (`[queue]`), each case on a queue of its own, cleared afterwards.
+    #[arg(long, conflicts_with = "streams")]
+    queue: bool,
     /// A plugin library to test instead of the configured backend
     /// (like TA_PERSISTENCE_MODULE).
     #[arg(long, value_name = "PATH")]
@@ -82,6 +86,9 @@ pub async fn run(
     if args.streams {
         return run_streams(args, &settings, factory, json).await;
     }
+    if args.queue {
+        return run_queue(args, &settings, factory, json).await;
+    }
     let probe = factory.open(&for_case(&settings)?).await?;
     let name = probe.backend.name().to_string();
     drop(probe);
@@ -139,6 +146,56 @@ async fn run_streams(
         );
     }
     let reports = quietly(run_all_streams(
+        open,
+        Duration::from_secs(args.case_timeout),
+    ))
+    .await;
+    report(&name, &reports, json)
+}
+
+/// The queue cases against the engine `[queue]` chooses, never its
+/// fallback, each queue named for its case.
+async fn run_queue(
+    args: &Args,
+    settings: &Settings,
+    factory: &Factory,
+    json: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let probe = factory.open_queue(settings).await?;
+    let name = probe.queue.name().to_string();
+    drop(probe);
+    let open = {
+        let (settings, factory) = (settings.clone(), factory.clone());
+        move |options: persistence_core::queue::QueueOptions| {
+            let (mut settings, factory) = (settings.clone(), factory.clone());
+            async move {
+                let q = &mut settings.queue;
+                q.name = Some(format!(
+                    "conformance-{}-{}",
+                    std::process::id(),
+                    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                ));
+                q.max_attempts = Some(options.max_attempts);
+                q.backoff_secs = Some(options.backoff_base.as_secs_f64());
+                q.backoff_max_secs = Some(options.backoff_max.as_secs_f64());
+                q.pending_timeout_secs = options.pending_timeout.map(|t| t.as_secs_f64());
+                q.retain_ended_secs = Some(options.retain_ended.as_secs_f64());
+                q.priority_step_secs = Some(options.priority_step.as_secs_f64());
+                factory
+                    .open_queue(&settings)
+                    .await
+                    .map(|o| o.queue)
+                    .unwrap_or_else(|e| panic!("queue engine stopped opening: {e}"))
+            }
+        }
+    };
+    if !json {
+        eprintln!(
+            "running {} queue conformance cases against {name}...",
+            persistence_conformance::QUEUE_CASES.len()
+        );
+    }
+    let reports = quietly(persistence_conformance::run_all_queue(
         open,
         Duration::from_secs(args.case_timeout),
     ))

@@ -63,6 +63,13 @@ pub enum Queue {
         #[arg(long, default_value = "normal")]
         priority: String,
     },
+    /// Remove every job of the queue, whatever its state (workers holding
+    /// its leases get LeaseLost). Needs --yes.
+    Clear {
+        /// Yes, remove every job.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Run one sweep now: expired leases back to the queue, stale pending
     /// jobs failed, ended jobs past retention removed.
     Sweep,
@@ -278,6 +285,22 @@ pub async fn run(
                 );
             } else {
                 println!("{id}: {outcome:?}");
+            }
+        }
+        Queue::Clear { yes } => {
+            if !yes {
+                eprintln!(
+                    "error: this removes every job of queue {} on {}; add --yes to do it",
+                    settings.queue.name(),
+                    queue.name()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            let n = queue.clear().await?;
+            if json {
+                println!("{}", serde_json::json!({"removed": n}));
+            } else {
+                println!("{n} jobs removed");
             }
         }
         Queue::Sweep => {

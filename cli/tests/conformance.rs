@@ -103,3 +103,40 @@ fn conformance_removes_what_its_cases_wrote() {
         .collect();
     assert!(live.is_empty(), "documents left in {live:?}");
 }
+
+/// `conformance --queue` on the configured redb database: every case
+/// passes, and no job of any case's queue is left in the file.
+#[test]
+fn queue_conformance_passes_on_redb_and_leaves_no_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    let path = path.to_str().unwrap();
+    let env = [("TA_PERSISTENCE_BACKEND", "redb"), ("TA_REDB_PATH", path)];
+    let (code, out) = run_within(
+        &["--json", "conformance", "--queue"],
+        &env,
+        Duration::from_secs(300),
+    );
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["failed"], 0, "{out}");
+    assert_eq!(
+        report["passed"].as_u64().unwrap() as usize,
+        persistence_conformance::QUEUE_CASES.len()
+    );
+    // every case's queue was cleared: reopen the file and look
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use persistence_core::queue::{ListFilter, RunQueue};
+        let backend = std::sync::Arc::new(
+            persistence_redb::RedbBackend::open(&persistence_redb::RedbOptions::new(path)).unwrap(),
+        );
+        assert_eq!(
+            backend.queue_names().unwrap(),
+            Vec::<String>::new(),
+            "jobs left in the file"
+        );
+        let q = backend.queue("runs", Default::default()).await.unwrap();
+        assert!(q.list(ListFilter::default()).await.unwrap().is_empty());
+    });
+}

@@ -35,7 +35,7 @@ mod streams_runner;
 pub use crash::crash_test;
 pub use fixtures::{fixture_task, sample_task};
 pub use plugins::plugin_library;
-pub use queue::{run_queue_case, QUEUE_CASES};
+pub use queue::{run_all_queue, run_queue_case, QUEUE_CASES};
 pub use queue_durable::{queue_crash_test, queue_restart_test};
 pub use reopen::reopen_loop;
 pub use runner::{run_all, run_case, Case, CaseOutcome, CaseReport, Ctx, Requirement, CASES};

@@ -57,6 +57,7 @@ macro_rules! __with_queue_case_names {
             worker_passes_cancellation_and_releases_at_shutdown,
             stats_report_depth_running_and_workers,
             bad_input_is_refused,
+            clear_removes_every_job_and_fences_its_holders,
         }
     };
 }
@@ -150,6 +151,7 @@ where
         }
         "stats_report_depth_running_and_workers" => stats(factory(base()).await).await,
         "bad_input_is_refused" => bad_input(factory(base()).await).await,
+        "clear_removes_every_job_and_fences_its_holders" => clear(factory(base()).await).await,
         other => panic!("no queue case {other}"),
     }
 }
@@ -809,4 +811,84 @@ async fn bad_input(q: SharedQueue) {
         q.enqueue(NewJob::new(id, id)).await.unwrap();
         assert_eq!(q.status(id).await.unwrap().unwrap().id, id);
     }
+}
+
+async fn clear(q: SharedQueue) {
+    for id in ["p", "r", "d", "e"] {
+        q.enqueue(NewJob::new(id, "")).await.unwrap();
+    }
+    q.enqueue(NewJob::new("later", "").not_before(now_ms() + 60_000))
+        .await
+        .unwrap();
+    let r = must_claim(&q, "w", Duration::from_secs(30)).await;
+    let d = must_claim(&q, "w", Duration::from_secs(30)).await;
+    q.complete(&d, None).await.unwrap();
+    assert_eq!(q.clear().await.unwrap(), 5);
+    for id in ["p", "r", "d", "e", "later"] {
+        assert!(q.status(id).await.unwrap().is_none(), "{id} is gone");
+    }
+    assert_lost("complete after a clear", q.complete(&r, None).await);
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.running, s.delayed), (0, 0), "{s:?}");
+    assert!(s.ready.values().all(|n| *n == 0), "{s:?}");
+    assert!(s.ended.values().all(|n| *n == 0), "{s:?}");
+    q.enqueue(NewJob::new("r", "")).await.unwrap();
+    let again = must_claim(&q, "w", Duration::from_secs(30)).await;
+    assert!(
+        again.token > r.token,
+        "tokens keep increasing after a clear"
+    );
+    assert_lost(
+        "the old lease on the new job",
+        q.heartbeat(&r, Duration::from_secs(1)).await,
+    );
+    assert_eq!(q.clear().await.unwrap(), 1);
+    assert_eq!(q.clear().await.unwrap(), 0);
+}
+
+/// Runs every queue case ([`QUEUE_CASES`]) on queues from `factory`, each
+/// in its own task with `timeout`, and reports every outcome; after each
+/// case every queue it opened is cleared (bounded), so a run against a
+/// shared server or the configured database leaves no job behind. Needs a
+/// multi-threaded tokio runtime.
+pub async fn run_all_queue<F, Fut>(factory: F, timeout: Duration) -> Vec<crate::CaseReport>
+where
+    F: Fn(QueueOptions) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = SharedQueue> + Send + 'static,
+{
+    let mut reports = Vec::with_capacity(QUEUE_CASES.len());
+    for &name in QUEUE_CASES {
+        let opened: Arc<Mutex<Vec<SharedQueue>>> = Arc::default();
+        let tracked = {
+            let (factory, opened) = (factory.clone(), opened.clone());
+            move |options: QueueOptions| {
+                let (factory, opened) = (factory.clone(), opened.clone());
+                async move {
+                    let q = factory(options).await;
+                    opened.lock().push(q.clone());
+                    q
+                }
+            }
+        };
+        let started = Instant::now();
+        let mut task = tokio::spawn(run_queue_case(name, tracked));
+        let outcome = match tokio::time::timeout(timeout, &mut task).await {
+            Ok(Ok(())) => crate::CaseOutcome::Passed,
+            Ok(Err(e)) => crate::CaseOutcome::Failed(crate::runner::panic_message(e)),
+            Err(_) => {
+                task.abort();
+                crate::CaseOutcome::Failed(format!("did not finish within {timeout:?}"))
+            }
+        };
+        let queues: Vec<SharedQueue> = opened.lock().drain(..).collect();
+        for q in queues {
+            let _ = tokio::time::timeout(Duration::from_secs(10), q.clear()).await;
+        }
+        reports.push(crate::CaseReport {
+            name,
+            outcome,
+            elapsed: started.elapsed(),
+        });
+    }
+    reports
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use persistence_core::queue::{JobRecord, Journal, LocalQueue, QueueOptions};
 use persistence_core::{Error, Result};
-use redb::{ReadableDatabase, TableDefinition, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
 use crate::engine::storage;
@@ -111,6 +111,34 @@ impl Journal for RedbJournal {
 }
 
 impl RedbBackend {
+    /// The names of the queues with jobs stored in this database.
+    pub fn queue_names(&self) -> Result<Vec<String>> {
+        let db = self.shared.db.read();
+        let txn = db.begin_read().map_err(|e| storage("queue", e))?;
+        let table = match txn.open_table(JOBS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage("queue", e)),
+        };
+        let mut names: Vec<String> = Vec::new();
+        for entry in table.iter().map_err(|e| storage("queue", e))? {
+            let (k, _) = entry.map_err(|e| storage("queue", e))?;
+            let k = k.value();
+            let name = std::str::from_utf8(k)
+                .ok()
+                .and_then(|k| k.split_once(':'))
+                .and_then(|(len, rest)| rest.get(..len.parse::<usize>().ok()?))
+                .map(str::to_string);
+            if let Some(name) = name {
+                if names.last() != Some(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names.dedup();
+        Ok(names)
+    }
+
     /// The run queue `name` in this database, with `options`: one per
     /// name and backend, so a second call returns the first queue.
     pub async fn queue(

@@ -374,6 +374,28 @@ return out
     )
 });
 
+/// ARGV: base, batch. Removes up to a batch of jobs from each index and
+/// returns how many; the counters stay (tokens keep increasing).
+static CLEAR: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local max, n = tonumber(ARGV[2]), 0
+local sets = {DELAYED, LEASES}
+for _, p in ipairs(PRIORITIES) do sets[#sets + 1] = ready_key(p) end
+for _, s in ipairs(ENDED) do sets[#sets + 1] = ended_key(s) end
+for _, set in ipairs(sets) do
+  for _, id in ipairs(redis.call('ZRANGE', set, 0, max - 1)) do
+    redis.call('DEL', job_key(id))
+    redis.call('ZREM', set, id)
+    n = n + 1
+  end
+end
+if n == 0 then redis.call('DEL', WORKERS, WAKE) end
+return {tostring(n)}
+"#,
+    )
+});
+
 /// The status fields, in the order `status_of` reads them.
 const FIELDS: [&str; 13] = [
     "s", "p", "a", "m", "e", "r", "u", "w", "d", "c", "x", "rs", "q",
@@ -957,6 +979,25 @@ impl RunQueue for RedisQueue {
             }
         }
         Ok(stats)
+    }
+
+    async fn clear(&self) -> Result<u64> {
+        let i = &self.inner;
+        let mut total = 0;
+        loop {
+            let reply = i
+                .run("clear", &CLEAR, &[SWEEP_BATCH.to_string().as_bytes()])
+                .await?;
+            let n: u64 = reply
+                .first()
+                .and_then(text)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| i.unexpected("clear", &reply))?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
     }
 
     async fn health(&self) -> Health {

@@ -381,6 +381,10 @@ impl<J: Journal> RunQueue for LocalQueue<J> {
         self.apply(|s, now| Ok(s.stats(now))).await
     }
 
+    async fn clear(&self) -> Result<u64> {
+        self.apply(|s, _| Ok(s.clear())).await
+    }
+
     async fn health(&self) -> Health {
         let name = self.name().to_string();
         match tokio::time::timeout(self.inner.call_timeout, self.inner.state.lock()).await {

@@ -514,6 +514,12 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
     /// Depth and activity.
     async fn stats(&self) -> Result<QueueStats>;
 
+    /// Removes every job of this queue, whatever its state (an operator's
+    /// reset, and how test runs leave nothing behind); returns how many.
+    /// Holders of its leases get `LeaseLost` from then on; fencing tokens
+    /// keep increasing.
+    async fn clear(&self) -> Result<u64>;
+
     /// How the engine is doing.
     async fn health(&self) -> Health;
 }

@@ -552,6 +552,19 @@ impl QueueState {
         dead.len() as u64
     }
 
+    /// Removes every job (tokens keep increasing); returns how many.
+    pub fn clear(&mut self) -> u64 {
+        let n = self.jobs.len() as u64;
+        self.dirty.extend(self.jobs.keys().cloned());
+        self.jobs.clear();
+        self.ready.clear();
+        self.delayed.clear();
+        self.leases.clear();
+        self.ended.clear();
+        self.workers.clear();
+        n
+    }
+
     /// Job `id`'s status.
     pub fn status(&self, id: &str) -> Option<JobStatus> {
         self.jobs.get(id).map(|r| r.status.clone())
