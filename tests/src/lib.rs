@@ -25,6 +25,7 @@ mod model_based;
 mod plugins;
 mod queue;
 mod queue_durable;
+mod queue_model;
 mod reopen;
 mod runner;
 mod stream_crash;

@@ -58,6 +58,7 @@ macro_rules! __with_queue_case_names {
             stats_report_depth_running_and_workers,
             bad_input_is_refused,
             clear_removes_every_job_and_fences_its_holders,
+            model_based_queue_matches_a_model,
         }
     };
 }
@@ -152,6 +153,14 @@ where
         "stats_report_depth_running_and_workers" => stats(factory(base()).await).await,
         "bad_input_is_refused" => bad_input(factory(base()).await).await,
         "clear_removes_every_job_and_fences_its_holders" => clear(factory(base()).await).await,
+        "model_based_queue_matches_a_model" => {
+            let slow = QueueOptions {
+                backoff_base: Duration::from_secs(3600),
+                backoff_max: Duration::from_secs(3600),
+                ..base()
+            };
+            crate::queue_model::run(factory(slow).await).await
+        }
         other => panic!("no queue case {other}"),
     }
 }
