@@ -29,6 +29,13 @@ pub struct Args {
     /// appended to its run's event stream, which a follower reads live).
     #[arg(long)]
     no_streams: bool,
+    /// Agent runs for the runs scene: through the run queue on --workers
+    /// workers, one of which crashes midway (0 skips the scene).
+    #[arg(long, default_value_t = 30)]
+    runs: usize,
+    /// Workers of the runs scene (at least 2).
+    #[arg(long, default_value_t = 3)]
+    workers: usize,
 }
 
 /// The events each task's life appends to its run's stream.
@@ -275,7 +282,7 @@ pub async fn run(
     let started = Instant::now();
     let (mut all, _) = lives(
         &store,
-        streams,
+        streams.clone(),
         args.tasks,
         args.concurrency,
         args.keep,
@@ -304,7 +311,11 @@ pub async fn run(
         total_ops,
         remaining,
     };
-    print(args, &run, &summaries, json)?;
+    let scene = match args.runs {
+        0 => None,
+        runs => Some(crate::runs_scene::run(factory, settings, streams, runs, args.workers).await?),
+    };
+    print(args, &run, &summaries, scene.as_ref(), json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -342,6 +353,7 @@ fn print(
     args: &Args,
     run: &Run,
     summaries: &[Summary],
+    scene: Option<&crate::runs_scene::Scene>,
     json: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let Run {
@@ -362,6 +374,7 @@ fn print(
             "seconds": wall.as_secs_f64(), "total_ops": total_ops, "ops_per_sec": ops_per_sec,
             "tasks_left": remaining, "operations": summaries,
             "streams": streams, "events_streamed": appended,
+            "runs_scene": scene,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -399,6 +412,9 @@ fn print(
     }
     if let Some(n) = remaining {
         println!("tasks left in the store: {n}");
+    }
+    if let Some(scene) = scene {
+        crate::runs_scene::print(scene);
     }
     Ok(())
 }

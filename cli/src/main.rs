@@ -8,6 +8,7 @@ mod inspect;
 mod maintain;
 mod orphans;
 mod queue;
+mod runs_scene;
 mod stats;
 mod streams;
 
