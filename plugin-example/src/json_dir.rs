@@ -164,6 +164,8 @@ impl JsonDirBackend {
         native_batch: false,
         atomic_index: true,
         durable: true,
+        // the plugin ABI (1.x) carries neither namespaces nor index terms
+        export: false,
     };
 
     /// Opens (creating) the directory and rebuilds the indexes from its

@@ -115,6 +115,8 @@ macro_rules! __with_case_names {
             scan_continues_while_keys_are_deleted: Scan,
             scan_by_creation_order: ScanByCreation,
             count_tracks_writes_and_removes: Count,
+            export_reads_every_document_with_its_terms: Export,
+            namespaces_lists_what_holds_documents: Export,
             task_fixture_round_trips_through_store: None,
             task_create_existing_fails_with_create_error: None,
             task_load_missing_is_none: None,

@@ -22,6 +22,8 @@ pub enum Requirement {
     ScanByCreation,
     /// Needs [`Capabilities::count`] or [`Capabilities::scan`].
     Count,
+    /// Needs [`Capabilities::export`] and [`Capabilities::scan`].
+    Export,
 }
 
 impl Requirement {
@@ -33,6 +35,7 @@ impl Requirement {
             Requirement::Scan => caps.scan,
             Requirement::ScanByCreation => caps.scan && caps.scan_by_creation,
             Requirement::Count => caps.count || caps.scan,
+            Requirement::Export => caps.export && caps.scan,
         }
     }
 }

@@ -85,6 +85,32 @@ pub fn term_prefix(ns: &str, index: &str, term: &str) -> Vec<u8> {
     out
 }
 
+/// The namespace of a document key, and the first key after every
+/// document of that namespace (where the next namespace's start): what a
+/// walk over namespaces jumps by. `None` for a key that is not a
+/// document's.
+pub fn doc_namespace(k: &[u8]) -> Option<(String, Vec<u8>)> {
+    if k.first() != Some(&DOC) || k.len() < 5 {
+        return None;
+    }
+    let len = u32::from_be_bytes(k[1..5].try_into().expect("4 bytes")) as usize;
+    let ns = std::str::from_utf8(k.get(5..5 + len)?).ok()?.to_string();
+    let mut next = ns_prefix(DOC, &ns);
+    // the successor of the prefix: every key that starts with it is below
+    while let Some(last) = next.pop() {
+        if last < u8::MAX {
+            next.push(last + 1);
+            return Some((ns, next));
+        }
+    }
+    Some((ns, vec![DOC + 1]))
+}
+
+/// The first key a walk over every namespace's documents starts at.
+pub fn first_doc_key() -> Vec<u8> {
+    vec![DOC]
+}
+
 /// Key of an index entry.
 pub fn index_key(ns: &str, term: &IndexTerm, created: u64) -> Vec<u8> {
     let mut out = term_prefix(ns, &term.index, &term.term);
@@ -227,6 +253,18 @@ impl<'a> Record<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaces_are_read_back_from_document_keys_and_skipped_in_one_step() {
+        for ns in ["", "task", "a:b", "ünï"] {
+            let k = doc_key(ns, "key");
+            let (got, next) = doc_namespace(&k).unwrap();
+            assert_eq!(got, ns);
+            assert!(next.as_slice() > doc_key(ns, "\u{10FFFF}zzzz").as_slice());
+            assert!(next.as_slice() <= doc_key(&format!("{ns}\0"), "").as_slice() || ns.is_empty());
+        }
+        assert_eq!(doc_namespace(&created_key("ns", 1)), None);
+    }
 
     #[test]
     fn records_round_trip() {

@@ -87,6 +87,36 @@ impl<T: ReadableTable<Data<'static>, Data<'static>>> Reader<'_, T> {
         Ok(layout::live(rec.expires, self.now).then(|| rec.document()))
     }
 
+    /// The index terms of the document at `key`, with its version.
+    pub fn terms(&self, ns: &str, key: &str) -> Result<Option<persistence_core::backend::Terms>> {
+        let Some(bytes) = self.raw("index terms", &layout::doc_key(ns, key))? else {
+            return Ok(None);
+        };
+        let rec = Record::decode(&bytes).map_err(|r| corrupted(ns, key, r, bytes.len()))?;
+        Ok(layout::live(rec.expires, self.now).then_some((Version(rec.version), rec.terms)))
+    }
+
+    /// Every namespace with a stored document, in order.
+    pub fn namespaces(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut start = layout::first_doc_key();
+        loop {
+            let mut range = self
+                .table
+                .range::<&[u8]>((Bound::Included(start.as_slice()), Bound::Unbounded))
+                .map_err(|e| storage("namespaces", e))?;
+            let Some(entry) = range.next() else {
+                return Ok(out);
+            };
+            let (k, _) = entry.map_err(|e| storage("namespaces", e))?;
+            let Some((ns, next)) = layout::doc_namespace(k.value()) else {
+                return Ok(out);
+            };
+            out.push(ns);
+            start = next;
+        }
+    }
+
     /// Entries from `start` while they carry `prefix`, each passed to `each`
     /// until it returns false.
     fn prefixed(

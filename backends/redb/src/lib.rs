@@ -383,6 +383,7 @@ impl Backend for RedbBackend {
             native_batch: true,
             atomic_index: true,
             durable: true,
+            export: true,
         }
     }
 
@@ -438,6 +439,22 @@ impl Backend for RedbBackend {
     async fn count(&self, namespace: &str) -> Result<u64> {
         let ns = namespace.to_string();
         self.read("count", move |r| r.count(&ns)).await
+    }
+
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        self.read("namespaces", |r| r.namespaces()).await
+    }
+
+    async fn index_terms(
+        &self,
+        namespace: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<persistence_core::backend::Terms>>> {
+        let (ns, keys) = (namespace.to_string(), keys.to_vec());
+        self.read("index terms", move |r| {
+            keys.iter().map(|k| r.terms(&ns, k)).collect()
+        })
+        .await
     }
 
     async fn get_many(&self, namespace: &str, keys: &[String]) -> Vec<Result<Option<Document>>> {

@@ -306,7 +306,76 @@ impl Backend for RedisBackend {
             native_batch: !self.is_cluster(),
             atomic_index: !self.is_cluster(),
             durable: true,
+            export: true,
         }
+    }
+
+    /// The namespaces with a key-order set (what `scan` walks): `SCAN` on
+    /// the server, or on every primary of a cluster.
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        let pattern = crate::layout::glob_escape(&format!("{}:~k:", self.layout.prefix())) + "*";
+        let mut names = std::collections::BTreeSet::new();
+        for node in self.scan_nodes().await? {
+            let mut con = node.con.clone();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(|e| self.error("namespaces", e))?;
+                names.extend(keys.iter().filter_map(|k| self.layout.parse_by_key(k)));
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    async fn index_terms(
+        &self,
+        namespace: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<persistence_core::backend::Terms>>> {
+        let rule = self.layout.term_rule(namespace);
+        // concurrent calls share round trips on the multiplexed connection
+        let calls = keys.iter().map(|key| {
+            let mut con = self.con.clone();
+            let mut inv = crate::scripts::TERMS.prepare_invoke();
+            inv.key(self.layout.doc(namespace, key))
+                .key(self.layout.meta(namespace, key));
+            for a in &rule {
+                inv.arg(a);
+            }
+            async move {
+                let reply: Option<(u64, String)> = inv
+                    .invoke_async(&mut con)
+                    .await
+                    .map_err(|e| self.error("index_terms", e))?;
+                let Some((version, json)) = reply else {
+                    return Ok(None);
+                };
+                let index_keys: Vec<String> =
+                    serde_json::from_str(&json).map_err(|e| Error::Corrupted {
+                        namespace: namespace.to_string(),
+                        key: key.clone(),
+                        reason: format!("metadata index keys are not a JSON list: {e}"),
+                        len: json.len(),
+                    })?;
+                let terms = index_keys
+                    .iter()
+                    .filter_map(|k| self.layout.parse_index(namespace, k))
+                    .collect();
+                Ok(Some((Version(version), terms)))
+            }
+        });
+        futures::future::try_join_all(calls).await
     }
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use futures::future::{join_all, try_join_all};
 use persistence_core::backend::{DocumentWrite, Precondition, Version};
-use persistence_core::Result;
+use persistence_core::{Error, Result};
 
 use persistence_core::backend::IndexTerm;
 
@@ -337,5 +337,44 @@ impl RedisBackend {
                 .map_err(|e| self.error("clear_namespace", e))?;
         }
         Ok(removed)
+    }
+
+    /// A connection to every node `SCAN` must visit: this one on a single
+    /// server; one of its own to each primary of a cluster (from `CLUSTER
+    /// NODES`, with the same credentials and TLS).
+    pub(crate) async fn scan_nodes(&self) -> Result<Vec<RedisBackend>> {
+        if !self.is_cluster() {
+            return Ok(vec![self.clone()]);
+        }
+        let mut con = self.con.clone();
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.error("cluster nodes", e))?;
+        let mut out = Vec::new();
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let (Some(addr), Some(flags)) = (fields.get(1), fields.get(2)) else {
+                continue;
+            };
+            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                continue;
+            }
+            let addr = addr.split(['@', ',']).next().unwrap_or_default();
+            let Some((host, port)) = addr.rsplit_once(':') else {
+                continue;
+            };
+            let mut options = (*self.options).clone();
+            options.cluster_nodes.clear();
+            options.url = None;
+            options.host = host.trim_matches(|c| c == '[' || c == ']').to_string();
+            options.port = port.parse().map_err(|_| Error::Internal {
+                backend: "redis".into(),
+                message: format!("CLUSTER NODES gave the address {addr:?}"),
+            })?;
+            out.push(RedisBackend::connect(options).await?);
+        }
+        Ok(out)
     }
 }

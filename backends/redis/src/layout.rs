@@ -112,6 +112,30 @@ impl Layout {
         }
     }
 
+    /// The index term an index key of `ns` stands for ([`index`](Self::index)
+    /// read backwards), `None` for a key that is not one of `ns`'s.
+    pub fn parse_index(&self, ns: &str, key: &str) -> Option<persistence_core::backend::IndexTerm> {
+        use persistence_core::backend::IndexTerm;
+        if ns == self.seed_ns {
+            if let Some(term) = key.strip_prefix(&format!("{}:{SEED_INDEX}:", self.prefix)) {
+                return Some(IndexTerm::new(SEED_INDEX, term));
+            }
+        }
+        let rest = key.strip_prefix(&format!("{}:~i:{}:", self.prefix, lp(ns)))?;
+        let (len, rest) = rest.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        let index = rest.get(..len)?;
+        let term = rest.get(len..)?.strip_prefix(':')?;
+        Some(IndexTerm::new(index, term))
+    }
+
+    /// The namespace a key-order set's key names (`by_key` read backwards).
+    pub fn parse_by_key(&self, key: &str) -> Option<String> {
+        let rest = key.strip_prefix(&format!("{}:~k:", self.prefix))?;
+        let (len, ns) = rest.split_once(':')?;
+        (len.parse::<usize>().ok()? == ns.len()).then(|| ns.to_string())
+    }
+
     /// The script arguments of `ns`'s term rule for the seed's request
     /// index (`list`, `field`, index key prefix), or three empty strings:
     /// in the seed namespace, which the Python system also writes, the
@@ -183,6 +207,27 @@ pub fn glob_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_and_order_keys_read_back() {
+        use persistence_core::backend::IndexTerm;
+        let l = Layout::new("p", "task");
+        for (ns, index, term) in [
+            ("task", "request_index", "r:1"),
+            ("task", "other", "x"),
+            ("runs", "request_index", "a:b:c"),
+            ("n:s", "i:x", ""),
+        ] {
+            let key = l.index(ns, index, term);
+            assert_eq!(
+                l.parse_index(ns, &key),
+                Some(IndexTerm::new(index, term)),
+                "{key}"
+            );
+            assert_eq!(l.parse_by_key(&l.by_key(ns)).as_deref(), Some(ns));
+        }
+        assert_eq!(l.parse_index("other", &l.index("runs", "i", "t")), None);
+    }
 
     #[test]
     fn seed_namespace_uses_the_python_layout() {

@@ -229,6 +229,23 @@ return {value, tonumber(m[1]) or 0, tonumber(m[2]) or 0, pttl}
 /// The metadata says what a document carries while its bytes are still
 /// what this library wrote (SHA-1 in the metadata); under a rule, a
 /// document the other system wrote or changed is read for its terms.
+/// KEYS: doc, meta. ARGV: the namespace's term rule. Returns {version,
+/// index keys as JSON} for a live document (the keys its metadata holds
+/// or, under the rule, what its JSON implies if the other system wrote
+/// it), nil for none.
+pub static TERMS: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local value = redis.call('GET', KEYS[1])
+if not value then return nil end
+local m = redis.call('HMGET', KEYS[2], 'v', 't', 'h')
+local keys = implied(value, m[2], m[3], ARGV[1], ARGV[2], ARGV[3]) or {}
+if #keys == 0 then return {tonumber(m[1]) or 0, '[]'} end
+return {tonumber(m[1]) or 0, cjson.encode(keys)}
+"#,
+    )
+});
+
 pub static LOOKUP: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"

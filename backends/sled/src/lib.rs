@@ -530,6 +530,30 @@ impl Engine {
     }
 
     /// Counts the namespace's creation entries: reads keys, not documents.
+    fn terms(&self, ns: &str, key: &str) -> Result<Option<persistence_core::backend::Terms>> {
+        let Some(bytes) = self.read(&layout::doc_key(ns, key))? else {
+            return Ok(None);
+        };
+        let rec = Record::decode(&bytes).map_err(|r| Self::corrupted(ns, key, r, bytes.len()))?;
+        Ok(layout::live(rec.expires, now_ms()).then_some((Version(rec.version), rec.terms)))
+    }
+
+    fn namespaces(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut start = layout::first_doc_key();
+        loop {
+            let Some(entry) = self.tree.range(start.as_slice()..).next() else {
+                return Ok(out);
+            };
+            let (k, _) = entry.map_err(|e| self.io_error("namespaces", e))?;
+            let Some((ns, next)) = layout::doc_namespace(&k) else {
+                return Ok(out);
+            };
+            out.push(ns);
+            start = next;
+        }
+    }
+
     fn count(&self, namespace: &str) -> Result<u64> {
         let now = now_ms();
         let mut n = 0;
@@ -592,6 +616,7 @@ impl Backend for SledBackend {
             native_batch: false,
             atomic_index: true,
             durable: true,
+            export: true,
         }
     }
 
@@ -632,6 +657,22 @@ impl Backend for SledBackend {
     async fn count(&self, namespace: &str) -> Result<u64> {
         let ns = namespace.to_string();
         self.blocking("count", move |e| e.count(&ns)).await
+    }
+
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        self.blocking("namespaces", |e| e.namespaces()).await
+    }
+
+    async fn index_terms(
+        &self,
+        namespace: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<persistence_core::backend::Terms>>> {
+        let (ns, keys) = (namespace.to_string(), keys.to_vec());
+        self.blocking("index terms", move |e| {
+            keys.iter().map(|k| e.terms(&ns, k)).collect()
+        })
+        .await
     }
 
     async fn health(&self) -> Health {

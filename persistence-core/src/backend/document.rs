@@ -255,6 +255,10 @@ pub struct Capabilities {
     pub atomic_index: bool,
     /// Writes survive a restart of the process.
     pub durable: bool,
+    /// [`namespaces`](super::Backend::namespaces) and
+    /// [`index_terms`](super::Backend::index_terms): everything stored can
+    /// be read back with its index terms (export, migrate).
+    pub export: bool,
 }
 
 /// How a backend is doing.

@@ -146,6 +146,21 @@ pub trait Backend: Send + Sync + Debug + 'static {
         }
     }
 
+    /// The namespaces holding documents, sorted (what export and migrate
+    /// walk). Requires [`Capabilities::export`]. A namespace whose
+    /// documents all expired may still be listed.
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        Err(self.unsupported("listing namespaces"))
+    }
+
+    /// The index terms of each of `keys` with the version they belong to,
+    /// in order; `None` for a key with no live document. Requires
+    /// [`Capabilities::export`]; [`export_page`] pairs them with a scan.
+    async fn index_terms(&self, namespace: &str, keys: &[String]) -> Result<Vec<Option<Terms>>> {
+        let _ = (namespace, keys);
+        Err(self.unsupported("reading index terms"))
+    }
+
     /// Reads several keys; one result per key, in order.
     async fn get_many(&self, namespace: &str, keys: &[String]) -> Vec<Result<Option<Document>>> {
         let mut out = Vec::with_capacity(keys.len());
@@ -195,6 +210,87 @@ pub trait Backend: Send + Sync + Debug + 'static {
             capability: capability.to_string(),
         }
     }
+}
+
+/// A document's index terms and the version they belong to.
+pub type Terms = (Version, Vec<IndexTerm>);
+
+/// One document as [`export_page`] reads it: key, document, index terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportEntry {
+    /// The key.
+    pub key: String,
+    /// The document (bytes, version, creation stamp, expiry).
+    pub document: Document,
+    /// Its index terms, as its last write gave them.
+    pub index: Vec<IndexTerm>,
+}
+
+/// A page of [`export_page`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExportPage {
+    /// The documents, in the order asked for.
+    pub entries: Vec<ExportEntry>,
+    /// Where the next page starts; `None` when the namespace is done.
+    pub cursor: Option<String>,
+}
+
+/// Up to `limit` documents of `namespace` after `cursor` in `order`,
+/// each with the index terms of the same version: a
+/// [`scan`](Backend::scan) page, then [`index_terms`](Backend::index_terms)
+/// for its keys; a document written in between is read again (up to 5
+/// times, then the call fails with `Conflict`), one removed in between is
+/// left out. Needs [`Capabilities::scan`] and [`Capabilities::export`].
+pub async fn export_page<B: Backend + ?Sized>(
+    backend: &B,
+    namespace: &str,
+    request: ScanRequest,
+) -> Result<ExportPage> {
+    let page = backend.scan(namespace, request).await?;
+    let keys: Vec<String> = page.entries.iter().map(|(k, _)| k.clone()).collect();
+    let terms = backend.index_terms(namespace, &keys).await?;
+    let mut entries = Vec::with_capacity(keys.len());
+    for ((key, mut document), mut terms) in page.entries.into_iter().zip(terms) {
+        let mut tries = 0;
+        loop {
+            match terms {
+                Some((version, index)) if version == document.version => {
+                    entries.push(ExportEntry {
+                        key,
+                        document,
+                        index,
+                    });
+                    break;
+                }
+                None => break,
+                Some((version, _)) => {
+                    tries += 1;
+                    if tries > 5 {
+                        return Err(Error::Conflict {
+                            namespace: namespace.to_string(),
+                            key,
+                            expected: document.version,
+                            actual: version,
+                        });
+                    }
+                    // written in between: read both again
+                    match backend.get(namespace, &key).await? {
+                        Some(d) => document = d,
+                        None => break,
+                    }
+                    terms = backend
+                        .index_terms(namespace, std::slice::from_ref(&key))
+                        .await?
+                        .pop()
+                        .flatten();
+                }
+            }
+        }
+    }
+    Ok(ExportPage {
+        entries,
+        cursor: page.cursor,
+    })
 }
 
 /// Shorthands over [`Backend::put`] and [`Backend::remove`] for the common

@@ -9,7 +9,7 @@ use futures::{stream, StreamExt};
 
 use crate::backend::{
     Backend, Capabilities, Document, DocumentWrite, Health, Precondition, Put, Remove, ScanPage,
-    ScanRequest, Stats, Version,
+    ScanRequest, Stats, Terms, Version,
 };
 use crate::error::{Error, Result};
 
@@ -147,6 +147,16 @@ pub trait Layer: Send + Sync + Debug + 'static {
     /// See [`Backend::count`]; forwards.
     async fn count(&self, namespace: &str) -> Result<u64> {
         self.inner().count(namespace).await
+    }
+
+    /// See [`Backend::namespaces`]; forwards.
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        self.inner().namespaces().await
+    }
+
+    /// See [`Backend::index_terms`]; forwards.
+    async fn index_terms(&self, namespace: &str, keys: &[String]) -> Result<Vec<Option<Terms>>> {
+        self.inner().index_terms(namespace, keys).await
     }
 
     /// See [`Backend::get_many`]; this layer's `get`, key by key.
@@ -309,6 +319,28 @@ impl<L: Layer> Backend for L {
         Self: 'f,
     {
         Layer::count(self, namespace)
+    }
+
+    fn namespaces<'a, 'f>(&'a self) -> Fut<'f, Vec<String>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        Layer::namespaces(self)
+    }
+
+    fn index_terms<'a, 'b, 'c, 'f>(
+        &'a self,
+        namespace: &'b str,
+        keys: &'c [String],
+    ) -> Fut<'f, Vec<Option<Terms>>>
+    where
+        'a: 'f,
+        'b: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        Layer::index_terms(self, namespace, keys)
     }
 
     fn get_many<'a, 'b, 'c, 'f>(

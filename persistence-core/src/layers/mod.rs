@@ -275,6 +275,31 @@ impl<P: Policy> Layer for Layered<P> {
             .await
     }
 
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        self.policy
+            .run(
+                Op::Scan,
+                Target {
+                    namespace: "",
+                    key: "",
+                },
+                &|| self.inner.namespaces(),
+            )
+            .await
+    }
+
+    async fn index_terms(
+        &self,
+        namespace: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<crate::backend::Terms>>> {
+        self.policy
+            .run(Op::Scan, Target { namespace, key: "" }, &|| {
+                self.inner.index_terms(namespace, keys)
+            })
+            .await
+    }
+
     async fn health(&self) -> Health {
         let mut health = self.inner.health().await;
         self.policy.report(&mut health);

@@ -112,7 +112,41 @@ impl Backend for MemoryBackend {
             native_batch: false,
             atomic_index: true,
             durable: false,
+            export: true,
         }
+    }
+
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        let now = SystemTime::now();
+        let spaces = self.spaces.read();
+        let mut names: Vec<String> = spaces
+            .iter()
+            .filter(|(_, ns)| {
+                ns.shards
+                    .iter()
+                    .any(|s| s.read().docs.values().any(|e| e.live(now)))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    async fn index_terms(
+        &self,
+        namespace: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<crate::backend::Terms>>> {
+        let now = SystemTime::now();
+        Ok(keys
+            .iter()
+            .map(|key| {
+                self.read(namespace, key, |s| {
+                    s.and_then(|s| s.live(key, now))
+                        .map(|e| (Version(e.version), e.terms.clone()))
+                })
+            })
+            .collect())
     }
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {

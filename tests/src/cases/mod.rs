@@ -5,6 +5,7 @@
 mod batches;
 mod concurrency;
 mod contract;
+mod export;
 mod health;
 mod scan;
 mod task_concurrency;
@@ -14,6 +15,7 @@ mod ttl;
 pub use batches::*;
 pub use concurrency::*;
 pub use contract::*;
+pub use export::*;
 pub use health::*;
 pub use scan::*;
 pub use task_concurrency::*;

@@ -201,5 +201,7 @@ pub fn capabilities_from_bits(b: u64) -> persistence_core::backend::Capabilities
         native_batch: on(4),
         atomic_index: on(5),
         durable: on(6),
+        // ABI 1.x carries neither `namespaces` nor `index_terms`
+        export: false,
     }
 }
