@@ -313,7 +313,19 @@ pub async fn run(
     };
     let scene = match args.runs {
         0 => None,
-        runs => Some(crate::runs_scene::run(factory, settings, streams, runs, args.workers).await?),
+        runs => {
+            match crate::runs_scene::run(factory, settings, streams, runs, args.workers).await {
+                Ok(scene) => Some(scene),
+                Err(e)
+                    if e.downcast_ref::<persistence_core::Error>()
+                        .is_some_and(|e| e.kind() == ErrorKind::Unsupported) =>
+                {
+                    eprintln!("note: no runs scene: {e}");
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        }
     };
     print(args, &run, &summaries, scene.as_ref(), json)?;
     Ok(ExitCode::SUCCESS)
