@@ -287,7 +287,7 @@ pub async fn import(
             Err(e) => return Err(e.into()),
         }
         total += 1;
-        if total % PAGE as u64 == 0 {
+        if total.is_multiple_of(PAGE as u64) {
             progress(total);
         }
     }
