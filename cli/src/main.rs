@@ -11,6 +11,7 @@ mod queue;
 mod runs_scene;
 mod stats;
 mod streams;
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,6 +76,16 @@ enum Command {
     /// STREAMING_BACKEND): tail (replay then follow), append, close.
     #[command(subcommand)]
     Streams(streams::Streams),
+    /// Write every document (or those of --namespace NS) as JSON lines:
+    /// key, namespace, bytes, TTL left, index terms; documents that are
+    /// not JSON go as raw bytes, flagged.
+    Export(transfer::ExportArgs),
+    /// Read what export wrote into the configured backend (--mode create
+    /// reports keys that exist; upsert replaces them).
+    Import(transfer::ImportArgs),
+    /// Copy every namespace from one backend to another (--from CONFIG
+    /// --to CONFIG), resumable, then verify counts and checksums.
+    Migrate(transfer::MigrateArgs),
     /// The run queue the settings choose ([queue]): stats, list, show,
     /// cancel, requeue-dead, enqueue, sweep.
     #[command(subcommand)]
@@ -123,6 +134,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Streams(command) => {
             streams::run(command, &settings()?, &factory(), cli.json).await
         }
+        Command::Export(args) => transfer::export(args, &settings()?, &factory(), cli.json).await,
+        Command::Import(args) => transfer::import(args, &settings()?, &factory(), cli.json).await,
+        Command::Migrate(args) => transfer::migrate(args, &factory(), cli.json).await,
         Command::Queue(command) => queue::run(command, &settings()?, &factory(), cli.json).await,
         Command::Worker(args) => queue::worker(args, &settings()?, &factory(), cli.json).await,
         Command::Compact => maintain::compact(&settings()?, cli.json).await,

@@ -93,7 +93,23 @@ async fn walk<F>(
     backend: &dyn Backend,
     namespace: &str,
     order: ScanOrder,
+    cursor: Option<String>,
+    each: F,
+) -> Result<()>
+where
+    F: AsyncPageFn,
+{
+    walk_with(backend, namespace, order, cursor, true, each).await
+}
+
+/// [`walk`], with the index terms only if `terms` (else every entry's
+/// `index` is empty: a plain scan, for backends that cannot export).
+async fn walk_with<F>(
+    backend: &dyn Backend,
+    namespace: &str,
+    order: ScanOrder,
     mut cursor: Option<String>,
+    terms: bool,
     mut each: F,
 ) -> Result<()>
 where
@@ -105,7 +121,23 @@ where
             cursor: cursor.clone(),
             limit: PAGE,
         };
-        let page = export_page(backend, namespace, request).await?;
+        let page = if terms {
+            export_page(backend, namespace, request).await?
+        } else {
+            let page = backend.scan(namespace, request).await?;
+            persistence_core::backend::ExportPage {
+                entries: page
+                    .entries
+                    .into_iter()
+                    .map(|(key, document)| ExportEntry {
+                        key,
+                        document,
+                        index: Vec::new(),
+                    })
+                    .collect(),
+                cursor: page.cursor,
+            }
+        };
         cursor = page.cursor.clone();
         each.call(page.entries, cursor.clone()).await?;
         if cursor.is_none() {
@@ -345,21 +377,22 @@ impl AsyncPageFn for DigestSink<'_> {
     }
 }
 
-/// The [`Digest`] of `namespace` on `backend`.
+/// The [`Digest`] of `namespace` on `backend`, index terms included.
 pub async fn digest(backend: &dyn Backend, namespace: &str) -> Result<Digest> {
+    digest_with(backend, namespace, true).await
+}
+
+/// The [`Digest`] of `namespace`, with the index terms only if `terms`
+/// (a backend without [`export`](persistence_core::backend::Capabilities::export)
+/// cannot give them).
+pub async fn digest_with(backend: &dyn Backend, namespace: &str, terms: bool) -> Result<Digest> {
     let mut d = Digest {
         count: 0,
         checksum: 0,
     };
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    walk(
-        backend,
-        namespace,
-        ScanOrder::Key,
-        None,
-        DigestSink(&mut d, &mut h),
-    )
-    .await?;
+    let sink = DigestSink(&mut d, &mut h);
+    walk_with(backend, namespace, ScanOrder::Key, None, terms, sink).await?;
     d.checksum = h.0;
     Ok(d)
 }
@@ -445,6 +478,10 @@ pub struct MigrateReport {
     pub namespaces: BTreeMap<String, NamespaceReport>,
     /// Whether this run wrote nothing.
     pub dry_run: bool,
+    /// Whether the digests cover the index terms (false when the target
+    /// cannot read them back: a plugin; then keys, bytes and TTLs are
+    /// checked, the terms are not).
+    pub terms_checked: bool,
 }
 
 /// One namespace of a [`MigrateReport`].
@@ -501,6 +538,8 @@ impl AsyncPageFn for CopySink<'_> {
                 .await?;
             *self.copied += 1;
         }
+        // durable before the checkpoint says so
+        self.target.flush().await?;
         let p = self
             .checkpoint
             .namespaces
@@ -556,6 +595,8 @@ pub async fn migrate(
         ..MigrateReport::default()
     };
     let names = namespaces(&**source, &options.namespaces).await?;
+    let terms = target.capabilities().export;
+    report.terms_checked = terms && !options.dry_run;
     if options.dry_run {
         for ns in names {
             let mut count = 0;
@@ -606,12 +647,13 @@ pub async fn migrate(
             };
             walk(&**source, &ns, order, resume.cursor.clone(), sink).await?;
         }
+        target.flush().await?;
         report.namespaces.insert(
             ns.clone(),
             NamespaceReport {
                 copied,
-                source: Some(digest(&**source, &ns).await?),
-                target: Some(digest(&**target, &ns).await?),
+                source: Some(digest_with(&**source, &ns, terms).await?),
+                target: Some(digest_with(&**target, &ns, terms).await?),
             },
         );
     }

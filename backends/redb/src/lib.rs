@@ -441,6 +441,10 @@ impl Backend for RedbBackend {
         self.read("count", move |r| r.count(&ns)).await
     }
 
+    async fn flush(&self) -> Result<()> {
+        RedbBackend::flush(self).await
+    }
+
     async fn namespaces(&self) -> Result<Vec<String>> {
         self.read("namespaces", |r| r.namespaces()).await
     }

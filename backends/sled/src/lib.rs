@@ -659,6 +659,10 @@ impl Backend for SledBackend {
         self.blocking("count", move |e| e.count(&ns)).await
     }
 
+    async fn flush(&self) -> Result<()> {
+        self.blocking("flush", |e| e.flush().map(drop)).await
+    }
+
     async fn namespaces(&self) -> Result<Vec<String>> {
         self.blocking("namespaces", |e| e.namespaces()).await
     }

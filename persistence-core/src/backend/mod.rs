@@ -146,6 +146,15 @@ pub trait Backend: Send + Sync + Debug + 'static {
         }
     }
 
+    /// Makes every write acknowledged so far durable, for engines whose
+    /// writes become durable later than they are acknowledged (sled
+    /// without `flush_on_write`, redb with periodic durability). A
+    /// checkpoint that says "copied" must follow one. By default there is
+    /// nothing to do (memory; Redis, whose persistence is the server's).
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// The namespaces holding documents, sorted (what export and migrate
     /// walk). Requires [`Capabilities::export`]. A namespace whose
     /// documents all expired may still be listed.

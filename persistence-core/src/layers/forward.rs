@@ -149,6 +149,11 @@ pub trait Layer: Send + Sync + Debug + 'static {
         self.inner().count(namespace).await
     }
 
+    /// See [`Backend::flush`]; forwards.
+    async fn flush(&self) -> Result<()> {
+        self.inner().flush().await
+    }
+
     /// See [`Backend::namespaces`]; forwards.
     async fn namespaces(&self) -> Result<Vec<String>> {
         self.inner().namespaces().await
@@ -319,6 +324,14 @@ impl<L: Layer> Backend for L {
         Self: 'f,
     {
         Layer::count(self, namespace)
+    }
+
+    fn flush<'a, 'f>(&'a self) -> Fut<'f, ()>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        Layer::flush(self)
     }
 
     fn namespaces<'a, 'f>(&'a self) -> Fut<'f, Vec<String>>
