@@ -1,6 +1,7 @@
 //! `ta-persist`: operate the agent-state persistence framework.
 
 mod conformance;
+mod crews;
 mod demo;
 mod doctor;
 mod health;
@@ -76,6 +77,9 @@ enum Command {
     /// STREAMING_BACKEND): tail (replay then follow), append, close.
     #[command(subcommand)]
     Streams(streams::Streams),
+    /// The crew registry (seed 000) on the configured backend: list, show.
+    #[command(subcommand)]
+    Crews(crews::Crews),
     /// Write every document (or those of --namespace NS) as JSON lines:
     /// key, namespace, bytes, TTL left, index terms; documents that are
     /// not JSON go as raw bytes, flagged.
@@ -134,6 +138,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Streams(command) => {
             streams::run(command, &settings()?, &factory(), cli.json).await
         }
+        Command::Crews(command) => crews::run(command, &settings()?, &factory(), cli.json).await,
         Command::Export(args) => transfer::export(args, &settings()?, &factory(), cli.json).await,
         Command::Import(args) => transfer::import(args, &settings()?, &factory(), cli.json).await,
         Command::Migrate(args) => transfer::migrate(args, &factory(), cli.json).await,

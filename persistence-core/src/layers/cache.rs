@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::LayerProvider;
 use crate::config::Settings;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -34,6 +34,11 @@ struct Lru {
     writes: u64,
     /// Entries evicted to stay within capacity.
     evictions: u64,
+    /// Keys this process removed (or had a removal of accepted): absent
+    /// without asking the durable tier, which may be down with the removal
+    /// still queued. At most the capacity, oldest forgotten first.
+    gone: HashSet<(String, String)>,
+    gone_order: VecDeque<(String, String)>,
 }
 
 impl Lru {
@@ -58,7 +63,35 @@ impl Lru {
         self.put(k, doc, capacity);
     }
 
+    fn forget_gone(&mut self, k: &(String, String)) {
+        self.gone.remove(k);
+    }
+
+    fn mark_gone(&mut self, k: (String, String), capacity: usize) {
+        self.remove(&k);
+        if self.gone.insert(k.clone()) {
+            self.gone_order.push_back(k);
+        }
+        while self.gone.len() > capacity {
+            match self.gone_order.pop_front() {
+                Some(old) => {
+                    self.gone.remove(&old);
+                }
+                None => break,
+            }
+        }
+        // the order may hold keys written again since: drop them as they come
+        while self.gone_order.len() > 2 * capacity {
+            if let Some(old) = self.gone_order.pop_front() {
+                if self.gone.contains(&old) {
+                    self.gone_order.push_back(old);
+                }
+            }
+        }
+    }
+
     fn put(&mut self, k: (String, String), doc: Document, capacity: usize) {
+        self.forget_gone(&k);
         self.remove(&k);
         self.tick += 1;
         self.order.insert(self.tick, k.clone());
@@ -162,7 +195,15 @@ impl Layer for CacheTier {
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
         let k = Self::key(namespace, key);
-        let cached = self.lru.lock().touch(&k);
+        let cached = {
+            let mut lru = self.lru.lock();
+            if lru.gone.contains(&k) {
+                drop(lru);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(None);
+            }
+            lru.touch(&k)
+        };
         if let Some(doc) = cached {
             if doc.expires_at.is_none_or(|t| t > SystemTime::now()) {
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -208,12 +249,16 @@ impl Layer for CacheTier {
         match result {
             Ok(version) => {
                 let mut lru = self.lru.lock();
+                lru.forget_gone(&k);
                 // the creation stamp: kept from the cached copy, or this
                 // write's version for an insert; a replace of an uncached key
                 // is not cached (its stamp is the durable tier's to tell)
                 let created = match lru.entries.get(&k) {
                     Some((old, _)) => Some(old.created),
                     None if precondition == Precondition::Absent => Some(version.0),
+                    // accepted for later (recovery queue): this is the only
+                    // copy there is until it is replayed, so it is cached
+                    None if version.0 == 0 => Some(0),
                     None => None,
                 };
                 if let Some(created) = created {
@@ -229,8 +274,11 @@ impl Layer for CacheTier {
             }
             Err(e) => {
                 if e.is_retryable() {
-                    // it may or may not have applied: stop serving the old copy
-                    self.lru.lock().remove(&k);
+                    // it may or may not have applied: stop serving the old
+                    // copy (or the old absence)
+                    let mut lru = self.lru.lock();
+                    lru.remove(&k);
+                    lru.forget_gone(&k);
                 }
                 Err(e)
             }
@@ -241,8 +289,14 @@ impl Layer for CacheTier {
         let result = self.durable.remove(namespace, key, precondition).await;
         let mut lru = self.lru.lock();
         lru.writes += 1;
-        if result.is_ok() || result.as_ref().is_err_and(|e| e.is_retryable()) {
-            lru.remove(&Self::key(namespace, key));
+        match &result {
+            // removed, or accepted for later (recovery queue): absent here
+            Ok(_) => lru.mark_gone(Self::key(namespace, key), self.capacity),
+            // it may or may not have applied: ask the durable tier next time
+            Err(e) if e.is_retryable() => {
+                lru.remove(&Self::key(namespace, key));
+            }
+            Err(_) => {}
         }
         drop(lru);
         result

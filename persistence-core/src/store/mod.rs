@@ -1,9 +1,14 @@
 //! Typed stores written once on top of the [`Backend`](crate::Backend) contract.
 
 mod collection;
+mod crews;
 mod task_store;
 
 pub use collection::{Collection, Record, Versioned};
+pub use crews::{
+    AgentDefinition, CrewDefinition, CrewMetadata, CrewRegistry, CrewStats, CrewSummary,
+    ExecutionMode, CREW_ID_INDEX,
+};
 pub use task_store::{
     TaskOperation, TaskStore, TaskStoreError, TermRule, REQUEST_INDEX, TASK_REQUEST_TERMS,
 };
