@@ -24,7 +24,7 @@ use persistence_core::backend::Health;
 use persistence_core::queue::{
     check_result_len, lease_lost, CancelOutcome, Enqueued, FailOutcome, Heartbeat, JobState,
     JobStatus, Lease, ListFilter, NewJob, Priority, QueueOptions, QueueStats, RunQueue,
-    SweepReport, MAX_ID_LEN,
+    SweepReport,
 };
 use persistence_core::streams::{Cancellation, EventStreams, Retention};
 use persistence_core::{Backend, Error, Result};
@@ -648,11 +648,7 @@ impl RunQueue for RedisQueue {
     }
 
     async fn claim(&self, worker: &str, lease: Duration, wait: Duration) -> Result<Option<Lease>> {
-        if worker.is_empty() || worker.len() > MAX_ID_LEN {
-            return Err(Error::InvalidInput(format!(
-                "a worker id must have 1 to {MAX_ID_LEN} bytes"
-            )));
-        }
+        persistence_core::queue::check_claim(worker, lease)?;
         let i = &self.inner;
         let until = tokio::time::Instant::now() + wait;
         let (lease_ms, step) = (ms(lease).to_string(), i.step().to_string());
@@ -699,6 +695,7 @@ impl RunQueue for RedisQueue {
     }
 
     async fn heartbeat(&self, lease: &Lease, extend: Duration) -> Result<Heartbeat> {
+        persistence_core::queue::check_lease(extend)?;
         let i = &self.inner;
         let reply = i
             .run(

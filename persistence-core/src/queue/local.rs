@@ -288,12 +288,7 @@ impl<J: Journal> RunQueue for LocalQueue<J> {
     }
 
     async fn claim(&self, worker: &str, lease: Duration, wait: Duration) -> Result<Option<Lease>> {
-        if worker.is_empty() || worker.len() > super::MAX_ID_LEN {
-            return Err(Error::InvalidInput(format!(
-                "a worker id must have 1 to {} bytes",
-                super::MAX_ID_LEN
-            )));
-        }
+        super::check_claim(worker, lease)?;
         let until = tokio::time::Instant::now() + wait;
         let mut changed = self.inner.changed.subscribe();
         loop {
@@ -324,6 +319,7 @@ impl<J: Journal> RunQueue for LocalQueue<J> {
     }
 
     async fn heartbeat(&self, lease: &Lease, extend: Duration) -> Result<Heartbeat> {
+        super::check_lease(extend)?;
         self.apply(|s, now| s.heartbeat(lease, extend, now)).await
     }
 

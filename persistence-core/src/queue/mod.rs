@@ -239,6 +239,12 @@ impl NewJob {
                 self.id.len()
             )));
         }
+        if self.payload.len() > MAX_PAYLOAD_LEN {
+            return Err(Error::InvalidInput(format!(
+                "a job payload has at most {MAX_PAYLOAD_LEN} bytes (got {})",
+                self.payload.len()
+            )));
+        }
         if self.max_attempts == Some(0) {
             return Err(Error::InvalidInput(
                 "max_attempts must be at least 1".into(),
@@ -250,6 +256,9 @@ impl NewJob {
 
 /// The longest job id, in bytes.
 pub const MAX_ID_LEN: usize = 512;
+
+/// The largest job payload, in bytes (16 MiB: a run's input, not its data).
+pub const MAX_PAYLOAD_LEN: usize = 16 * 1024 * 1024;
 
 /// The largest `complete` result and `fail` error kept, in bytes.
 pub const MAX_RESULT_LEN: usize = 64 * 1024;
@@ -534,6 +543,27 @@ pub fn lease_lost(lease: &Lease, why: &str) -> Error {
         token: lease.token,
         reason: why.to_string(),
     }
+}
+
+/// Checks a claim's worker id and lease, and a heartbeat's extension: a
+/// lease of zero would expire as it is given.
+pub fn check_claim(worker: &str, lease: Duration) -> Result<()> {
+    if worker.is_empty() || worker.len() > MAX_ID_LEN {
+        return Err(Error::InvalidInput(format!(
+            "a worker id must have 1 to {MAX_ID_LEN} bytes"
+        )));
+    }
+    check_lease(lease)
+}
+
+/// Checks a lease length: at least 1 ms, at most a week.
+pub fn check_lease(lease: Duration) -> Result<()> {
+    if lease < Duration::from_millis(1) || lease > Duration::from_secs(7 * 24 * 3600) {
+        return Err(Error::InvalidInput(format!(
+            "a lease lasts 1 ms to 7 days (got {lease:?})"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a `complete` result or a `fail` error against [`MAX_RESULT_LEN`].
