@@ -91,6 +91,7 @@ macro_rules! __with_case_names {
             failed_write_changes_nothing: None,
             index_lookup_in_creation_order: None,
             lookup_values_are_lookup_then_read: None,
+            count_term_counts_live_documents_with_the_term: None,
             index_terms_replaced_by_write: None,
             index_terms_removed_with_document: None,
             index_duplicate_terms_are_one_entry: None,

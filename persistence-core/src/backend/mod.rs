@@ -119,6 +119,15 @@ pub trait Backend: Send + Sync + Debug + 'static {
         lookup_then_read(self, namespace, index, term, limit).await
     }
 
+    /// How many live documents carry `term` in `index`, without reading
+    /// them: by default the length of [`lookup`](Backend::lookup) (index
+    /// entries only on memory, redb and sled; one round trip on Redis,
+    /// where the script checks each member as a lookup does). O(hits),
+    /// never O(namespace).
+    async fn count_term(&self, namespace: &str, index: &str, term: &str) -> Result<u64> {
+        Ok(self.lookup(namespace, index, term).await?.len() as u64)
+    }
+
     /// One page of the namespace's live documents in `request.order`.
     /// Requires [`Capabilities::scan`] (and
     /// [`Capabilities::scan_by_creation`] for [`ScanOrder::Created`]).

@@ -139,6 +139,11 @@ pub trait Layer: Send + Sync + Debug + 'static {
             .await
     }
 
+    /// See [`Backend::count_term`]; forwards.
+    async fn count_term(&self, namespace: &str, index: &str, term: &str) -> Result<u64> {
+        self.inner().count_term(namespace, index, term).await
+    }
+
     /// See [`Backend::scan`]; forwards.
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
         self.inner().scan(namespace, request).await
@@ -306,6 +311,22 @@ impl<L: Layer> Backend for L {
         Self: 'f,
     {
         Layer::lookup_values(self, namespace, index, term, limit)
+    }
+
+    fn count_term<'a, 'b, 'c, 'd, 'f>(
+        &'a self,
+        namespace: &'b str,
+        index: &'c str,
+        term: &'d str,
+    ) -> Fut<'f, u64>
+    where
+        'a: 'f,
+        'b: 'f,
+        'c: 'f,
+        'd: 'f,
+        Self: 'f,
+    {
+        Layer::count_term(self, namespace, index, term)
     }
 
     fn scan<'a, 'b, 'f>(&'a self, namespace: &'b str, request: ScanRequest) -> Fut<'f, ScanPage>

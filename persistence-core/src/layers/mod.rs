@@ -275,6 +275,19 @@ impl<P: Policy> Layer for Layered<P> {
             .await
     }
 
+    async fn count_term(&self, namespace: &str, index: &str, term: &str) -> Result<u64> {
+        self.policy
+            .run(
+                Op::Lookup,
+                Target {
+                    namespace,
+                    key: term,
+                },
+                &|| self.inner.count_term(namespace, index, term),
+            )
+            .await
+    }
+
     async fn namespaces(&self) -> Result<Vec<String>> {
         self.policy
             .run(

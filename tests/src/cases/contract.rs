@@ -480,3 +480,56 @@ pub async fn value_shapes_round_trip(ctx: Ctx) {
     let got = stored(&ctx, "empty").await;
     assert!(got.value.is_empty());
 }
+
+pub async fn count_term_counts_live_documents_with_the_term(ctx: Ctx) {
+    use persistence_core::backend::IndexTerm;
+    let write = |v: &str, terms: &[&str]| DocumentWrite {
+        value: v.as_bytes().to_vec().into(),
+        index: terms.iter().map(|t| IndexTerm::new(IDX, *t)).collect(),
+        ttl: None,
+    };
+    for n in 0..9 {
+        let terms: &[&str] = if n % 3 == 0 {
+            &["red", "blue"]
+        } else {
+            &["red"]
+        };
+        ctx.backend
+            .insert(&ctx.ns, &format!("k{n}"), write("{}", terms))
+            .await
+            .unwrap();
+    }
+    let count = |term: &'static str| {
+        let ctx = ctx.clone();
+        async move { ctx.backend.count_term(&ctx.ns, IDX, term).await.unwrap() }
+    };
+    assert_eq!(count("red").await, 9);
+    assert_eq!(count("blue").await, 3);
+    assert_eq!(count("green").await, 0);
+    ctx.backend
+        .upsert(&ctx.ns, "k0", write("{}", &["green"]))
+        .await
+        .unwrap();
+    ctx.backend
+        .remove(&ctx.ns, "k1", Precondition::Present)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            count("red").await,
+            count("blue").await,
+            count("green").await
+        ),
+        (7, 2, 1)
+    );
+    for term in ["red", "blue", "green"] {
+        let hits = ctx.backend.lookup(&ctx.ns, IDX, term).await.unwrap();
+        assert_eq!(
+            hits.len() as u64,
+            count(term).await,
+            "count_term agrees with lookup for {term}"
+        );
+    }
+    let other = ctx.other_ns("other");
+    assert_eq!(ctx.backend.count_term(&other, IDX, "red").await.unwrap(), 0);
+}
