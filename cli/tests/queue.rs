@@ -129,3 +129,69 @@ fn a_sigkilled_workers_jobs_complete_on_another_worker() {
         }
     }
 }
+
+/// SIGTERM: the worker stops claiming, lets a running job finish within
+/// `--shutdown-secs` or releases it (attempt not counted), and exits 0
+/// with its report.
+#[test]
+fn sigterm_releases_what_cannot_finish_in_time_and_exits_cleanly() {
+    let server = RedisServer::start();
+    let env = [
+        ("TA_PERSISTENCE_BACKEND", "redis".to_string()),
+        ("TA_REDIS_HOST", "127.0.0.1".to_string()),
+        ("TA_REDIS_PORT", server.port().to_string()),
+        ("TA_PERSISTENCE_FALLBACK", "fail".to_string()),
+    ];
+    // a long run: 600 steps of 100 ms
+    json(&env, &["queue", "enqueue", "long-run", "{\"steps\": 600}"]);
+    let mut w = ta_persist(&env)
+        .args([
+            "--json",
+            "worker",
+            "--id",
+            "w-term",
+            "--step-ms",
+            "100",
+            "--shutdown-secs",
+            "0.5",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while json(&env, &["queue", "show", "long-run"])["state"] != "running" {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the worker never claimed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &w.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = w.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the worker did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut w.stdout.take().unwrap(), &mut out).unwrap();
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["released"], 1, "{report}");
+    let job = json(&env, &["queue", "show", "long-run"]);
+    assert_eq!(job["state"], "pending", "{job}");
+    assert_eq!(
+        job["attempts"], 0,
+        "a release does not count the attempt: {job}"
+    );
+}
