@@ -201,12 +201,18 @@ fn run_writer(test_name: &str, path: &Path, first: u64, pause: Duration) -> Vec<
         let lines = lines.clone();
         let stderr = child.stderr.take().expect("stderr");
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.starts_with("ack ") {
-                    lines.lock().unwrap().push(line);
-                } else {
-                    eprintln!("writer: {line}");
+            let mut reader = BufReader::new(stderr);
+            let mut line = String::new();
+            // only whole lines count: the kill can cut the last one short
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                match line.strip_suffix('\n') {
+                    Some(whole) if whole.starts_with("ack ") => {
+                        lines.lock().unwrap().push(whole.to_string())
+                    }
+                    Some(other) => eprintln!("writer: {other}"),
+                    None => {}
                 }
+                line.clear();
             }
         })
     };
@@ -239,13 +245,20 @@ fn run_writer(test_name: &str, path: &Path, first: u64, pause: Duration) -> Vec<
         .collect()
 }
 
+/// Writes one protocol line in one call (so a kill cuts it whole or not
+/// at all, as far as the kernel goes; the reader drops a cut line anyway).
+fn ack(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 /// Enqueues job N, and after every second one claims a job (2 s lease)
 /// and completes every other claim, forever.
 async fn write_until_killed(q: SharedQueue, first: u64) -> ! {
     for n in first.. {
         let id = format!("job-{n}");
         q.enqueue(NewJob::new(&id, format!("{n}"))).await.unwrap();
-        eprintln!("ack enqueue {id}");
+        ack(&format!("ack enqueue {id}\n"));
         if n % 2 == 1 {
             if let Some(l) = q
                 .claim("writer", Duration::from_secs(2), Duration::ZERO)
@@ -254,7 +267,7 @@ async fn write_until_killed(q: SharedQueue, first: u64) -> ! {
             {
                 if n % 4 == 1 {
                     q.complete(&l, None).await.unwrap();
-                    eprintln!("ack complete {}", l.id);
+                    ack(&format!("ack complete {}\n", l.id));
                 }
             }
         }
