@@ -333,10 +333,12 @@ async fn not_before(q: SharedQueue) {
 
 async fn heartbeat(q: SharedQueue) {
     q.enqueue(NewJob::new("beat", "")).await.unwrap();
-    let lease = must_claim(&q, "w1", ms(400)).await;
-    for _ in 0..6 {
-        tokio::time::sleep(ms(150)).await;
-        let hb = q.heartbeat(&lease, ms(400)).await.unwrap();
+    // a 1 s lease beaten every 200 ms for 1.4 s: a loaded machine may
+    // stall a beat by most of a second and the lease still holds
+    let lease = must_claim(&q, "w1", ms(1000)).await;
+    for _ in 0..7 {
+        tokio::time::sleep(ms(200)).await;
+        let hb = q.heartbeat(&lease, ms(1000)).await.unwrap();
         assert!(!hb.cancel_requested);
         assert!(hb.deadline_ms >= lease.deadline_ms);
         q.sweep_once().await.unwrap();
