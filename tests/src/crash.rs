@@ -15,10 +15,7 @@
 //! `begin OP N` before and `ack OP N` after each write.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use persistence_core::backend::{ScanOrder, ScanRequest};
@@ -72,46 +69,13 @@ type Op = (String, u64);
 
 /// Runs one writer until killed; returns the acknowledged ops and the one in flight.
 fn run_writer(test_name: &str, dir: &Path, first: u64, pause: Duration) -> (Vec<Op>, Option<Op>) {
-    let exe = std::env::current_exe().expect("the test binary");
-    let mut child = Command::new(exe)
-        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(WRITER_VARIABLE, format!("{first} {}", dir.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the writer");
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let lines = lines.clone();
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // the protocol, and anything else the child says, shown as is
-                if line.starts_with("begin ") || line.starts_with("ack ") {
-                    lines.lock().unwrap().push(line);
-                } else {
-                    eprintln!("writer: {line}");
-                }
-            }
-        })
-    };
-    // let it get going (the first ack), then wait the random pause
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !lines.lock().unwrap().iter().any(|l| l.starts_with("ack")) {
-        assert!(
-            Instant::now() < deadline,
-            "the writer acknowledged nothing in 10 s"
-        );
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the writer exited early with {status}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    std::thread::sleep(pause);
-    child.kill().expect("SIGKILL the writer");
-    child.wait().unwrap();
-    reader.join().unwrap();
-    let lines = lines.lock().unwrap();
+    let lines = crate::writer_process::run_until_killed(
+        test_name,
+        WRITER_VARIABLE,
+        &format!("{first} {}", dir.display()),
+        &["begin ", "ack "],
+        pause,
+    );
     let mut acked = Vec::new();
     let mut in_flight = None;
     for line in lines.iter() {
@@ -299,11 +263,7 @@ fn task(n: u64, request_ids: &[String]) -> AgentTask {
 }
 
 fn say(line: String) {
-    let mut out = std::io::stderr().lock();
-    // the parent reads these as the acknowledgement protocol
-    if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
-        std::process::exit(3);
-    }
+    crate::writer_process::say(&line);
 }
 
 /// The variable that turns the test process into the writer: `FIRST DB_DIR`.

@@ -32,6 +32,7 @@ mod stream_crash;
 mod streams;
 mod streams_model;
 mod streams_runner;
+mod writer_process;
 
 pub use crash::crash_test;
 pub use fixtures::{fixture_task, sample_task};

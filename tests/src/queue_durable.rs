@@ -3,11 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use persistence_core::queue::{FailOutcome, JobState, ListFilter, NewJob, SharedQueue};
 use persistence_core::ErrorKind;
@@ -188,50 +185,13 @@ where
 }
 
 fn run_writer(test_name: &str, path: &Path, first: u64, pause: Duration) -> Vec<(String, String)> {
-    let exe = std::env::current_exe().expect("the test binary");
-    let mut child = Command::new(exe)
-        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(WRITER_VARIABLE, format!("{first} {}", path.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the writer");
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let lines = lines.clone();
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut line = String::new();
-            // only whole lines count: the kill can cut the last one short
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                match line.strip_suffix('\n') {
-                    Some(whole) if whole.starts_with("ack ") => {
-                        lines.lock().unwrap().push(whole.to_string())
-                    }
-                    Some(other) => eprintln!("writer: {other}"),
-                    None => {}
-                }
-                line.clear();
-            }
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while lines.lock().unwrap().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the writer acknowledged nothing in 20 s"
-        );
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the writer exited early with {status}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    std::thread::sleep(pause);
-    child.kill().expect("SIGKILL the writer");
-    child.wait().unwrap();
-    reader.join().unwrap();
-    let lines = lines.lock().unwrap();
+    let lines = crate::writer_process::run_until_killed(
+        test_name,
+        WRITER_VARIABLE,
+        &format!("{first} {}", path.display()),
+        &["ack "],
+        pause,
+    );
     lines
         .iter()
         .map(|l| {
@@ -245,20 +205,13 @@ fn run_writer(test_name: &str, path: &Path, first: u64, pause: Duration) -> Vec<
         .collect()
 }
 
-/// Writes one protocol line in one call (so a kill cuts it whole or not
-/// at all, as far as the kernel goes; the reader drops a cut line anyway).
-fn ack(line: &str) {
-    use std::io::Write;
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
-}
-
 /// Enqueues job N, and after every second one claims a job (2 s lease)
 /// and completes every other claim, forever.
 async fn write_until_killed(q: SharedQueue, first: u64) -> ! {
     for n in first.. {
         let id = format!("job-{n}");
         q.enqueue(NewJob::new(&id, format!("{n}"))).await.unwrap();
-        ack(&format!("ack enqueue {id}\n"));
+        crate::writer_process::say(&format!("ack enqueue {id}"));
         if n % 2 == 1 {
             if let Some(l) = q
                 .claim("writer", Duration::from_secs(2), Duration::ZERO)
@@ -267,7 +220,7 @@ async fn write_until_killed(q: SharedQueue, first: u64) -> ! {
             {
                 if n % 4 == 1 {
                     q.complete(&l, None).await.unwrap();
-                    ack(&format!("ack complete {}\n", l.id));
+                    crate::writer_process::say(&format!("ack complete {}", l.id));
                 }
             }
         }
