@@ -1,7 +1,7 @@
 //! `export`, `import` and `migrate`: documents out of a backend as JSON
 //! lines, back in, or straight from one backend to another.
 
-use std::io::{BufReader, BufWriter, IsTerminal};
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -89,28 +89,20 @@ pub async fn export(
     let opened = factory.open(&settings).await?;
     let backend = opened.backend;
     let path = shown(&args.out);
-    let report = if path == "-" {
-        let mut out = BufWriter::new(std::io::stdout().lock());
-        persistence_transfer::export(
-            &*backend,
-            &args.namespaces,
-            &mut out,
-            "stdout",
-            progress("exported"),
-        )
-        .await?
+    let (mut out, name): (Box<dyn Write>, &str) = if path == "-" {
+        (Box::new(BufWriter::new(std::io::stdout().lock())), "stdout")
     } else {
         let file = std::fs::File::create(&args.out).map_err(|e| format!("{path}: {e}"))?;
-        let mut out = BufWriter::new(file);
-        persistence_transfer::export(
-            &*backend,
-            &args.namespaces,
-            &mut out,
-            &path,
-            progress("exported"),
-        )
-        .await?
+        (Box::new(BufWriter::new(file)), &path)
     };
+    let report = persistence_transfer::export(
+        &*backend,
+        &args.namespaces,
+        &mut out,
+        name,
+        progress("exported"),
+    )
+    .await?;
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
@@ -154,20 +146,14 @@ pub async fn import(
         Mode::Upsert => ImportMode::Upsert,
     };
     let path = shown(&args.input);
-    let report = if path == "-" {
-        let input = std::io::stdin().lock();
-        persistence_transfer::import(&*backend, input, "stdin", mode, progress("imported")).await?
+    let (input, name): (Box<dyn BufRead>, &str) = if path == "-" {
+        (Box::new(std::io::stdin().lock()), "stdin")
     } else {
         let file = std::fs::File::open(&args.input).map_err(|e| format!("{path}: {e}"))?;
-        persistence_transfer::import(
-            &*backend,
-            BufReader::new(file),
-            &path,
-            mode,
-            progress("imported"),
-        )
-        .await?
+        (Box::new(BufReader::new(file)), &path)
     };
+    let report =
+        persistence_transfer::import(&*backend, input, name, mode, progress("imported")).await?;
     if std::io::stderr().is_terminal() {
         eprintln!();
     }

@@ -210,10 +210,7 @@ impl Run<'_> {
                 };
                 let live = self.model.live(k, &lease.id);
                 let result: persistence_core::Result<Option<FailOutcome>> = match op {
-                    Op::Heartbeat { .. } => q.heartbeat(&lease, LONG).await.map(|hb| {
-                        let _ = hb;
-                        None
-                    }),
+                    Op::Heartbeat { .. } => q.heartbeat(&lease, LONG).await.map(|_| None),
                     Op::Complete { .. } => q.complete(&lease, None).await.map(|_| None),
                     Op::Fail { .. } => q.fail(&lease, "boom").await.map(Some),
                     _ => q.release(&lease).await.map(|_| None),

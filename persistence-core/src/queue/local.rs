@@ -124,17 +124,19 @@ struct Shared {
 impl MemoryQueue {
     /// An empty in-memory queue with these rules.
     pub fn new(options: QueueOptions) -> Self {
-        LocalQueue::with_state(
-            NoJournal,
-            options.clone(),
-            Arc::new(SystemClock),
-            QueueState::new(options),
-        )
+        Self::with_clock(options, Arc::new(SystemClock))
     }
 
     /// An empty in-memory queue reading time from `clock` (for tests and models).
     pub fn with_clock(options: QueueOptions, clock: Arc<dyn Clock>) -> Self {
-        LocalQueue::with_state(NoJournal, options.clone(), clock, QueueState::new(options))
+        let state = QueueState::new(options.clone());
+        LocalQueue::with_state(
+            Arc::new(NoJournal),
+            options,
+            clock,
+            state,
+            Duration::from_secs(10),
+        )
     }
 }
 
@@ -144,34 +146,28 @@ impl<J: Journal> LocalQueue<J> {
         let journal = Arc::new(journal);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let state = load(&journal, &options, clock.now_ms(), call_timeout).await?;
-        let mut queue = LocalQueue::with_state_arc(journal, options, clock, state);
-        Arc::get_mut(&mut queue.inner)
-            .expect("just made")
-            .call_timeout = call_timeout;
-        Ok(queue)
+        Ok(LocalQueue::with_state(
+            journal,
+            options,
+            clock,
+            state,
+            call_timeout,
+        ))
     }
 
     fn with_state(
-        journal: J,
-        options: QueueOptions,
-        clock: Arc<dyn Clock>,
-        state: QueueState,
-    ) -> Self {
-        Self::with_state_arc(Arc::new(journal), options, clock, state)
-    }
-
-    fn with_state_arc(
         journal: Arc<J>,
         options: QueueOptions,
         clock: Arc<dyn Clock>,
         state: QueueState,
+        call_timeout: Duration,
     ) -> Self {
         LocalQueue {
             inner: Arc::new(Inner {
                 journal,
                 options,
                 clock,
-                call_timeout: Duration::from_secs(10),
+                call_timeout,
                 state: tokio::sync::Mutex::new(Shared {
                     state,
                     stale: false,
