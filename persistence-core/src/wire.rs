@@ -113,6 +113,11 @@ impl<'a> Reader<'a> {
     pub fn malformed(&self, what: &str) -> Error {
         (self.malformed)(what)
     }
+    /// Whether every byte has been read (fields a later minor appends are
+    /// read only when bytes remain).
+    pub fn at_end(&self) -> bool {
+        self.at >= self.buf.len()
+    }
     fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
         let end = self
             .at

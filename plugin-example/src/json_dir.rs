@@ -161,6 +161,7 @@ impl JsonDirBackend {
         scan: true,
         scan_by_creation: true,
         count: true,
+        time_order: true,
         native_batch: false,
         atomic_index: true,
         durable: true,
@@ -361,6 +362,7 @@ impl Backend for JsonDirBackend {
     }
 
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        request.check(self.name(), &Self::CAPABILITIES)?;
         let limit = request.limit.max(1);
         let keys: Vec<String> = {
             let state = self.state.lock().expect("json-dir state lock");
@@ -384,23 +386,17 @@ impl Backend for JsonDirBackend {
                         .cloned()
                         .collect()
                 }
-                ScanOrder::Created => {
-                    let after = match &request.cursor {
-                        Some(c) => c.parse::<u64>().map_err(|_| {
-                            Error::InvalidInput(format!(
-                                "scan cursor {c:?} is not a creation cursor"
-                            ))
-                        })?,
-                        None => 0,
+                _ => {
+                    let span = request.stamp_span()?;
+                    if span.start >= span.end {
+                        return Ok(ScanPage::default());
+                    }
+                    let range = space.by_created.range(span).map(|(_, k)| k);
+                    let range: Box<dyn Iterator<Item = &String>> = match request.order {
+                        ScanOrder::NewestFirst => Box::new(range.rev()),
+                        _ => Box::new(range),
                     };
-                    space
-                        .by_created
-                        .range(after + 1..)
-                        .map(|(_, k)| k)
-                        .filter(|k| live(k))
-                        .take(limit + 1)
-                        .cloned()
-                        .collect()
+                    range.filter(|k| live(k)).take(limit + 1).cloned().collect()
                 }
             }
         };

@@ -116,6 +116,8 @@ macro_rules! __with_case_names {
             scan_pages_in_key_order: Scan,
             scan_continues_while_keys_are_deleted: Scan,
             scan_by_creation_order: ScanByCreation,
+            scan_newest_first: TimeOrder,
+            scan_creation_window: TimeOrder,
             count_tracks_writes_and_removes: Count,
             export_reads_every_document_with_its_terms: Export,
             namespaces_lists_what_holds_documents: Export,

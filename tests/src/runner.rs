@@ -20,6 +20,8 @@ pub enum Requirement {
     Scan,
     /// Needs [`Capabilities::scan_by_creation`].
     ScanByCreation,
+    /// Needs [`Capabilities::time_order`] (and scans).
+    TimeOrder,
     /// Needs [`Capabilities::count`] or [`Capabilities::scan`].
     Count,
     /// Needs [`Capabilities::export`] and [`Capabilities::scan`].
@@ -34,6 +36,7 @@ impl Requirement {
             Requirement::Ttl => caps.ttl,
             Requirement::Scan => caps.scan,
             Requirement::ScanByCreation => caps.scan && caps.scan_by_creation,
+            Requirement::TimeOrder => caps.scan && caps.time_order,
             Requirement::Count => caps.count || caps.scan,
             Requirement::Export => caps.export && caps.scan,
         }

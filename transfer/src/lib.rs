@@ -117,9 +117,8 @@ where
 {
     loop {
         let request = ScanRequest {
-            order,
             cursor: cursor.clone(),
-            limit: PAGE,
+            ..ScanRequest::first(order, PAGE)
         };
         let page = if terms {
             export_page(backend, namespace, request).await?

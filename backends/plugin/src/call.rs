@@ -390,6 +390,9 @@ impl Backend for PluginBackend {
     }
 
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        // what the plugin did not declare never crosses (a 1.0 plugin
+        // would not know the request)
+        request.check(self.name(), &self.capabilities())?;
         match self
             .call(Request::Scan {
                 ns: namespace.into(),

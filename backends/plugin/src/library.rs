@@ -225,7 +225,10 @@ impl PluginLibrary {
             let info = unsafe { *descriptor.backends.add(i) };
             // SAFETY: as above
             let backend = unsafe { text(path, info.name, "backend name")? };
-            backends.push((backend, capabilities_from_bits(info.capabilities)));
+            let mut caps = capabilities_from_bits(info.capabilities);
+            // bits a plugin built before ABI 1.1 cannot mean
+            caps.time_order &= descriptor.abi_minor >= 1;
+            backends.push((backend, caps));
         }
         let lib = Arc::new(PluginLibrary {
             descriptor,

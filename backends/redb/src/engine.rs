@@ -178,31 +178,40 @@ impl<T: ReadableTable<Data<'static>, Data<'static>>> Reader<'_, T> {
                     Ok(true)
                 })?;
             }
-            ScanOrder::Created => {
-                let after = match &request.cursor {
-                    Some(c) => c.parse::<u64>().map_err(|_| {
-                        Error::InvalidInput(format!("scan cursor {c:?} is not a creation cursor"))
-                    })?,
-                    None => 0,
+            ScanOrder::Created | ScanOrder::NewestFirst => {
+                let span = request.stamp_span()?;
+                if span.start >= span.end {
+                    return Ok(ScanPage::default());
+                }
+                let (start, end) = (
+                    layout::created_key(ns, span.start),
+                    layout::created_key(ns, span.end),
+                );
+                let range = self
+                    .table
+                    .range::<&[u8]>(&start[..]..&end[..])
+                    .map_err(|e| storage("scan", e))?;
+                let range: Box<dyn Iterator<Item = _>> = match request.order {
+                    ScanOrder::NewestFirst => Box::new(range.rev()),
+                    _ => Box::new(range),
                 };
-                let prefix = layout::ns_prefix(layout::CREATED, ns);
-                let start = layout::created_key(ns, after);
-                self.prefixed("scan", &prefix, Bound::Excluded(&start), |_, v| {
+                for entry in range {
+                    let (_, v) = entry.map_err(|e| storage("scan", e))?;
+                    let v = v.value();
                     let (expires, key) = layout::parse_pointer(v)
                         .ok_or_else(|| corrupted(ns, "created entry", "damaged".into(), v.len()))?;
                     if !layout::live(expires, self.now) {
-                        return Ok(true);
+                        continue;
                     }
                     let Some(doc) = self.get(ns, key)? else {
-                        return Ok(true);
+                        continue;
                     };
                     if entries.len() == limit {
                         more = true;
-                        return Ok(false);
+                        break;
                     }
                     entries.push((key.to_string(), doc));
-                    Ok(true)
-                })?;
+                }
             }
         }
         Ok(ScanPage::after_last(entries, request.order, more))

@@ -380,6 +380,7 @@ impl Backend for RedbBackend {
             scan: true,
             scan_by_creation: true,
             count: false,
+            time_order: true,
             native_batch: true,
             atomic_index: true,
             durable: true,
@@ -432,6 +433,7 @@ impl Backend for RedbBackend {
     }
 
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        request.check(self.name(), &self.capabilities())?;
         let ns = namespace.to_string();
         self.read("scan", move |r| r.scan(&ns, request)).await
     }

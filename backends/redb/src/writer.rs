@@ -227,7 +227,10 @@ impl WriterThread {
             redb::Durability::None
         })
         .map_err(|e| storage("set durability", e))?;
-        let mut next_id = self.next_id;
+        // versions and creation stamps are Unix microseconds, unique and
+        // increasing (the stored counter holds the next one)
+        let first_id = persistence_core::backend::next_stamp(self.next_id.saturating_sub(1));
+        let mut next_id = first_id;
         let mut answers = Vec::with_capacity(group.len());
         let mut wrote_expiry = false;
         {
@@ -290,7 +293,7 @@ impl WriterThread {
                     .store(reader.has_expiry()?, Ordering::Relaxed);
             }
         }
-        if next_id != self.next_id {
+        if next_id != first_id {
             let mut meta = txn
                 .open_table(engine::META)
                 .map_err(|e| storage("open table", e))?;

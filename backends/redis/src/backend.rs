@@ -79,38 +79,49 @@ impl RedisBackend {
         Ok(hits)
     }
 
-    /// Up to `n` `(key, created)` after the creation cursor `{created}:{key}`.
-    /// Stamps can tie on a cluster (they come from each node's clock), so
-    /// the cursor names the key too and ties resume in member order.
-    async fn created_after(
+    /// Up to `n` `(key, created)` after the creation cursor `{created}:{key}`,
+    /// in `order` (a creation order), inside `window`. Stamps can tie on a
+    /// cluster (they come from each node's clock), so the cursor names the
+    /// key too and ties resume in member order.
+    async fn created_page(
         &self,
         ns: &str,
-        cursor: Option<&str>,
+        request: &ScanRequest,
         n: usize,
     ) -> Result<Vec<(String, u64)>> {
-        let after: Option<(u64, String)> = match cursor {
+        let after: Option<(u64, String)> = match &request.cursor {
             None => None,
             Some(c) => {
-                let (score, key) = c.split_once(':').ok_or_else(|| {
-                    Error::InvalidInput(format!("scan cursor {c:?} is not a creation cursor"))
-                })?;
-                let score = score.parse().map_err(|_| {
-                    Error::InvalidInput(format!("scan cursor {c:?} is not a creation cursor"))
-                })?;
-                Some((score, key.to_string()))
+                let bad =
+                    || Error::InvalidInput(format!("scan cursor {c:?} is not a creation cursor"));
+                let (score, key) = c.split_once(':').ok_or_else(bad)?;
+                Some((score.parse().map_err(|_| bad())?, key.to_string()))
             }
         };
-        let start = after
-            .as_ref()
-            .map_or("-inf".to_string(), |(s, _)| s.to_string());
+        let window = request.created.clone().unwrap_or(0..u64::MAX);
+        if window.start >= window.end {
+            return Ok(Vec::new());
+        }
+        let newest_first = request.order == ScanOrder::NewestFirst;
+        let end = if window.end == u64::MAX {
+            "+inf".to_string()
+        } else {
+            format!("({}", window.end)
+        };
+        let (command, from, to) = match (newest_first, &after) {
+            (false, None) => ("ZRANGEBYSCORE", window.start.to_string(), end),
+            (false, Some((s, _))) => ("ZRANGEBYSCORE", window.start.max(*s).to_string(), end),
+            (true, None) => ("ZREVRANGEBYSCORE", end, window.start.to_string()),
+            (true, Some((s, _))) => ("ZREVRANGEBYSCORE", s.to_string(), window.start.to_string()),
+        };
         let mut con = self.con.clone();
         let mut out = Vec::with_capacity(n);
         let mut offset = 0;
         loop {
-            let batch: Vec<(String, u64)> = redis::cmd("ZRANGEBYSCORE")
+            let batch: Vec<(String, u64)> = redis::cmd(command)
                 .arg(self.layout.by_created(ns))
-                .arg(&start)
-                .arg("+inf")
+                .arg(&from)
+                .arg(&to)
                 .arg("WITHSCORES")
                 .arg("LIMIT")
                 .arg(offset)
@@ -120,9 +131,13 @@ impl RedisBackend {
                 .map_err(|e| self.error("scan", e))?;
             let fetched = batch.len();
             for (k, s) in batch {
-                let done = after
-                    .as_ref()
-                    .is_some_and(|(as_, ak)| s < *as_ || s == *as_ && k <= *ak);
+                let done = after.as_ref().is_some_and(|(as_, ak)| {
+                    if newest_first {
+                        s > *as_ || s == *as_ && k >= *ak
+                    } else {
+                        s < *as_ || s == *as_ && k <= *ak
+                    }
+                });
                 if !done && out.len() < n {
                     out.push((k, s));
                 }
@@ -303,6 +318,7 @@ impl Backend for RedisBackend {
             scan: true,
             scan_by_creation: true,
             count: false,
+            time_order: true,
             native_batch: !self.is_cluster(),
             atomic_index: !self.is_cluster(),
             durable: true,
@@ -468,6 +484,7 @@ impl Backend for RedisBackend {
     }
 
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        request.check(self.name(), &self.capabilities())?;
         let limit = request.limit.max(1);
         let mut con = self.con.clone();
         let candidates: Vec<(String, u64)> = match request.order {
@@ -489,16 +506,17 @@ impl Backend for RedisBackend {
                     .map_err(|e| self.error("scan", e))?;
                 keys.into_iter().map(|k| (k, 0)).collect()
             }
-            ScanOrder::Created => {
-                self.created_after(namespace, request.cursor.as_deref(), limit + 1)
-                    .await?
+            ScanOrder::Created | ScanOrder::NewestFirst => {
+                self.created_page(namespace, &request, limit + 1).await?
             }
         };
         let more = candidates.len() > limit;
         let page: Vec<(String, u64)> = candidates.into_iter().take(limit).collect();
         let cursor = more.then(|| match request.order {
             ScanOrder::Key => page.last().map(|(k, _)| k.clone()),
-            ScanOrder::Created => page.last().map(|(k, c)| format!("{c}:{k}")),
+            ScanOrder::Created | ScanOrder::NewestFirst => {
+                page.last().map(|(k, c)| format!("{c}:{k}"))
+            }
         });
         let keys: Vec<String> = page.into_iter().map(|(k, _)| k).collect();
         let docs = self.get_many(namespace, &keys).await;

@@ -42,8 +42,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use persistence_core::backend::{
-    Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, IndexTerm, Precondition,
-    ScanOrder, ScanPage, ScanRequest, Stats, Version,
+    next_stamp, Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, IndexTerm,
+    Precondition, ScanOrder, ScanPage, ScanRequest, Stats, Version,
 };
 use persistence_core::{Error, Result};
 
@@ -126,7 +126,19 @@ struct Engine {
     /// Whether expiry entries may exist, so that databases without TTLs
     /// skip the purge step entirely.
     has_expiry: AtomicBool,
+    /// The last version / creation stamp handed out (Unix microseconds).
+    last_stamp: AtomicU64,
+    /// Stamps below this were possibly handed out before: it is stored
+    /// (`STAMP_FLOOR`) ahead of the stamps, so that a clock set back across
+    /// a restart cannot hand one out twice.
+    stamp_floor: parking_lot::Mutex<u64>,
 }
+
+/// Key in sled's default tree of the stamp floor.
+const STAMP_FLOOR: &[u8] = b"stamp_floor";
+/// How far ahead of the stamps the floor is stored (60 s): one small
+/// write per minute of writes.
+const FLOOR_AHEAD: u64 = 60_000_000;
 
 impl SledBackend {
     /// Opens (or creates) the database at `options.path`.
@@ -140,7 +152,25 @@ impl SledBackend {
             .open_tree("persistence")
             .map_err(|e| open::error(&options.path, e))?;
         let has_expiry = tree.scan_prefix([layout::EXPIRY]).next().is_some();
+        let floor = match db.get(STAMP_FLOOR) {
+            Ok(Some(b)) => <[u8; 8]>::try_from(&b[..])
+                .map(u64::from_be_bytes)
+                .map_err(|_| Error::Corrupted {
+                    namespace: String::new(),
+                    key: options.path.display().to_string(),
+                    reason: format!("sled stamp floor of {} bytes", b.len()),
+                    len: b.len(),
+                })?,
+            Ok(None) => 0,
+            Err(e) => return Err(open::error(&options.path, e)),
+        };
+        // databases written before stamps were times hold ids from sled's counter
+        let counter = db
+            .generate_id()
+            .map_err(|e| open::error(&options.path, e))?;
         let engine = Engine {
+            last_stamp: AtomicU64::new(floor.max(counter + 1)),
+            stamp_floor: parking_lot::Mutex::new(floor),
             tree,
             key_locks: (0..KEY_LOCKS).map(|_| Mutex::new(())).collect(),
             path: options.path.clone(),
@@ -238,12 +268,32 @@ impl Engine {
         }
     }
 
+    /// A new version / creation stamp: Unix microseconds, unique and
+    /// increasing ([`next_stamp`]), never 0 (which means "never" in expiry
+    /// fields).
     fn next_id(&self) -> Result<u64> {
-        // +1: 0 means "never" in expiry fields
-        self.db
-            .generate_id()
-            .map(|id| id + 1)
-            .map_err(|e| self.io_error("generate_id", e))
+        let mut last = self.last_stamp.load(Ordering::Relaxed);
+        let id = loop {
+            let next = next_stamp(last);
+            match self.last_stamp.compare_exchange_weak(
+                last,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break next,
+                Err(seen) => last = seen,
+            }
+        };
+        let mut floor = self.stamp_floor.lock();
+        if id >= *floor {
+            let ahead = id.saturating_add(FLOOR_AHEAD);
+            self.db
+                .insert(STAMP_FLOOR, &ahead.to_be_bytes())
+                .map_err(|e| self.io_error("store stamp floor", e))?;
+            *floor = ahead;
+        }
+        Ok(id)
     }
 
     /// The writer lock of `(ns, key)`.
@@ -460,6 +510,7 @@ impl Engine {
     }
 
     fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        request.check("sled", &CAPABILITIES)?;
         let now = now_ms();
         let limit = request.limit.max(1);
         let mut entries = Vec::new();
@@ -489,20 +540,21 @@ impl Engine {
                     entries.push((key, rec.document()));
                 }
             }
-            ScanOrder::Created => {
-                let after = match &request.cursor {
-                    Some(c) => c.parse::<u64>().map_err(|_| {
-                        Error::InvalidInput(format!("scan cursor {c:?} is not a creation cursor"))
-                    })?,
-                    None => 0,
+            ScanOrder::Created | ScanOrder::NewestFirst => {
+                let span = request.stamp_span()?;
+                if span.start >= span.end {
+                    return Ok(ScanPage::default());
+                }
+                let range = self.tree.range(
+                    layout::created_key(namespace, span.start)
+                        ..layout::created_key(namespace, span.end),
+                );
+                let range: Box<dyn Iterator<Item = _>> = match request.order {
+                    ScanOrder::NewestFirst => Box::new(range.rev()),
+                    _ => Box::new(range),
                 };
-                let prefix = layout::ns_prefix(layout::CREATED, namespace);
-                let start = layout::created_key(namespace, after);
-                for entry in self.tree.range((Bound::Excluded(start), Bound::Unbounded)) {
-                    let (k, v) = entry.map_err(|e| self.io_error("scan", e))?;
-                    if !k.starts_with(&prefix) {
-                        break;
-                    }
+                for entry in range {
+                    let (_, v) = entry.map_err(|e| self.io_error("scan", e))?;
                     let Some((expires, key)) = layout::parse_pointer(&v) else {
                         return Err(Self::corrupted(
                             namespace,
@@ -601,6 +653,19 @@ impl Engine {
     }
 }
 
+/// What the sled backend declares.
+const CAPABILITIES: Capabilities = Capabilities {
+    ttl: true,
+    scan: true,
+    scan_by_creation: true,
+    count: false,
+    time_order: true,
+    native_batch: false,
+    atomic_index: true,
+    durable: true,
+    export: true,
+};
+
 #[async_trait]
 impl Backend for SledBackend {
     fn name(&self) -> &str {
@@ -608,16 +673,7 @@ impl Backend for SledBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            ttl: true,
-            scan: true,
-            scan_by_creation: true,
-            count: false,
-            native_batch: false,
-            atomic_index: true,
-            durable: true,
-            export: true,
-        }
+        CAPABILITIES
     }
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {

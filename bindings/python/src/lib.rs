@@ -593,7 +593,7 @@ impl Documents {
 
     /// One page of `ns`: `(entries, cursor)`, entries as `(key, document
     /// dict)`; pass the cursor back for the next page (`None`: done).
-    /// `order` is `"key"` or `"created"`.
+    /// `order` is `"key"`, `"created"` (oldest first) or `"newest"` (newest first).
     #[pyo3(signature = (ns, limit=100, cursor=None, order="key"))]
     fn scan_sync(
         &self,
@@ -642,18 +642,18 @@ fn scan_request(limit: usize, cursor: Option<String>, order: &str) -> PyResult<S
     let order = match order {
         "key" => ScanOrder::Key,
         "created" => ScanOrder::Created,
+        "newest" => ScanOrder::NewestFirst,
         other => {
             return Err(exception(
                 ErrorKind::InvalidInput,
                 None,
-                format!("order {other:?}: expected \"key\" or \"created\""),
+                format!("order {other:?}: expected \"key\", \"created\" or \"newest\""),
             ))
         }
     };
     Ok(ScanRequest {
-        order,
         cursor,
-        limit: limit.max(1),
+        ..ScanRequest::first(order, limit.max(1))
     })
 }
 

@@ -1,7 +1,8 @@
 //! The values that cross the [`Backend`](super::Backend) contract.
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::ops::Range;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -179,6 +180,16 @@ pub enum ScanOrder {
     /// By creation stamp, oldest first (ties by key): what retention
     /// ("keep the newest N") and time-ordered listings need.
     Created,
+    /// By creation stamp, newest first (ties by key, descending): "the
+    /// newest N". Requires [`Capabilities::time_order`].
+    NewestFirst,
+}
+
+impl ScanOrder {
+    /// Whether this order follows creation stamps (both directions).
+    pub fn by_creation(self) -> bool {
+        !matches!(self, ScanOrder::Key)
+    }
 }
 
 /// One page request of a scan.
@@ -190,6 +201,11 @@ pub struct ScanRequest {
     pub cursor: Option<String>,
     /// Most entries to return (at least one is asked for even when 0).
     pub limit: usize,
+    /// Only documents whose creation stamp `c` has `start <= c < end`
+    /// (Unix microseconds, see [`Capabilities::time_order`]): everything
+    /// created in a time window. Only with a creation order; requires
+    /// [`Capabilities::time_order`].
+    pub created: Option<Range<u64>>,
 }
 
 impl ScanRequest {
@@ -199,8 +215,88 @@ impl ScanRequest {
             order,
             cursor: None,
             limit,
+            created: None,
         }
     }
+
+    /// The same request, limited to documents created in `[from, to)`.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use persistence_core::backend::{ScanOrder, ScanRequest};
+    /// let now = SystemTime::now();
+    /// let last_day = ScanRequest::first(ScanOrder::NewestFirst, 100)
+    ///     .created_between(now - Duration::from_secs(86_400), now);
+    /// assert!(last_day.created.is_some());
+    /// ```
+    pub fn created_between(self, from: SystemTime, to: SystemTime) -> Self {
+        ScanRequest {
+            created: Some(stamp_of(from)..stamp_of(to)),
+            ..self
+        }
+    }
+
+    /// The creation stamps the page asked for may hold, for a creation
+    /// order: the window narrowed by the cursor (the stamp of the previous
+    /// page's last entry, for engines whose stamps are unique). Fails with
+    /// `InvalidInput` on a cursor that is not a stamp.
+    pub fn stamp_span(&self) -> crate::Result<Range<u64>> {
+        let window = self.created.clone().unwrap_or(0..u64::MAX);
+        let Some(cursor) = &self.cursor else {
+            return Ok(window);
+        };
+        let after: u64 = cursor.parse().map_err(|_| {
+            crate::Error::InvalidInput(format!("scan cursor {cursor:?} is not a creation cursor"))
+        })?;
+        Ok(match self.order {
+            ScanOrder::NewestFirst => window.start..window.end.min(after),
+            _ => window.start.max(after.saturating_add(1))..window.end,
+        })
+    }
+
+    /// Checks the request against what a backend named `backend`
+    /// declares, before it runs: `Unsupported` for an order or window
+    /// `caps` lacks, `InvalidInput` for a window on a key-ordered scan.
+    pub fn check(&self, backend: &str, caps: &Capabilities) -> crate::Result<()> {
+        let missing = match self.order {
+            ScanOrder::Key if self.created.is_some() => {
+                return Err(crate::Error::InvalidInput(
+                    "a creation window needs a creation-ordered scan".into(),
+                ))
+            }
+            _ if !caps.scan => Some("scan"),
+            ScanOrder::Created if !caps.scan_by_creation => Some("creation-ordered scan"),
+            ScanOrder::NewestFirst if !caps.time_order => Some("newest-first scan"),
+            _ if self.created.is_some() && !caps.time_order => Some("creation-window scan"),
+            _ => None,
+        };
+        match missing {
+            Some(capability) => Err(crate::Error::Unsupported {
+                backend: backend.to_string(),
+                capability: capability.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A time as a creation stamp: Unix microseconds (0 before 1970).
+pub fn stamp_of(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// A creation stamp as a time, on backends with [`Capabilities::time_order`].
+pub fn time_of(stamp: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(stamp)
+}
+
+/// The next stamp after `last`: now in Unix microseconds, or `last + 1`
+/// when the clock has not moved past it (so stamps stay unique and never
+/// go back when the clock does). What the built-in engines draw their
+/// versions and creation stamps from.
+pub fn next_stamp(last: u64) -> u64 {
+    stamp_of(SystemTime::now()).max(last.saturating_add(1))
 }
 
 /// A page of scan results.
@@ -225,7 +321,7 @@ impl ScanPage {
         let cursor = if more {
             entries.last().map(|(key, doc)| match order {
                 ScanOrder::Key => key.clone(),
-                ScanOrder::Created => doc.created.to_string(),
+                ScanOrder::Created | ScanOrder::NewestFirst => doc.created.to_string(),
             })
         } else {
             None
@@ -247,6 +343,11 @@ pub struct Capabilities {
     pub scan_by_creation: bool,
     /// [`count`](super::Backend::count) without a full scan.
     pub count: bool,
+    /// Creation stamps are Unix microseconds at insert (unique and
+    /// increasing within a namespace, so [`time_of`] reads them as insert
+    /// times), and scans go newest-first ([`ScanOrder::NewestFirst`]) and
+    /// take a creation window ([`ScanRequest::created`]).
+    pub time_order: bool,
     /// Batches travel in one round trip instead of one call per key.
     pub native_batch: bool,
     /// Index terms change in the same atomic step as the document. When

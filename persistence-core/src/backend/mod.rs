@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use document::{
-    Capabilities, Document, DocumentWrite, Health, HealthStatus, IndexTerm, Precondition, Put,
-    Remove, ScanOrder, ScanPage, ScanRequest, Version,
+    next_stamp, stamp_of, time_of, Capabilities, Document, DocumentWrite, Health, HealthStatus,
+    IndexTerm, Precondition, Put, Remove, ScanOrder, ScanPage, ScanRequest, Version,
 };
 pub use stats::{OperationStats, Stats};
 

@@ -1,6 +1,7 @@
 //! The in-memory backend: the default, and the fallback when a configured
 //! backend cannot start. Nothing survives the process.
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,10 +12,10 @@ use async_trait::async_trait;
 use parking_lot::RwLock;
 
 use crate::backend::{
-    Backend, Capabilities, Document, DocumentWrite, Health, IndexTerm, Precondition, ScanOrder,
-    ScanPage, ScanRequest, Version,
+    next_stamp, Backend, Capabilities, Document, DocumentWrite, Health, IndexTerm, Precondition,
+    ScanOrder, ScanPage, ScanRequest, Version,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 mod shard;
 
@@ -44,7 +45,17 @@ impl MemoryBackend {
     }
 
     fn tick(&self) -> u64 {
-        self.clock.fetch_add(1, Ordering::Relaxed) + 1
+        let mut last = self.clock.load(Ordering::Relaxed);
+        loop {
+            let next = next_stamp(last);
+            match self
+                .clock
+                .compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
     }
 
     /// Frees every expired document now, in every namespace, and returns
@@ -109,6 +120,7 @@ impl Backend for MemoryBackend {
             scan: true,
             scan_by_creation: true,
             count: true,
+            time_order: true,
             native_batch: false,
             atomic_index: true,
             durable: false,
@@ -226,12 +238,14 @@ impl Backend for MemoryBackend {
     }
 
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
+        request.check(self.name(), &self.capabilities())?;
         let now = SystemTime::now();
         let limit = request.limit.max(1);
-        let after_created = match (&request.order, &request.cursor) {
-            (ScanOrder::Created, Some(c)) => Some(decode_created_cursor(c)?),
-            _ => None,
+        let span = match request.order {
+            ScanOrder::Key => 0..0,
+            _ => request.stamp_span()?,
         };
+        let (from, to) = (span.start, span.end);
         // Each shard's first `limit + 1` live entries after the cursor hold
         // the namespace's first `limit + 1`.
         let mut entries: Vec<(Arc<str>, Document)> = Vec::new();
@@ -249,9 +263,13 @@ impl Backend for MemoryBackend {
                     let range = s.by_key.range::<str, _>((start, Bound::Unbounded));
                     entries.extend(range.filter_map(&mut take).take(limit + 1));
                 }
+                _ if from >= to => {}
                 ScanOrder::Created => {
-                    let start = after_created.map_or(Bound::Unbounded, Bound::Excluded);
-                    let range = s.by_created.range((start, Bound::Unbounded));
+                    let range = s.by_created.range(from..to);
+                    entries.extend(range.filter_map(|(_, k)| take(k)).take(limit + 1));
+                }
+                ScanOrder::NewestFirst => {
+                    let range = s.by_created.range(from..to).rev();
                     entries.extend(range.filter_map(|(_, k)| take(k)).take(limit + 1));
                 }
             }
@@ -259,6 +277,7 @@ impl Backend for MemoryBackend {
         match request.order {
             ScanOrder::Key => entries.sort_unstable_by(|a, b| a.0.cmp(&b.0)),
             ScanOrder::Created => entries.sort_unstable_by_key(|(_, d)| d.created),
+            ScanOrder::NewestFirst => entries.sort_unstable_by_key(|(_, d)| Reverse(d.created)),
         }
         let more = entries.len() > limit;
         entries.truncate(limit);
@@ -293,13 +312,6 @@ impl Backend for MemoryBackend {
         health.details.insert("documents".into(), docs.to_string());
         health
     }
-}
-
-/// Creation cursors are the stamp of the previous page's last entry.
-fn decode_created_cursor(cursor: &str) -> Result<u64> {
-    cursor.parse().map_err(|_| {
-        Error::InvalidInput(format!("scan cursor {cursor:?} is not a creation cursor"))
-    })
 }
 
 #[cfg(test)]

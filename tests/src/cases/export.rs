@@ -45,9 +45,8 @@ pub async fn export_reads_every_document_with_its_terms(ctx: Ctx) {
     let mut pages = 0;
     loop {
         let request = ScanRequest {
-            order: ScanOrder::Key,
             cursor,
-            limit: 5,
+            ..ScanRequest::first(ScanOrder::Key, 5)
         };
         let page = export_page(&*ctx.backend, &ctx.ns, request).await.unwrap();
         assert!(page.entries.len() <= 5);

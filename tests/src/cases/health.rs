@@ -44,6 +44,23 @@ pub async fn capabilities_are_honoured(ctx: Ctx) {
     } else {
         assert_eq!(kind(r), ErrorKind::Unsupported);
     }
+    let newest = ScanRequest::first(ScanOrder::NewestFirst, 10);
+    let windowed = ScanRequest {
+        created: Some(0..u64::MAX),
+        ..ScanRequest::first(ScanOrder::Created, 10)
+    };
+    for request in [newest, windowed] {
+        let r = b.scan(&ctx.ns, request.clone()).await;
+        if ctx.caps.time_order {
+            r.expect("a backend declaring time_order must scan newest first and by window");
+        } else {
+            assert_eq!(
+                kind(r),
+                ErrorKind::Unsupported,
+                "{request:?} must be refused"
+            );
+        }
+    }
     let r = b.count(&ctx.ns).await;
     if ctx.caps.count || ctx.caps.scan {
         r.expect("count must work with count or scan");

@@ -1,9 +1,15 @@
 //! Scans and counts: pages in key and creation order.
 
 use super::prelude::*;
+use persistence_core::backend::stamp_of;
 
 async fn scan_all(ctx: &Ctx, order: ScanOrder, limit: usize) -> Vec<String> {
-    let mut request = ScanRequest::first(order, limit);
+    scan_request(ctx, ScanRequest::first(order, limit)).await
+}
+
+/// Every key `request` and the pages after it return.
+async fn scan_request(ctx: &Ctx, mut request: ScanRequest) -> Vec<String> {
+    let limit = request.limit;
     let mut keys = Vec::new();
     loop {
         let page = ctx.backend.scan(&ctx.ns, request.clone()).await.unwrap();
@@ -104,6 +110,115 @@ pub async fn scan_by_creation_order(ctx: Ctx) {
         .unwrap();
     let newest_two: Vec<String> = scan_all(&ctx, ScanOrder::Created, 3).await.split_off(4);
     assert_eq!(newest_two, ["c", "y"]);
+}
+
+pub async fn scan_newest_first(ctx: Ctx) {
+    let keys = ["m", "b", "z", "a", "k", "c", "y"];
+    for k in keys {
+        ctx.backend.insert(&ctx.ns, k, doc(k)).await.unwrap();
+    }
+    ctx.backend
+        .replace(&ctx.ns, "m", doc("m2"), None)
+        .await
+        .unwrap();
+    ctx.backend
+        .insert(&ctx.other_ns("neighbour"), "x", doc("x"))
+        .await
+        .unwrap();
+    let mut newest: Vec<String> = keys.iter().rev().map(|k| k.to_string()).collect();
+    for limit in [1, 2, 3, 1000] {
+        assert_eq!(
+            scan_all(&ctx, ScanOrder::NewestFirst, limit).await,
+            newest,
+            "newest first (pages of {limit}), a replace keeps its place"
+        );
+    }
+    let page = ctx
+        .backend
+        .scan(&ctx.ns, ScanRequest::first(ScanOrder::NewestFirst, 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        &page.entries[0].1.value[..],
+        b"y",
+        "documents come with their keys"
+    );
+    // removing the page's last key does not break the next page
+    ctx.backend
+        .remove(&ctx.ns, &page.entries[1].0, Precondition::Present)
+        .await
+        .unwrap();
+    let rest = scan_request(
+        &ctx,
+        ScanRequest {
+            cursor: page.cursor.clone(),
+            ..ScanRequest::first(ScanOrder::NewestFirst, 2)
+        },
+    )
+    .await;
+    newest.drain(..2);
+    assert_eq!(rest, newest);
+}
+
+pub async fn scan_creation_window(ctx: Ctx) {
+    let before = SystemTime::now();
+    for k in ["a", "b", "c", "d", "e"] {
+        ctx.backend.insert(&ctx.ns, k, doc(k)).await.unwrap();
+    }
+    let after = SystemTime::now();
+    let mut stamps = Vec::new();
+    for k in ["a", "b", "c", "d", "e"] {
+        stamps.push(ctx.backend.get(&ctx.ns, k).await.unwrap().unwrap().created);
+    }
+    assert!(
+        stamps.windows(2).all(|w| w[0] < w[1]),
+        "creation stamps must increase: {stamps:?}"
+    );
+    // stamps are Unix microseconds (a server clock may be a little off ours)
+    let slack = Duration::from_secs(5);
+    let (low, high) = (stamp_of(before - slack), stamp_of(after + slack));
+    assert!(
+        stamps.iter().all(|s| (low..high).contains(s)),
+        "creation stamps {stamps:?} are not the insert times ({low}..{high} µs)"
+    );
+    let window = |from: usize, to: Option<usize>, order| ScanRequest {
+        created: Some(stamps[from]..to.map_or(u64::MAX, |t| stamps[t])),
+        ..ScanRequest::first(order, 1)
+    };
+    assert_eq!(
+        scan_request(&ctx, window(1, Some(4), ScanOrder::Created)).await,
+        ["b", "c", "d"]
+    );
+    assert_eq!(
+        scan_request(&ctx, window(1, Some(4), ScanOrder::NewestFirst)).await,
+        ["d", "c", "b"]
+    );
+    assert_eq!(
+        scan_request(&ctx, window(3, None, ScanOrder::NewestFirst)).await,
+        ["e", "d"]
+    );
+    assert!(scan_request(&ctx, window(2, Some(2), ScanOrder::Created))
+        .await
+        .is_empty());
+    // a window in wall-clock terms holds them all
+    let day = ScanRequest::first(ScanOrder::NewestFirst, 10)
+        .created_between(before - slack, after + slack);
+    assert_eq!(scan_request(&ctx, day).await, ["e", "d", "c", "b", "a"]);
+    let r = ctx
+        .backend
+        .scan(
+            &ctx.ns,
+            ScanRequest {
+                created: Some(0..u64::MAX),
+                ..ScanRequest::first(ScanOrder::Key, 10)
+            },
+        )
+        .await;
+    assert_eq!(
+        kind(r),
+        ErrorKind::InvalidInput,
+        "a window needs a creation order"
+    );
 }
 
 pub async fn count_tracks_writes_and_removes(ctx: Ctx) {

@@ -4,8 +4,11 @@ use std::ffi::c_void;
 
 /// Major version: a host loads only plugins with the same major.
 pub const ABI_MAJOR: u32 = 1;
-/// Minor version: later minors only append fields to [`PluginDescriptor`].
-pub const ABI_MINOR: u32 = 0;
+/// Minor version: a later minor only adds what an earlier plugin never
+/// sees: fields appended to [`PluginDescriptor`], capability bits, and
+/// request values sent only when those bits are set (1.1: the
+/// `time_order` bit, newest-first and windowed scans).
+pub const ABI_MINOR: u32 = 1;
 /// The one symbol a plugin exports: `extern "C" fn() -> *const PluginDescriptor`.
 pub const ENTRY_SYMBOL: &str = "ta_persistence_plugin_v1";
 
@@ -183,6 +186,7 @@ pub fn capability_bits(c: persistence_core::backend::Capabilities) -> u64 {
         c.native_batch,
         c.atomic_index,
         c.durable,
+        c.time_order,
     ]
     .iter()
     .enumerate()
@@ -201,6 +205,8 @@ pub fn capabilities_from_bits(b: u64) -> persistence_core::backend::Capabilities
         native_batch: on(4),
         atomic_index: on(5),
         durable: on(6),
+        // ABI 1.1
+        time_order: on(7),
         // ABI 1.x carries neither `namespaces` nor `index_terms`
         export: false,
     }

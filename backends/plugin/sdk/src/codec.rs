@@ -110,12 +110,18 @@ impl Request {
                 w.u8(5).str(ns).u8(match request.order {
                     ScanOrder::Key => 0,
                     ScanOrder::Created => 1,
+                    ScanOrder::NewestFirst => 2,
                 });
                 match &request.cursor {
                     Some(c) => w.u8(1).str(c),
                     None => w.u8(0),
                 };
-                w.u64(request.limit as u64)
+                w.u64(request.limit as u64);
+                // ABI 1.1: appended only when present, so a 1.0 request is unchanged
+                if let Some(window) = &request.created {
+                    w.u8(1).u64(window.start).u64(window.end);
+                }
+                &mut w
             }
             Request::Count { ns } => w.u8(6).str(ns),
             Request::Health => w.u8(7),
@@ -160,6 +166,7 @@ impl Request {
                 let order = match r.u8()? {
                     0 => ScanOrder::Key,
                     1 => ScanOrder::Created,
+                    2 => ScanOrder::NewestFirst,
                     _ => return Err(malformed("unknown scan order")),
                 };
                 let cursor = match r.u8()? {
@@ -167,12 +174,20 @@ impl Request {
                     _ => Some(r.str()?),
                 };
                 let limit = r.u64()? as usize;
+                let created = match r.at_end() {
+                    true => None,
+                    false => match r.u8()? {
+                        0 => None,
+                        _ => Some(r.u64()?..r.u64()?),
+                    },
+                };
                 Request::Scan {
                     ns,
                     request: ScanRequest {
                         order,
                         cursor,
                         limit,
+                        created,
                     },
                 }
             }
@@ -459,6 +474,33 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scans_of_abi_1_1_round_trip_and_1_0_scans_are_unchanged() {
+        let plain = Request::Scan {
+            ns: "n".into(),
+            request: ScanRequest::first(ScanOrder::Created, 9),
+        };
+        // 1.0 layout: op, ns, order, no cursor, limit, and nothing after
+        let mut v10 = vec![5u8, 1, 0, 0, 0, b'n', 1, 0];
+        v10.extend_from_slice(&9u64.to_le_bytes());
+        assert_eq!(plain.encode(), v10);
+        assert_eq!(Request::decode(&v10).unwrap(), plain);
+        let windowed = Request::Scan {
+            ns: "n".into(),
+            request: ScanRequest {
+                cursor: Some("17".into()),
+                created: Some(5..1 << 60),
+                ..ScanRequest::first(ScanOrder::NewestFirst, 3)
+            },
+        };
+        let bytes = windowed.encode();
+        assert_eq!(Request::decode(&bytes).unwrap(), windowed);
+        // cut inside the window (a cut before it is a valid 1.0 request)
+        for cut in bytes.len() - 16..bytes.len() {
+            assert!(Request::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
 
     #[test]
     fn requests_and_errors_round_trip_and_garbage_is_an_error() {
