@@ -163,6 +163,7 @@ impl JsonDirBackend {
         count: true,
         time_order: true,
         native_batch: false,
+        transactions: false,
         atomic_index: true,
         durable: true,
         // the plugin ABI (1.x) carries neither namespaces nor index terms

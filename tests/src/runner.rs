@@ -22,6 +22,8 @@ pub enum Requirement {
     ScanByCreation,
     /// Needs [`Capabilities::time_order`] (and scans).
     TimeOrder,
+    /// Needs [`Capabilities::transactions`].
+    Transactions,
     /// Needs [`Capabilities::count`] or [`Capabilities::scan`].
     Count,
     /// Needs [`Capabilities::export`] and [`Capabilities::scan`].
@@ -37,6 +39,7 @@ impl Requirement {
             Requirement::Scan => caps.scan,
             Requirement::ScanByCreation => caps.scan && caps.scan_by_creation,
             Requirement::TimeOrder => caps.scan && caps.time_order,
+            Requirement::Transactions => caps.transactions,
             Requirement::Count => caps.count || caps.scan,
             Requirement::Export => caps.export && caps.scan,
         }

@@ -381,6 +381,7 @@ impl Backend for RedbBackend {
             scan_by_creation: true,
             count: false,
             time_order: true,
+            transactions: false,
             native_batch: true,
             atomic_index: true,
             durable: true,

@@ -319,6 +319,7 @@ impl Backend for RedisBackend {
             scan_by_creation: true,
             count: false,
             time_order: true,
+            transactions: false,
             native_batch: !self.is_cluster(),
             atomic_index: !self.is_cluster(),
             durable: true,

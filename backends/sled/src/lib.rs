@@ -660,6 +660,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     scan_by_creation: true,
     count: false,
     time_order: true,
+    transactions: false,
     native_batch: false,
     atomic_index: true,
     durable: true,

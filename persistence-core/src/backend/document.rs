@@ -350,6 +350,9 @@ pub struct Capabilities {
     pub time_order: bool,
     /// Batches travel in one round trip instead of one call per key.
     pub native_batch: bool,
+    /// [`transact`](super::Backend::transact): writes to several keys,
+    /// in any namespaces, applied all-or-nothing.
+    pub transactions: bool,
     /// Index terms change in the same atomic step as the document. When
     /// false, index lookups are hints and callers verify each hit (the typed
     /// stores always do).

@@ -6,6 +6,7 @@
 
 mod document;
 mod stats;
+mod transaction;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -18,6 +19,9 @@ pub use document::{
     IndexTerm, Precondition, Put, Remove, ScanOrder, ScanPage, ScanRequest, Version,
 };
 pub use stats::{OperationStats, Stats};
+pub use transaction::{
+    check_transaction, safe_to_retry, TxOutcome, TxWrite, MAX_TRANSACTION_WRITES,
+};
 
 use crate::error::{Error, Result};
 
@@ -207,6 +211,42 @@ pub trait Backend: Send + Sync + Debug + 'static {
             out.push(self.remove(namespace, &r.key, r.precondition).await);
         }
         out
+    }
+
+    /// Applies `writes` all-or-nothing: every precondition is checked and
+    /// every document changes (with its index terms and TTL) in one atomic
+    /// step, or nothing changes. Returns one outcome per write, in order.
+    /// Requires [`Capabilities::transactions`].
+    ///
+    /// A key may appear once; removals may not use `Absent`; at most
+    /// [`MAX_TRANSACTION_WRITES`] writes ([`check_transaction`]: otherwise
+    /// `InvalidInput`). On a failed precondition the error is that write's
+    /// (`AlreadyExists`, `NotFound`, `Conflict`, naming its key) and nothing
+    /// applied. Concurrent single writes see the transaction entirely or
+    /// not at all.
+    ///
+    /// ```
+    /// use persistence_core::backend::{Backend, DocumentWrite, Precondition, TxWrite};
+    /// use persistence_core::memory::MemoryBackend;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let b = MemoryBackend::new();
+    /// let w = |v: &str| DocumentWrite::new(v.as_bytes().to_vec());
+    /// b.transact(vec![
+    ///     TxWrite::put("info", "wf-1", w("completed"), Precondition::Any),
+    ///     TxWrite::put("results", "wf-1", w("{}"), Precondition::Absent),
+    /// ]).await.unwrap();
+    /// // the second write's precondition fails: the first is not applied
+    /// let r = b.transact(vec![
+    ///     TxWrite::put("info", "wf-1", w("failed"), Precondition::Any),
+    ///     TxWrite::put("results", "wf-1", w("{}"), Precondition::Absent),
+    /// ]).await;
+    /// assert!(r.is_err());
+    /// assert_eq!(&b.get("info", "wf-1").await.unwrap().unwrap().value[..], b"completed");
+    /// # });
+    /// ```
+    async fn transact(&self, writes: Vec<TxWrite>) -> Result<Vec<TxOutcome>> {
+        let _ = writes;
+        Err(self.unsupported("transactions"))
     }
 
     /// Checks the backend and reports; never fails (a failing check is a

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use crate::backend::{
     Backend, Document, DocumentWrite, Health, HealthStatus, Precondition, ScanOrder, ScanRequest,
-    SharedBackend, Stats, Version,
+    SharedBackend, Stats, TxOutcome, TxWrite, Version,
 };
 use crate::error::Result;
 
@@ -283,6 +283,42 @@ impl Layer for CacheTier {
                 Err(e)
             }
         }
+    }
+
+    /// Through the durable tier; then each written key is read from it
+    /// again next time (a removed one is remembered as absent). A failed
+    /// precondition changed nothing, so the cache stays.
+    async fn transact(&self, writes: Vec<TxWrite>) -> Result<Vec<TxOutcome>> {
+        let keys: Vec<((String, String), bool)> = writes
+            .iter()
+            .map(|w| {
+                let (ns, key) = w.target();
+                (Self::key(ns, key), matches!(w, TxWrite::Remove { .. }))
+            })
+            .collect();
+        let result = self.durable.transact(writes).await;
+        let mut lru = self.lru.lock();
+        lru.writes += keys.len() as u64;
+        match &result {
+            Ok(_) => {
+                for (k, removed) in keys {
+                    if removed {
+                        lru.mark_gone(k, self.capacity);
+                    } else {
+                        lru.remove(&k);
+                        lru.forget_gone(&k);
+                    }
+                }
+            }
+            Err(e) if e.is_retryable() => {
+                for (k, _) in keys {
+                    lru.remove(&k);
+                    lru.forget_gone(&k);
+                }
+            }
+            Err(_) => {}
+        }
+        result
     }
 
     async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {

@@ -9,7 +9,7 @@ use futures::{stream, StreamExt};
 
 use crate::backend::{
     Backend, Capabilities, Document, DocumentWrite, Health, Precondition, Put, Remove, ScanPage,
-    ScanRequest, Stats, Terms, Version,
+    ScanRequest, Stats, Terms, TxOutcome, TxWrite, Version,
 };
 use crate::error::{Error, Result};
 
@@ -162,6 +162,11 @@ pub trait Layer: Send + Sync + Debug + 'static {
     /// See [`Backend::namespaces`]; forwards.
     async fn namespaces(&self) -> Result<Vec<String>> {
         self.inner().namespaces().await
+    }
+
+    /// See [`Backend::transact`]; forwards.
+    async fn transact(&self, writes: Vec<TxWrite>) -> Result<Vec<TxOutcome>> {
+        self.inner().transact(writes).await
     }
 
     /// See [`Backend::index_terms`]; forwards.
@@ -353,6 +358,14 @@ impl<L: Layer> Backend for L {
         Self: 'f,
     {
         Layer::flush(self)
+    }
+
+    fn transact<'a, 'f>(&'a self, writes: Vec<TxWrite>) -> Fut<'f, Vec<TxOutcome>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        Layer::transact(self, writes)
     }
 
     fn namespaces<'a, 'f>(&'a self) -> Fut<'f, Vec<String>>

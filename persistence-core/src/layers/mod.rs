@@ -36,8 +36,8 @@ pub use spill::{QueueSpill, SpilledOp, SpilledWrite};
 pub use timeout::{Timeout, TimeoutProvider, TimeoutSettings};
 
 use crate::backend::{
-    Backend, Document, DocumentWrite, Health, Precondition, ScanPage, ScanRequest, SharedBackend,
-    Stats, Version,
+    safe_to_retry, Backend, Document, DocumentWrite, Health, Precondition, ScanPage, ScanRequest,
+    SharedBackend, Stats, TxOutcome, TxWrite, Version,
 };
 use crate::error::{Error, Result};
 
@@ -60,11 +60,16 @@ pub enum Op {
     Put(Precondition),
     /// A `remove` with its precondition.
     Remove(Precondition),
+    /// A `transact`, saying whether it is safe to retry
+    /// ([`safe_to_retry`](crate::backend::safe_to_retry)).
+    Transact(bool),
 }
 
 impl Op {
     /// Every operation's name, in [`Op::index`] order.
-    pub const NAMES: [&'static str; 6] = ["get", "lookup", "scan", "count", "put", "remove"];
+    pub const NAMES: [&'static str; 7] = [
+        "get", "lookup", "scan", "count", "put", "remove", "transact",
+    ];
 
     /// The operation's name.
     pub fn name(self) -> &'static str {
@@ -80,6 +85,7 @@ impl Op {
             Op::Count => 3,
             Op::Put(_) => 4,
             Op::Remove(_) => 5,
+            Op::Transact(_) => 6,
         }
     }
 
@@ -94,6 +100,7 @@ impl Op {
         match self {
             Op::Get | Op::Lookup | Op::Scan | Op::Count => true,
             Op::Put(p) | Op::Remove(p) => matches!(p, Precondition::Any | Precondition::Version(_)),
+            Op::Transact(safe) => safe,
         }
     }
 }
@@ -211,6 +218,39 @@ impl<P: Policy> Layer for Layered<P> {
                         backend: self.inner.name().to_string(),
                         message: format!(
                             "layer {} ran a put twice but declared it never repeats calls",
+                            self.policy.name()
+                        ),
+                    })
+                }),
+            })
+            .await
+    }
+
+    async fn transact(&self, writes: Vec<TxWrite>) -> Result<Vec<TxOutcome>> {
+        let op = Op::Transact(safe_to_retry(&writes));
+        let (namespace, key) = writes.first().map_or_else(Default::default, |w| {
+            let (ns, key) = w.target();
+            (ns.to_string(), key.to_string())
+        });
+        let target = Target {
+            namespace: &namespace,
+            key: &key,
+        };
+        if self.policy.may_repeat() {
+            return self
+                .policy
+                .run(op, target, &|| self.inner.transact(writes.clone()))
+                .await;
+        }
+        let once = parking_lot::Mutex::new(Some(writes));
+        self.policy
+            .run(op, target, &|| match once.lock().take() {
+                Some(writes) => self.inner.transact(writes),
+                None => Box::pin(async move {
+                    Err(Error::Internal {
+                        backend: self.inner.name().to_string(),
+                        message: format!(
+                            "layer {} ran a transaction twice but declared it never repeats calls",
                             self.policy.name()
                         ),
                     })

@@ -15,7 +15,8 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 
 use crate::backend::{
-    Backend, DocumentWrite, Health, HealthStatus, Precondition, SharedBackend, Stats, Version,
+    Backend, DocumentWrite, Health, HealthStatus, Precondition, SharedBackend, Stats, TxOutcome,
+    TxWrite, Version,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -413,6 +414,24 @@ impl Layer for RecoveryQueue {
             self.inner.remove(namespace, key, precondition)
         })
         .await
+    }
+
+    /// A transaction is never queued (a replay could not keep it
+    /// all-or-nothing against what was written in between): it is refused
+    /// with `Unavailable` while any of its keys has queued writes, so it
+    /// cannot overtake them, and its failures are the caller's.
+    async fn transact(&self, writes: Vec<TxWrite>) -> Result<Vec<TxOutcome>> {
+        if let Some((ns, key)) = writes
+            .iter()
+            .map(TxWrite::target)
+            .find(|(ns, key)| self.has_queued(ns, key))
+        {
+            return Err(Error::Unavailable {
+                backend: self.inner.name().into(),
+                reason: format!("earlier writes to {ns}/{key:?} are still queued"),
+            });
+        }
+        self.inner.transact(writes).await
     }
 
     async fn health(&self) -> Health {

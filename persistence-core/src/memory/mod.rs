@@ -2,7 +2,7 @@
 //! backend cannot start. Nothing survives the process.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use parking_lot::RwLock;
 
 use crate::backend::{
-    next_stamp, Backend, Capabilities, Document, DocumentWrite, Health, IndexTerm, Precondition,
-    ScanOrder, ScanPage, ScanRequest, Version,
+    check_transaction, next_stamp, Backend, Capabilities, Document, DocumentWrite, Health,
+    IndexTerm, Precondition, ScanOrder, ScanPage, ScanRequest, TxOutcome, TxWrite, Version,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 mod shard;
 
@@ -88,6 +88,22 @@ impl MemoryBackend {
         out
     }
 
+    /// Creates the namespaces of `names` that do not exist yet.
+    fn ensure_namespaces<'a>(&self, names: impl Iterator<Item = &'a str> + Clone) {
+        let missing = {
+            let spaces = self.spaces.read();
+            names.clone().any(|ns| !spaces.contains_key(ns))
+        };
+        if missing {
+            let mut spaces = self.spaces.write();
+            for ns in names {
+                if !spaces.contains_key(ns) {
+                    spaces.insert(ns.to_string(), Namespace::default());
+                }
+            }
+        }
+    }
+
     /// Runs `f` with the read lock of `key`'s shard (`None` for an unknown namespace).
     fn read<T>(&self, namespace: &str, key: &str, f: impl FnOnce(Option<&Space>) -> T) -> T {
         let spaces = self.spaces.read();
@@ -122,6 +138,7 @@ impl Backend for MemoryBackend {
             count: true,
             time_order: true,
             native_batch: false,
+            transactions: true,
             atomic_index: true,
             durable: false,
             export: true,
@@ -188,23 +205,7 @@ impl Backend for MemoryBackend {
                 expires_at: expires,
                 terms,
             };
-            let garbage = if space.live(key, now).is_some() {
-                (space.overwrite(key, content), None)
-            } else {
-                let leftover = space.unlink(key); // an expired leftover, if any
-                space.link(
-                    key,
-                    Entry {
-                        value: content.value,
-                        version,
-                        created: version,
-                        expires_at: content.expires_at,
-                        terms: content.terms,
-                    },
-                );
-                (None, leftover)
-            };
-            Ok((Version(version), garbage))
+            Ok((Version(version), space.store(key, content, now)))
         })
         .map(|(version, _garbage)| version)
     }
@@ -218,6 +219,72 @@ impl Backend for MemoryBackend {
             Ok(space.unlink(key))
         })
         .map(|removed| removed.is_some_and(|(_, e)| e.live(now)))
+    }
+
+    async fn transact(&self, writes: Vec<TxWrite>) -> Result<Vec<TxOutcome>> {
+        check_transaction(&writes)?;
+        let now = SystemTime::now();
+        self.ensure_namespaces(writes.iter().map(|w| w.target().0));
+        let spaces = self.spaces.read();
+        let space_of = |ns: &str| {
+            spaces.get(ns).ok_or_else(|| Error::Internal {
+                backend: "memory".into(),
+                message: format!("namespace {ns:?} vanished during a transaction"),
+            })
+        };
+        let mut slots = Vec::with_capacity(writes.len());
+        for w in &writes {
+            let (ns, key) = w.target();
+            slots.push((ns.to_string(), space_of(ns)?.shard_index(key)));
+        }
+        // Each shard is locked once, in one order (namespace, shard) for
+        // every transaction, so two never wait on each other in a cycle;
+        // single writes hold one shard at a time.
+        let mut order = slots.clone();
+        order.sort_unstable();
+        order.dedup();
+        let mut guards = BTreeMap::new();
+        for (ns, i) in order {
+            let shard = space_of(&ns)?.shards[i].write();
+            guards.insert((ns, i), shard);
+        }
+        let mut expiries = Vec::with_capacity(writes.len());
+        for (w, slot) in writes.iter().zip(&slots) {
+            let (ns, key) = w.target();
+            guards[slot].check(ns, key, w.precondition(), now)?;
+            expiries.push(match w {
+                TxWrite::Put { write, .. } => expires_at(now, write.ttl)?,
+                TxWrite::Remove { .. } => None,
+            });
+        }
+        let mut outcomes = Vec::with_capacity(writes.len());
+        let mut garbage = Vec::with_capacity(writes.len());
+        for ((w, slot), expires) in writes.into_iter().zip(&slots).zip(expiries) {
+            let space = guards.get_mut(slot).expect("every slot is locked");
+            match w {
+                TxWrite::Put { key, write, .. } => {
+                    let version = self.tick();
+                    let content = NewContent {
+                        value: write.value,
+                        version,
+                        expires_at: expires,
+                        terms: IndexTerm::dedup(write.index),
+                    };
+                    garbage.push(space.store(&key, content, now));
+                    outcomes.push(TxOutcome::Put(Version(version)));
+                }
+                TxWrite::Remove { key, .. } => {
+                    let removed = space.unlink(&key);
+                    outcomes.push(TxOutcome::Removed(
+                        removed.as_ref().is_some_and(|(_, e)| e.live(now)),
+                    ));
+                    garbage.push((None, removed));
+                }
+            }
+        }
+        drop(guards);
+        drop(garbage); // freed outside the locks
+        Ok(outcomes)
     }
 
     async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {

@@ -38,10 +38,15 @@ impl Default for Namespace {
 
 impl Namespace {
     pub(super) fn shard(&self, key: &str) -> &RwLock<Space> {
+        &self.shards[self.shard_index(key)]
+    }
+
+    /// The position of `key`'s shard.
+    pub(super) fn shard_index(&self, key: &str) -> usize {
         // A fixed hasher: the shard only spreads load, it is never exposed.
         let mut h = std::hash::DefaultHasher::new();
         std::hash::Hash::hash(key, &mut h);
-        &self.shards[std::hash::Hasher::finish(&h) as usize % SHARDS]
+        std::hash::Hasher::finish(&h) as usize % SHARDS
     }
 
     /// Purges a few expired documents of the next shard in turn, unless
@@ -202,6 +207,29 @@ impl Space {
         max
     }
 
+    /// Stores `content` at `key` (checked already): over the live
+    /// document, keeping its creation stamp, or as a new one. Returns what
+    /// it replaced, to be dropped outside the lock.
+    pub(super) fn store(&mut self, key: &str, content: NewContent, now: SystemTime) -> Garbage {
+        if self.live(key, now).is_some() {
+            (self.overwrite(key, content), None)
+        } else {
+            let leftover = self.unlink(key); // an expired leftover, if any
+            let version = content.version;
+            self.link(
+                key,
+                Entry {
+                    value: content.value,
+                    version,
+                    created: version,
+                    expires_at: content.expires_at,
+                    terms: content.terms,
+                },
+            );
+            (None, leftover)
+        }
+    }
+
     pub(super) fn check(
         &self,
         namespace: &str,
@@ -216,6 +244,9 @@ impl Space {
         )
     }
 }
+
+/// What a write replaced: old bytes, or a whole old entry.
+pub(super) type Garbage = (Option<Bytes>, Option<(Arc<str>, Entry)>);
 
 /// What a put changes in a document.
 pub(super) struct NewContent {

@@ -61,6 +61,16 @@ pub async fn capabilities_are_honoured(ctx: Ctx) {
             );
         }
     }
+    let r = b.transact(Vec::new()).await;
+    if ctx.caps.transactions {
+        r.expect("a backend declaring transactions must run one");
+    } else {
+        assert_eq!(
+            kind(r),
+            ErrorKind::Unsupported,
+            "transactions must be refused"
+        );
+    }
     let r = b.count(&ctx.ns).await;
     if ctx.caps.count || ctx.caps.scan {
         r.expect("count must work with count or scan");

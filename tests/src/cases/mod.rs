@@ -10,6 +10,7 @@ mod health;
 mod scan;
 mod task_concurrency;
 mod task_store;
+mod transactions;
 mod ttl;
 
 pub use batches::*;
@@ -20,6 +21,7 @@ pub use health::*;
 pub use scan::*;
 pub use task_concurrency::*;
 pub use task_store::*;
+pub use transactions::*;
 pub use ttl::*;
 
 /// What every case file uses: the contract's types and the helpers below.

@@ -207,7 +207,9 @@ pub fn capabilities_from_bits(b: u64) -> persistence_core::backend::Capabilities
         durable: on(6),
         // ABI 1.1
         time_order: on(7),
-        // ABI 1.x carries neither `namespaces` nor `index_terms`
+        // ABI 1.x carries neither `namespaces` nor `index_terms`, nor
+        // `transact` yet
         export: false,
+        transactions: false,
     }
 }
