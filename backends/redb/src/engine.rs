@@ -357,6 +357,22 @@ impl Writer<'_, '_> {
         Ok(Ok(Version(id)))
     }
 
+    /// Whether `precondition` holds for `key` now (a transaction checks
+    /// every write before it applies any).
+    pub fn check(&self, ns: &str, key: &str, precondition: Precondition) -> Outcome<()> {
+        let dk = layout::doc_key(ns, key);
+        let old = match self.old(ns, key, &dk)? {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        let live = old
+            .as_deref()
+            .map(|b| Record::decode(b).expect("checked by old()"))
+            .filter(|r| layout::live(r.expires, self.now))
+            .map(|r| Version(r.version));
+        Ok(precondition.check(ns, key, live))
+    }
+
     pub fn remove(&mut self, ns: &str, key: &str, precondition: Precondition) -> Outcome<bool> {
         if let Err(e) = precondition.check_removal(ns, key) {
             return Ok(Err(e));

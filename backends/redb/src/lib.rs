@@ -43,8 +43,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use persistence_core::backend::{
-    Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, Precondition, Put,
-    Remove, ScanPage, ScanRequest, Stats, Version,
+    check_transaction, Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus,
+    Precondition, Put, Remove, ScanPage, ScanRequest, Stats, TxOutcome, TxWrite, Version,
 };
 use persistence_core::{Error, Result};
 use tokio::sync::oneshot;
@@ -381,7 +381,7 @@ impl Backend for RedbBackend {
             scan_by_creation: true,
             count: false,
             time_order: true,
-            transactions: false,
+            transactions: true,
             native_batch: true,
             atomic_index: true,
             durable: true,
@@ -412,6 +412,15 @@ impl Backend for RedbBackend {
             reply,
         })
         .await
+    }
+
+    async fn transact(&self, writes: Vec<TxWrite>) -> Result<Vec<TxOutcome>> {
+        check_transaction(&writes)?;
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit("transact", |reply| Job::Transact { writes, reply })
+            .await
     }
 
     async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {

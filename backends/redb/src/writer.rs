@@ -16,7 +16,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use persistence_core::backend::{DocumentWrite, Precondition, Version};
+use persistence_core::backend::{DocumentWrite, Precondition, TxOutcome, TxWrite, Version};
 use persistence_core::{Error, Result};
 use persistence_ordered_layout::now_ms;
 use redb::ReadableTable;
@@ -47,6 +47,11 @@ pub enum Job {
         precondition: Precondition,
         reply: oneshot::Sender<Result<bool>>,
     },
+    /// Writes applied all-or-nothing (checked by `check_transaction`).
+    Transact {
+        writes: Vec<TxWrite>,
+        reply: oneshot::Sender<Result<Vec<TxOutcome>>>,
+    },
     /// Make every write so far durable.
     Flush { reply: oneshot::Sender<Result<()>> },
     /// A write to the event streams.
@@ -76,6 +81,7 @@ enum Answer {
     Done,
     Purged(usize),
     Stream(Result<crate::streams::StreamAnswer>),
+    Transact(Result<Vec<TxOutcome>>),
 }
 
 impl Job {
@@ -90,6 +96,8 @@ impl Job {
             (Job::Purge { reply, .. }, Ok(Answer::Purged(n))) => drop(reply.send(Ok(n))),
             (Job::Stream { reply, .. }, Ok(Answer::Stream(r))) => drop(reply.send(r)),
             (Job::Stream { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
+            (Job::Transact { reply, .. }, Ok(Answer::Transact(r))) => drop(reply.send(r)),
+            (Job::Transact { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
             (Job::Put { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
             (Job::Remove { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
             (Job::Flush { reply } | Job::Compact { reply } | Job::Queue { reply, .. }, Err(e)) => {
@@ -269,6 +277,10 @@ impl WriterThread {
                         writes += 1;
                         Answer::Removed(w.remove(ns, key, *precondition)?)
                     }
+                    Job::Transact { writes: tx, .. } => {
+                        writes += tx.len();
+                        Answer::Transact(transact(&mut w, tx, &mut next_id, &mut wrote_expiry)?)
+                    }
                     Job::Flush { .. } | Job::Compact { .. } => Answer::Done,
                     Job::Purge { max, .. } => Answer::Purged(w.purge(*max)?),
                     Job::Stream { op, .. } => {
@@ -336,6 +348,44 @@ const COMPACT_PASSES: usize = 64;
 pub fn first_id(stored: Option<u64>) -> u64 {
     const JUMP: u64 = 1 << 24;
     stored.map_or(1, |n| n.saturating_add(JUMP))
+}
+
+/// One transaction inside the group's redb transaction: every
+/// precondition first, then every write (the writer thread runs alone, so
+/// nothing comes in between). A precondition failure is the answer and
+/// nothing is written; a storage failure fails the whole group.
+fn transact(
+    w: &mut engine::Writer<'_, '_>,
+    tx: &[TxWrite],
+    next_id: &mut u64,
+    wrote_expiry: &mut bool,
+) -> Result<Result<Vec<TxOutcome>>> {
+    for write in tx {
+        let (ns, key) = write.target();
+        if let Err(e) = w.check(ns, key, write.precondition())? {
+            return Ok(Err(e));
+        }
+    }
+    let mut out = Vec::with_capacity(tx.len());
+    for write in tx {
+        out.push(match write {
+            TxWrite::Put {
+                namespace,
+                key,
+                write,
+                ..
+            } => {
+                *wrote_expiry |= write.ttl.is_some();
+                let v = w.put(namespace, key, write, Precondition::Any, *next_id)??;
+                *next_id += 1;
+                TxOutcome::Put(v)
+            }
+            TxWrite::Remove { namespace, key, .. } => {
+                TxOutcome::Removed(w.remove(namespace, key, Precondition::Any)??)
+            }
+        });
+    }
+    Ok(Ok(out))
 }
 
 /// Reads the stored next id.

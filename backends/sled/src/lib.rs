@@ -42,8 +42,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use persistence_core::backend::{
-    next_stamp, Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, IndexTerm,
-    Precondition, ScanOrder, ScanPage, ScanRequest, Stats, Version,
+    check_transaction, next_stamp, Backend, Capabilities, Document, DocumentWrite, Health,
+    HealthStatus, IndexTerm, Precondition, ScanOrder, ScanPage, ScanRequest, Stats, TxOutcome,
+    TxWrite, Version,
 };
 use persistence_core::{Error, Result};
 
@@ -298,9 +299,14 @@ impl Engine {
 
     /// The writer lock of `(ns, key)`.
     fn lock(&self, ns: &str, key: &str) -> parking_lot::MutexGuard<'_, ()> {
+        self.key_locks[self.lock_index(ns, key)].lock()
+    }
+
+    /// Which of the writer locks guards `(ns, key)`.
+    fn lock_index(&self, ns: &str, key: &str) -> usize {
         let mut h = DefaultHasher::new();
         (ns, key).hash(&mut h);
-        self.key_locks[h.finish() as usize % KEY_LOCKS].lock()
+        h.finish() as usize % KEY_LOCKS
     }
 
     /// The stored record at `dk`, still encoded.
@@ -491,6 +497,90 @@ impl Engine {
         Ok(removed)
     }
 
+    /// All-or-nothing: the writer locks of every key (each once, in index
+    /// order, so two transactions never wait on each other in a cycle),
+    /// every precondition, then one batch with every change.
+    fn transact(&self, writes: Vec<TxWrite>) -> Result<Vec<TxOutcome>> {
+        check_transaction(&writes)?;
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let mut slots: Vec<usize> = writes
+            .iter()
+            .map(|w| {
+                let (ns, key) = w.target();
+                self.lock_index(ns, key)
+            })
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        let _writers: Vec<_> = slots.iter().map(|i| self.key_locks[*i].lock()).collect();
+        let mut olds = Vec::with_capacity(writes.len());
+        for w in &writes {
+            let (ns, key) = w.target();
+            let bytes = self.read(&layout::doc_key(ns, key))?;
+            if let Some(b) = &bytes {
+                let rec = Record::decode(b).map_err(|r| Self::corrupted(ns, key, r, b.len()))?;
+                let live = layout::live(rec.expires, now).then_some(&rec);
+                check(ns, key, w.precondition(), live)?;
+            } else {
+                check(ns, key, w.precondition(), None)?;
+            }
+            olds.push(bytes);
+        }
+        let mut batch = sled::Batch::default();
+        let mut outcomes = Vec::with_capacity(writes.len());
+        let mut any_ttl = false;
+        for (w, old_bytes) in writes.iter().zip(&olds) {
+            let old = old_bytes
+                .as_ref()
+                .map(|b| Record::decode(b).expect("decoded above"));
+            let live = old.as_ref().filter(|r| layout::live(r.expires, now));
+            match w {
+                TxWrite::Put {
+                    namespace,
+                    key,
+                    write,
+                    ..
+                } => {
+                    let id = self.next_id()?;
+                    let expires = expires_ms(now, write.ttl);
+                    any_ttl |= expires != 0;
+                    let rec = Record {
+                        version: id,
+                        created: live.map_or(id, |r| r.created),
+                        expires,
+                        terms: IndexTerm::dedup(write.index.clone()),
+                        value: &write.value,
+                    };
+                    if let Some(old) = &old {
+                        Self::unlink(&mut batch, namespace, old);
+                    }
+                    Self::link(&mut batch, namespace, key, &rec);
+                    batch.insert(layout::doc_key(namespace, key), rec.encode());
+                    outcomes.push(TxOutcome::Put(Version(id)));
+                }
+                TxWrite::Remove { namespace, key, .. } => {
+                    if let Some(old) = &old {
+                        Self::unlink(&mut batch, namespace, old);
+                        batch.remove(layout::doc_key(namespace, key));
+                    }
+                    outcomes.push(TxOutcome::Removed(live.is_some()));
+                }
+            }
+        }
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| self.io_error("transact", e))?;
+        drop(_writers);
+        if any_ttl {
+            self.has_expiry.store(true, Ordering::Relaxed);
+        }
+        self.after_write()?;
+        Ok(outcomes)
+    }
+
     fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
         let now = now_ms();
         let mut keys = Vec::new();
@@ -660,7 +750,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     scan_by_creation: true,
     count: false,
     time_order: true,
-    transactions: false,
+    transactions: true,
     native_batch: false,
     atomic_index: true,
     durable: true,
@@ -692,6 +782,10 @@ impl Backend for SledBackend {
         let (ns, key) = (namespace.to_string(), key.to_string());
         self.blocking("put", move |e| e.put(&ns, &key, write, precondition))
             .await
+    }
+
+    async fn transact(&self, writes: Vec<TxWrite>) -> Result<Vec<TxOutcome>> {
+        self.blocking("transact", move |e| e.transact(writes)).await
     }
 
     async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {
