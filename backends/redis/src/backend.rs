@@ -7,8 +7,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use persistence_core::backend::{
-    Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, Precondition, Put,
-    Remove, ScanOrder, ScanPage, ScanRequest, Version,
+    check_transaction, Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus,
+    Precondition, Put, Remove, ScanOrder, ScanPage, ScanRequest, TxOutcome, TxWrite, Version,
 };
 use persistence_core::{Error, Result};
 use redis::RedisError;
@@ -319,7 +319,7 @@ impl Backend for RedisBackend {
             scan_by_creation: true,
             count: false,
             time_order: true,
-            transactions: false,
+            transactions: !self.is_cluster(),
             native_batch: !self.is_cluster(),
             atomic_index: !self.is_cluster(),
             durable: true,
@@ -436,6 +436,19 @@ impl Backend for RedisBackend {
             .await
             .map_err(|e| self.error("put", e))?;
         Self::put_result(namespace, key, precondition, reply)
+    }
+
+    /// One script on a single server. Refused on a cluster, where a
+    /// namespace's documents and its order sets live in different slots.
+    async fn transact(&self, writes: Vec<TxWrite>) -> Result<Vec<TxOutcome>> {
+        if self.is_cluster() {
+            return Err(self.unsupported("transactions on Redis Cluster"));
+        }
+        check_transaction(&writes)?;
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.transact_single(&writes).await
     }
 
     async fn remove(&self, namespace: &str, key: &str, precondition: Precondition) -> Result<bool> {

@@ -4,7 +4,9 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use persistence_core::backend::{Document, DocumentWrite, IndexTerm, Precondition, Version};
+use persistence_core::backend::{
+    Document, DocumentWrite, IndexTerm, Precondition, TxOutcome, TxWrite, Version,
+};
 use persistence_core::{Error, Result};
 
 use crate::backend::RedisBackend;
@@ -51,13 +53,27 @@ impl RedisBackend {
         write: &DocumentWrite,
         precondition: Precondition,
     ) -> redis::ScriptInvocation<'static> {
+        let mut inv = scripts::PUT.prepare_invoke();
+        self.put_parts(&mut inv, ns, key, write, precondition);
+        inv
+    }
+
+    /// The KEYS and ARGV of [`scripts::PUT`] for one put, added to `inv`;
+    /// returns how many keys.
+    fn put_parts(
+        &self,
+        inv: &mut redis::ScriptInvocation<'static>,
+        ns: &str,
+        key: &str,
+        write: &DocumentWrite,
+        precondition: Precondition,
+    ) -> usize {
         let index_keys: Vec<String> = IndexTerm::dedup(write.index.clone())
             .iter()
             .map(|t| self.layout.index(ns, &t.index, &t.term))
             .collect();
         let terms_json = serde_json::to_string(&index_keys).expect("strings encode");
         let (pre, expected) = pre_arg(precondition);
-        let mut inv = scripts::PUT.prepare_invoke();
         inv.key(self.layout.doc(ns, key))
             .key(self.layout.meta(ns, key))
             .key(self.layout.by_key(ns))
@@ -72,7 +88,7 @@ impl RedisBackend {
             .arg(ttl_ms(write.ttl))
             .arg(terms_json)
             .arg(self.layout.term_rule(ns).as_slice());
-        inv
+        4 + index_keys.len()
     }
 
     pub(crate) fn remove_invocation(
@@ -81,8 +97,20 @@ impl RedisBackend {
         key: &str,
         precondition: Precondition,
     ) -> redis::ScriptInvocation<'static> {
-        let (pre, expected) = pre_arg(precondition);
         let mut inv = scripts::REMOVE.prepare_invoke();
+        self.remove_parts(&mut inv, ns, key, precondition);
+        inv
+    }
+
+    /// The KEYS and ARGV of [`scripts::REMOVE`] for one removal.
+    fn remove_parts(
+        &self,
+        inv: &mut redis::ScriptInvocation<'static>,
+        ns: &str,
+        key: &str,
+        precondition: Precondition,
+    ) {
+        let (pre, expected) = pre_arg(precondition);
         inv.key(self.layout.doc(ns, key))
             .key(self.layout.meta(ns, key))
             .key(self.layout.by_key(ns))
@@ -91,7 +119,76 @@ impl RedisBackend {
             .arg(pre)
             .arg(expected)
             .arg(self.layout.term_rule(ns).as_slice());
-        inv
+    }
+
+    /// One [`scripts::TRANSACT`] call for `writes` (checked already).
+    pub(crate) async fn transact_single(&self, writes: &[TxWrite]) -> Result<Vec<TxOutcome>> {
+        let kinds: String = writes
+            .iter()
+            .map(|w| match w {
+                TxWrite::Put { .. } => 'p',
+                TxWrite::Remove { .. } => 'r',
+            })
+            .collect();
+        // ARGV per write: its key count, then its own ARGV
+        let mut inv = scripts::TRANSACT.prepare_invoke();
+        inv.arg(kinds);
+        for w in writes {
+            match w {
+                TxWrite::Put {
+                    namespace,
+                    key,
+                    write,
+                    precondition,
+                } => {
+                    let n = 4 + IndexTerm::dedup(write.index.clone()).len();
+                    inv.arg(n);
+                    let got = self.put_parts(&mut inv, namespace, key, write, *precondition);
+                    debug_assert_eq!(got, n);
+                }
+                TxWrite::Remove {
+                    namespace,
+                    key,
+                    precondition,
+                } => {
+                    inv.arg(4);
+                    self.remove_parts(&mut inv, namespace, key, *precondition);
+                }
+            }
+        }
+        let mut con = self.con.clone();
+        let (status, at, number, outcomes): (String, usize, u64, Vec<u64>) = inv
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.error("transact", e))?;
+        if status != "ok" {
+            let w = writes
+                .get(at.wrapping_sub(1))
+                .ok_or_else(|| Error::Internal {
+                    backend: "redis".into(),
+                    message: format!("transaction script named write {at} of {}", writes.len()),
+                })?;
+            let (ns, key) = w.target();
+            Self::script_status(ns, key, w.precondition(), &status, number, "transact")?;
+        }
+        if outcomes.len() != writes.len() {
+            return Err(Error::Internal {
+                backend: "redis".into(),
+                message: format!(
+                    "transaction script answered {} outcomes for {} writes",
+                    outcomes.len(),
+                    writes.len()
+                ),
+            });
+        }
+        Ok(writes
+            .iter()
+            .zip(outcomes)
+            .map(|(w, n)| match w {
+                TxWrite::Put { .. } => TxOutcome::Put(Version(n)),
+                TxWrite::Remove { .. } => TxOutcome::Removed(n == 1),
+            })
+            .collect())
     }
 
     /// What a script's status word means: `ok` gives its number back, the

@@ -73,9 +73,9 @@ fn script(body: &str) -> Script {
 /// Old index entries removed are those of the metadata and, under a rule,
 /// those the old document's JSON implies, so a document the other system
 /// wrote or changed loses exactly its entries.
-pub static PUT: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
+pub static PUT: LazyLock<Script> = LazyLock::new(|| script(PUT_BODY));
+
+const PUT_BODY: &str = r#"
 local doc, meta, by_key, by_created = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local key, value, pre = ARGV[1], ARGV[2], ARGV[3]
 local expected, pttl, terms = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
@@ -143,16 +143,14 @@ if not known then
   redis.call('ZADD', by_created, created, key)
 end
 return {'ok', v, created}
-"#,
-    )
-});
+"#;
 
 /// KEYS: doc, meta, by_key, by_created. ARGV: key, precondition, expected,
 /// then the namespace's term rule. Returns {status, removed}; status
 /// ok|missing|conflict.
-pub static REMOVE: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
+pub static REMOVE: LazyLock<Script> = LazyLock::new(|| script(REMOVE_BODY));
+
+const REMOVE_BODY: &str = r#"
 local doc, meta, by_key, by_created = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local key, pre, expected = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local exists = redis.call('EXISTS', doc) == 1
@@ -171,9 +169,57 @@ if not exists then
   return {'missing', 0}
 end
 return {'ok', 1}
-"#,
-    )
+"#;
+
+/// A transaction: [`PUT`] and [`REMOVE`] as functions over their own KEYS
+/// and ARGV, every precondition checked before any runs.
+/// ARGV[1]: one letter per write, `p` put or `r` remove; then per write
+/// the number of its keys and its ARGV (9 for a put, 6 for a removal);
+/// KEYS: every write's keys in order.
+/// Returns {status, write number (1-based), number, {outcomes}}: `ok` with
+/// each put's version or each removal's 1/0, or the failing write's
+/// exists|missing|conflict and its stored version.
+pub static TRANSACT: LazyLock<Script> = LazyLock::new(|| {
+    script(&format!(
+        "local function put_one(KEYS, ARGV)\n{PUT_BODY}\nend\n\
+         local function remove_one(KEYS, ARGV)\n{REMOVE_BODY}\nend\n{TRANSACT_BODY}"
+    ))
 });
+
+const TRANSACT_BODY: &str = r#"
+local kinds = ARGV[1]
+local calls = {}
+local ki, ai = 1, 2
+for i = 1, #kinds do
+  local kind = string.sub(kinds, i, i)
+  local nk = tonumber(ARGV[ai])
+  ai = ai + 1
+  local na = 6
+  if kind == 'p' then na = 9 end
+  local k, a = {}, {}
+  for j = 1, nk do k[j] = KEYS[ki + j - 1] end
+  for j = 1, na do a[j] = ARGV[ai + j - 1] end
+  ki, ai = ki + nk, ai + na
+  calls[i] = {kind, k, a}
+end
+for i, c in ipairs(calls) do
+  local k, a = c[2], c[3]
+  local pre, expected = a[2], tonumber(a[3])
+  if c[1] == 'p' then pre, expected = a[3], tonumber(a[4]) end
+  local exists = redis.call('EXISTS', k[1]) == 1
+  local oldv = tonumber(redis.call('HGET', k[2], 'v')) or 0
+  if pre == 'absent' and exists then return {'exists', i, oldv, {}} end
+  if (pre == 'present' or pre == 'version') and not exists then return {'missing', i, 0, {}} end
+  if pre == 'version' and oldv ~= expected then return {'conflict', i, oldv, {}} end
+end
+local out = {}
+for i, c in ipairs(calls) do
+  local r
+  if c[1] == 'p' then r = put_one(c[2], c[3]) else r = remove_one(c[2], c[3]) end
+  out[i] = r[2]
+end
+return {'ok', 0, 0, out}
+"#;
 
 /// KEYS: doc, meta. ARGV: sliding TTL in ms (0 = none).
 /// Returns nil, or {value, version, created, pttl}; with a sliding TTL, a
