@@ -3,6 +3,7 @@
 mod collection;
 mod crews;
 mod task_store;
+mod workflows;
 
 pub use collection::{Collection, Record, Versioned};
 pub use crews::{
@@ -11,4 +12,9 @@ pub use crews::{
 };
 pub use task_store::{
     TaskOperation, TaskStore, TaskStoreError, TermRule, REQUEST_INDEX, TASK_REQUEST_TERMS,
+};
+pub use workflows::{
+    AgentResult, CostSummary, MostExpensive, OrchestratorResult, SynthesisResult,
+    WorkflowAnalytics, WorkflowInfo, WorkflowStatus, WorkflowStore, RESULT_NAMESPACE, STATUS_INDEX,
+    TYPE_INDEX, WORKFLOW_NAMESPACE,
 };
