@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use persistence_core::backend::{Backend, BackendExt, DocumentWrite};
+use persistence_core::backend::{BackendExt, DocumentWrite};
 use persistence_core::memory::MemoryBackend;
 use persistence_core::store::{
     OrchestratorResult, WorkflowInfo, WorkflowStatus, WorkflowStore, RESULT_NAMESPACE,
