@@ -36,6 +36,10 @@ pub struct Args {
     /// Workers of the runs scene (at least 2).
     #[arg(long, default_value_t = 3)]
     workers: usize,
+    /// Workflows of the workflows-and-crews scene (seeds 001 and 000),
+    /// created, run and completed through the workflow store (0: no scene).
+    #[arg(long, default_value_t = 30)]
+    workflows: usize,
 }
 
 /// The events each task's life appends to its run's stream.
@@ -47,7 +51,7 @@ const FOLLOWER_WAIT: Duration = Duration::from_secs(30);
 /// Latencies by operation.
 pub type Recorded = BTreeMap<&'static str, Samples>;
 
-async fn timed<T, E>(
+pub async fn timed<T, E>(
     rec: &mut Recorded,
     op: &'static str,
     f: impl std::future::Future<Output = Result<T, E>>,
@@ -327,7 +331,18 @@ pub async fn run(
             }
         }
     };
-    print(args, &run, &summaries, scene.as_ref(), json)?;
+    let workflows = match args.workflows {
+        0 => None,
+        n => Some(crate::workflows_scene::run(opened.backend.clone(), n, args.keep).await?),
+    };
+    print(
+        args,
+        &run,
+        &summaries,
+        scene.as_ref(),
+        workflows.as_ref(),
+        json,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -366,6 +381,7 @@ fn print(
     run: &Run,
     summaries: &[Summary],
     scene: Option<&crate::runs_scene::Scene>,
+    workflows: Option<&crate::workflows_scene::Scene>,
     json: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let Run {
@@ -386,7 +402,7 @@ fn print(
             "seconds": wall.as_secs_f64(), "total_ops": total_ops, "ops_per_sec": ops_per_sec,
             "tasks_left": remaining, "operations": summaries,
             "streams": streams, "events_streamed": appended,
-            "runs_scene": scene,
+            "runs_scene": scene, "workflows_scene": workflows,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -427,6 +443,9 @@ fn print(
     }
     if let Some(scene) = scene {
         crate::runs_scene::print(scene);
+    }
+    if let Some(scene) = workflows {
+        crate::workflows_scene::print(scene);
     }
     Ok(())
 }

@@ -13,6 +13,8 @@ mod runs_scene;
 mod stats;
 mod streams;
 mod transfer;
+mod workflows;
+mod workflows_scene;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,6 +82,10 @@ enum Command {
     /// The crew registry (seed 000) on the configured backend: list, show.
     #[command(subcommand)]
     Crews(crews::Crews),
+    /// The workflow store (seed 001) on the configured backend: analytics,
+    /// recent results, show one workflow.
+    #[command(subcommand)]
+    Workflows(workflows::Workflows),
     /// Write every document (or those of --namespace NS) as JSON lines:
     /// key, namespace, bytes, TTL left, index terms; documents that are
     /// not JSON go as raw bytes, flagged.
@@ -139,6 +145,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             streams::run(command, &settings()?, &factory(), cli.json).await
         }
         Command::Crews(command) => crews::run(command, &settings()?, &factory(), cli.json).await,
+        Command::Workflows(command) => {
+            workflows::run(command, &settings()?, &factory(), cli.json).await
+        }
         Command::Export(args) => transfer::export(args, &settings()?, &factory(), cli.json).await,
         Command::Import(args) => transfer::import(args, &settings()?, &factory(), cli.json).await,
         Command::Migrate(args) => transfer::migrate(args, &factory(), cli.json).await,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{
     BackendExt, DocumentWrite, IndexTerm, Precondition, ScanOrder, ScanRequest, SharedBackend,
-    TxWrite, Version,
+    TxOutcome, TxWrite, Version,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -493,6 +493,30 @@ impl WorkflowStore {
             }
         }
         Ok(())
+    }
+
+    /// Removes a workflow's state and result (one transaction where the
+    /// backend has them); whether either was there.
+    pub async fn remove_workflow(&self, task_id: &str) -> Result<bool> {
+        if self.backend.capabilities().transactions {
+            let outcomes = self
+                .backend
+                .transact(vec![
+                    TxWrite::remove(WORKFLOW_NAMESPACE, task_id, Precondition::Any),
+                    TxWrite::remove(RESULT_NAMESPACE, task_id, Precondition::Any),
+                ])
+                .await?;
+            return Ok(outcomes.contains(&TxOutcome::Removed(true)));
+        }
+        let state = self
+            .backend
+            .remove(WORKFLOW_NAMESPACE, task_id, Precondition::Any)
+            .await?;
+        let result = self
+            .backend
+            .remove(RESULT_NAMESPACE, task_id, Precondition::Any)
+            .await?;
+        Ok(state || result)
     }
 
     /// A workflow's result, or `None`.
