@@ -62,7 +62,10 @@ fn the_demo_scene_writes_workflows_the_commands_read_back() {
     assert!(newest.ends_with("-13"), "newest first: {newest}");
 
     let shown = json(ta_persist(&db).args(["workflows", "show", &newest]));
-    assert_eq!(shown["workflow"]["status"], "failed", "13 is the second seventh");
+    assert_eq!(
+        shown["workflow"]["status"], "failed",
+        "13 is the second seventh"
+    );
     assert_eq!(shown["result"]["task_id"], newest.as_str());
 
     let text = ta_persist(&db)

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use persistence_core::backend::{DocumentWrite, Precondition, Version};
+use persistence_core::backend::{DocumentWrite, Precondition, TxOutcome, TxWrite, Version};
 use persistence_core::{ErrorKind, SharedBackend};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -39,6 +39,11 @@ enum Op {
     Lookup {
         term: u8,
     },
+    /// Puts (`Some(value, terms)`) and removals (`None`) all or nothing;
+    /// keys may repeat (then `InvalidInput`).
+    Transact {
+        writes: Vec<(u8, Option<(u8, Vec<u8>)>, Pre)>,
+    },
 }
 
 fn pre() -> impl Strategy<Value = Pre> {
@@ -58,6 +63,15 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4u8, pre()).prop_map(|(key, pre)| Op::Remove { key, pre }),
         2 => (0..4u8).prop_map(|key| Op::Get { key }),
         2 => (0..3u8).prop_map(|term| Op::Lookup { term }),
+        2 => prop::collection::vec(
+            (
+                0..4u8,
+                prop::option::weighted(0.7, (any::<u8>(), prop::collection::vec(0..3u8, 0..3))),
+                pre(),
+            ),
+            0..4,
+        )
+        .prop_map(|writes| Op::Transact { writes }),
     ]
 }
 
@@ -121,6 +135,7 @@ fn term_name(t: u8) -> String {
 }
 
 async fn check(backend: &SharedBackend, ns: &str, ops: &[Op]) -> Result<(), String> {
+    let transactions = backend.capabilities().transactions;
     let mut model = Model::default();
     for (step, op) in ops.iter().enumerate() {
         let at = |what: String| format!("step {step} ({op:?}): {what}");
@@ -179,6 +194,84 @@ async fn check(backend: &SharedBackend, ns: &str, ops: &[Op]) -> Result<(), Stri
                             return Err(at(format!(
                                 "remove said {removed}, the key existed: {existed}"
                             )));
+                        }
+                    }
+                    (Err(e), Some(kind)) if e.kind() == kind => {}
+                    (got, expected) => {
+                        return Err(at(format!("got {got:?}, the contract says {expected:?}")))
+                    }
+                }
+            }
+            Op::Transact { writes } => {
+                let mut tx = Vec::new();
+                let mut keys = BTreeSet::new();
+                let mut expected = None;
+                for (key, put, pre) in writes {
+                    let key = key_name(*key);
+                    let precondition = model.precondition(&key, *pre);
+                    let bad = !keys.insert(key.clone())
+                        || put.is_none() && precondition == Precondition::Absent;
+                    if bad {
+                        expected = Some(ErrorKind::InvalidInput);
+                    }
+                    tx.push(match put {
+                        Some((value, terms)) => {
+                            let mut write = DocumentWrite::new(vec![*value]);
+                            for t in terms {
+                                write = write.with_term(INDEX, term_name(*t));
+                            }
+                            TxWrite::put(ns, &key, write, precondition)
+                        }
+                        None => TxWrite::remove(ns, &key, precondition),
+                    });
+                }
+                if expected.is_none() {
+                    expected = tx
+                        .iter()
+                        .find_map(|w| model.violation(w.target().1, w.precondition()));
+                }
+                if !transactions {
+                    expected = Some(ErrorKind::Unsupported);
+                }
+                let got = backend.transact(tx.clone()).await;
+                match (got, expected) {
+                    (Ok(outcomes), None) => {
+                        if outcomes.len() != tx.len() {
+                            return Err(at(format!(
+                                "{} outcomes for {} writes",
+                                outcomes.len(),
+                                tx.len()
+                            )));
+                        }
+                        for (w, outcome) in tx.into_iter().zip(outcomes) {
+                            match (w, outcome) {
+                                (TxWrite::Put { key, write, .. }, TxOutcome::Put(v)) => {
+                                    let seen = model.history.entry(key.clone()).or_default();
+                                    if seen.contains(&v) {
+                                        return Err(at(format!(
+                                            "version {v} was returned before for {key}"
+                                        )));
+                                    }
+                                    seen.push(v);
+                                    let terms =
+                                        write.index.iter().map(|t| t.term.clone()).collect();
+                                    model.docs.insert(
+                                        key,
+                                        ModelDoc {
+                                            value: write.value[0],
+                                            version: v,
+                                            terms,
+                                        },
+                                    );
+                                }
+                                (TxWrite::Remove { key, .. }, TxOutcome::Removed(removed)) => {
+                                    let existed = model.docs.remove(&key).is_some();
+                                    if removed != existed {
+                                        return Err(at(format!("removal of {key} said {removed}, it existed: {existed}")));
+                                    }
+                                }
+                                (w, o) => return Err(at(format!("outcome {o:?} for {w:?}"))),
+                            }
                         }
                     }
                     (Err(e), Some(kind)) if e.kind() == kind => {}
