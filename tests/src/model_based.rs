@@ -21,6 +21,10 @@ enum Pre {
     StaleVersion,
 }
 
+/// One write of a random transaction: key, `Some((value, terms))` for a
+/// put or `None` for a removal, precondition.
+type TxStep = (u8, Option<(u8, Vec<u8>)>, Pre);
+
 #[derive(Debug, Clone)]
 enum Op {
     Put {
@@ -42,7 +46,7 @@ enum Op {
     /// Puts (`Some(value, terms)`) and removals (`None`) all or nothing;
     /// keys may repeat (then `InvalidInput`).
     Transact {
-        writes: Vec<(u8, Option<(u8, Vec<u8>)>, Pre)>,
+        writes: Vec<TxStep>,
     },
 }
 
