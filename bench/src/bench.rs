@@ -103,6 +103,12 @@ pub struct Args {
     /// memory: mpsc + a lease map); --ops jobs per round.
     #[arg(long, value_enum, value_name = "ENGINE", conflicts_with = "streams")]
     queue: Option<crate::queue_bench::Engine>,
+    /// Measure the workflow store and the crew registry on --store
+    /// instead of the task store, per operation, against the same
+    /// engine's bare contract doing the same calls; --ops workflows per
+    /// round (at most 2,000).
+    #[arg(long, conflicts_with_all = ["queue", "streams"])]
+    workflows: bool,
     /// redb and sled: rounds of "create 10,000 tasks, delete them all",
     /// reporting the file size after each (0 skips it).
     #[arg(long, default_value_t = 1)]
@@ -638,6 +644,10 @@ pub async fn run(args: &Args, json: bool) -> Result<ExitCode, Box<dyn std::error
             }
         };
         let _ = REDIS.set(target);
+    }
+    if args.workflows {
+        let backend = bare_backend(args.store).await?;
+        return crate::workflows_bench::run(args.store, backend, args.ops, args.rounds, json).await;
     }
     let tasks: Vec<(AgentTask, AgentTask)> = (0..args.ops)
         .map(|n| {

@@ -8,6 +8,7 @@ mod disk;
 mod queue_bench;
 mod raw_engines;
 mod streams_bench;
+mod workflows_bench;
 
 use std::process::ExitCode;
 

@@ -40,3 +40,25 @@ fn counts_of_zero_are_refused_with_a_clear_error() {
         assert!(err.contains(flag) && err.contains("at least 1"), "{err}");
     }
 }
+
+#[test]
+fn a_small_workflows_run_on_redb_reports_every_operation() {
+    let (code, out, err) = bench(&[
+        "--json",
+        "--workflows",
+        "--store",
+        "redb",
+        "--ops",
+        "20",
+        "--rounds",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    let ops = v["operations"].as_array().expect("operations");
+    assert_eq!(ops.len(), 7, "{out}");
+    for op in ops {
+        assert!(op["store_p99_us"].as_f64().unwrap() > 0.0, "{op}");
+        assert!(op["bare_p50_us"].as_f64().unwrap() > 0.0, "{op}");
+    }
+}

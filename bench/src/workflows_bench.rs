@@ -1,0 +1,271 @@
+//! `--workflows`: the workflow store and the crew registry (seeds 001 and
+//! 000) on `--store`, per operation, against the same engine's bare
+//! contract doing the same reads and writes (same bytes, terms and TTLs,
+//! without the store: no JSON work, no transaction, no retention), in the
+//! same run, rounds interleaved, medians of rounds.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use persistence_core::backend::{BackendExt, DocumentWrite, Precondition};
+use persistence_core::store::{
+    CrewDefinition, CrewRegistry, OrchestratorResult, WorkflowInfo, WorkflowStatus, WorkflowStore,
+    CREW_ID_INDEX, RESULT_NAMESPACE, STATUS_INDEX, TYPE_INDEX, WORKFLOW_NAMESPACE,
+};
+use persistence_core::SharedBackend;
+use serde::Serialize;
+
+use persistence_cli::report::{right, table, Samples};
+
+use crate::bench::Store;
+
+const OPS: [&str; 7] = [
+    "create_workflow",
+    "update_status",
+    "complete_workflow",
+    "get_result",
+    "recent(20)",
+    "add_crew",
+    "get_crew_by_id",
+];
+
+fn result(id: &str, n: usize) -> OrchestratorResult {
+    serde_json::from_value(serde_json::json!({
+        "task_id": id, "title": format!("Report {n}"), "status": "completed",
+        "agent_results": (0..3).map(|a| serde_json::json!({
+            "agent_id": format!("a{a}"), "agent_type": "researcher", "subtask_id": format!("s{a}"),
+            "content": "x".repeat(400), "status": "completed", "execution_time": 1.0, "cost": 0.01,
+        })).collect::<Vec<_>>(),
+        "final_synthesis": "y".repeat(800), "execution_time": 3.0, "total_cost": 0.03,
+    }))
+    .expect("a result")
+}
+
+fn crew(n: usize) -> CrewDefinition {
+    serde_json::from_value(serde_json::json!({
+        "name": format!("crew-{n}"), "crew_id": format!("id-{n}"), "execution_mode": "sequential",
+        "agents": (0..3).map(|a| serde_json::json!({"agent_id": format!("a{a}"), "agent_class": "BasicAgent", "config": {"model": "m"}})).collect::<Vec<_>>(),
+    }))
+    .expect("a crew")
+}
+
+type Latencies = Vec<Samples>;
+
+fn new_latencies() -> Latencies {
+    OPS.iter().map(|_| Samples::default()).collect()
+}
+
+async fn time<T, E: std::fmt::Debug>(
+    lat: &mut Latencies,
+    op: usize,
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> T {
+    let start = Instant::now();
+    let out = f.await.expect("a benchmarked call failed");
+    lat[op].push(start.elapsed());
+    out
+}
+
+/// One round through the stores: `n` workflows created, started,
+/// completed and read; recent(20) after each; `n` crews added and found.
+async fn stores(backend: SharedBackend, round: usize, n: usize) -> Latencies {
+    let store = WorkflowStore::new(backend.clone());
+    let crews = CrewRegistry::new(backend);
+    let mut lat = new_latencies();
+    for i in 0..n {
+        let id = format!("s{round}-{i}");
+        let info = WorkflowInfo::new(&id, "swarm", "benchmark");
+        time(&mut lat, 0, store.create_workflow(&info)).await;
+        time(
+            &mut lat,
+            1,
+            store.update_status(&id, WorkflowStatus::Running),
+        )
+        .await;
+        time(&mut lat, 2, store.complete_workflow(&id, &result(&id, i))).await;
+        time(&mut lat, 3, store.get_result(&id)).await;
+        time(&mut lat, 4, store.recent(20)).await;
+        let c = crew(round * n + i);
+        time(&mut lat, 5, crews.add_crew(&c)).await;
+        time(&mut lat, 6, crews.get_crew_by_id(&c.crew_id)).await;
+    }
+    lat
+}
+
+/// The same engine's contract doing the same calls by hand: the bytes
+/// made once up front, no transaction, no trimming.
+async fn bare(backend: SharedBackend, round: usize, n: usize) -> Latencies {
+    let mut lat = new_latencies();
+    let day = Some(Duration::from_secs(86_400));
+    let week = Some(Duration::from_secs(7 * 86_400));
+    let info_write = |info: &WorkflowInfo| {
+        DocumentWrite::new(serde_json::to_vec(info).expect("json"))
+            .with_term(STATUS_INDEX, info.status.as_str())
+            .with_term(TYPE_INDEX, &info.orchestrator_type)
+            .with_ttl(day)
+    };
+    let b = &backend;
+    for i in 0..n {
+        let id = format!("b{round}-{i}");
+        let mut info = WorkflowInfo::new(&id, "swarm", "benchmark");
+        let created = info_write(&info);
+        info.status = WorkflowStatus::Running;
+        let running = info_write(&info);
+        info.status = WorkflowStatus::Completed;
+        let completed = info_write(&info);
+        let result_bytes = serde_json::to_vec(&result(&id, i)).expect("json");
+        let c = crew(1_000_000 + round * n + i);
+        let crew_write = DocumentWrite::new(serde_json::to_vec(&c).expect("json"))
+            .with_term(CREW_ID_INDEX, &c.crew_id);
+        time(&mut lat, 0, b.insert(WORKFLOW_NAMESPACE, &id, created)).await;
+        let start = Instant::now();
+        let v = b
+            .get(WORKFLOW_NAMESPACE, &id)
+            .await
+            .expect("get")
+            .expect("there")
+            .version;
+        b.replace(WORKFLOW_NAMESPACE, &id, running, Some(v))
+            .await
+            .expect("put");
+        lat[1].push(start.elapsed());
+        let start = Instant::now();
+        let v = b
+            .get(WORKFLOW_NAMESPACE, &id)
+            .await
+            .expect("get")
+            .expect("there")
+            .version;
+        b.replace(WORKFLOW_NAMESPACE, &id, completed, Some(v))
+            .await
+            .expect("put");
+        b.upsert(
+            RESULT_NAMESPACE,
+            &id,
+            DocumentWrite::new(result_bytes).with_ttl(week),
+        )
+        .await
+        .expect("put");
+        lat[2].push(start.elapsed());
+        time(&mut lat, 3, b.get(RESULT_NAMESPACE, &id)).await;
+        let newest = persistence_core::backend::ScanRequest::first(
+            persistence_core::backend::ScanOrder::NewestFirst,
+            20,
+        );
+        time(&mut lat, 4, b.scan(RESULT_NAMESPACE, newest)).await;
+        time(
+            &mut lat,
+            5,
+            b.put("crew", &c.name, crew_write, Precondition::Any),
+        )
+        .await;
+        let start = Instant::now();
+        let keys = b
+            .lookup("crew", CREW_ID_INDEX, &c.crew_id)
+            .await
+            .expect("lookup");
+        b.get("crew", &keys[0]).await.expect("get");
+        lat[6].push(start.elapsed());
+    }
+    lat
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    op: &'static str,
+    store_p50_us: f64,
+    store_p99_us: f64,
+    bare_p50_us: f64,
+    bare_p99_us: f64,
+    overhead_p50_us: f64,
+    ratio_p50: f64,
+}
+
+/// Measures `rounds` rounds of `n` workflows on `store`'s engine.
+pub async fn run(
+    store: Store,
+    backend: SharedBackend,
+    n: usize,
+    rounds: usize,
+    json: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let n = n.clamp(1, 2_000);
+    let mut per_op: Vec<[Vec<f64>; 4]> = OPS.iter().map(|_| Default::default()).collect();
+    for round in 0..rounds {
+        if !json {
+            eprintln!(
+                "round {}/{rounds}: {n} workflows and crews per side...",
+                round + 1
+            );
+        }
+        // interleaved, and the side that goes first alternates
+        let (s, b) = if round % 2 == 0 {
+            let s = stores(backend.clone(), round, n).await;
+            (s, bare(backend.clone(), round, n).await)
+        } else {
+            let b = bare(backend.clone(), round, n).await;
+            (stores(backend.clone(), round, n).await, b)
+        };
+        for (i, (s, b)) in s.into_iter().zip(b).enumerate() {
+            let (s, b) = (
+                s.summary(OPS[i], Duration::from_secs(1)),
+                b.summary(OPS[i], Duration::from_secs(1)),
+            );
+            per_op[i][0].push(s.p50_us);
+            per_op[i][1].push(s.p99_us);
+            per_op[i][2].push(b.p50_us);
+            per_op[i][3].push(b.p99_us);
+        }
+    }
+    let rows: Vec<Row> = per_op
+        .into_iter()
+        .enumerate()
+        .map(|(i, [sp50, sp99, bp50, bp99])| {
+            let (sp50, sp99, bp50, bp99) = (median(sp50), median(sp99), median(bp50), median(bp99));
+            Row {
+                op: OPS[i],
+                store_p50_us: sp50,
+                store_p99_us: sp99,
+                bare_p50_us: bp50,
+                bare_p99_us: bp99,
+                overhead_p50_us: sp50 - bp50,
+                ratio_p50: sp50 / bp50.max(f64::MIN_POSITIVE),
+            }
+        })
+        .collect();
+    if json {
+        let out = serde_json::json!({"store": format!("{store:?}").to_lowercase(), "workflows_per_round": n, "rounds": rounds, "operations": rows});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "workflow store and crew registry on {store:?}: {n} per round, medians of {rounds} rounds, against the bare contract"
+    );
+    let mut t = table(&[
+        "operation",
+        "store p50 µs",
+        "store p99 µs",
+        "bare p50 µs",
+        "bare p99 µs",
+        "overhead p50 µs",
+        "ratio",
+    ]);
+    for r in &rows {
+        t.add_row(vec![
+            r.op.into(),
+            right(format!("{:.1}", r.store_p50_us)),
+            right(format!("{:.1}", r.store_p99_us)),
+            right(format!("{:.1}", r.bare_p50_us)),
+            right(format!("{:.1}", r.bare_p99_us)),
+            right(format!("{:.1}", r.overhead_p50_us)),
+            right(format!("{:.2}", r.ratio_p50)),
+        ]);
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
