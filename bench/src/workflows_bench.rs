@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use persistence_core::backend::{BackendExt, DocumentWrite, Precondition};
 use persistence_core::store::{
     CrewDefinition, CrewRegistry, OrchestratorResult, WorkflowInfo, WorkflowStatus, WorkflowStore,
-    CREW_ID_INDEX, RESULT_NAMESPACE, STATUS_INDEX, TYPE_INDEX, WORKFLOW_NAMESPACE,
+    CREW_ID_INDEX, RESULT_INDEX, RESULT_NAMESPACE, RESULT_TERM, STATUS_INDEX, TYPE_INDEX,
+    WORKFLOW_NAMESPACE,
 };
 use persistence_core::SharedBackend;
 use serde::Serialize;
@@ -142,7 +143,9 @@ async fn bare(backend: SharedBackend, round: usize, n: usize) -> Latencies {
         b.upsert(
             RESULT_NAMESPACE,
             &id,
-            DocumentWrite::new(result_bytes).with_ttl(week),
+            DocumentWrite::new(result_bytes)
+                .with_term(RESULT_INDEX, RESULT_TERM)
+                .with_ttl(week),
         )
         .await
         .expect("put");

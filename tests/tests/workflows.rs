@@ -328,3 +328,34 @@ async fn restore_after_restart_on_embedded_engines_and_redis() {
     server.restart();
     check(&WorkflowStore::new(redis(server.port()).await)).await;
 }
+
+/// With a retention of 30 the store trims at the first completion and every
+/// third after it: a reader
+/// never sees more than 33 results, and a trim brings it back to 30.
+#[tokio::test]
+async fn retention_trims_every_tenth_of_n() {
+    let backend: SharedBackend = Arc::new(MemoryBackend::new());
+    let store = WorkflowStore::new(backend.clone()).with_retention(30);
+    let mut most = 0;
+    for n in 0..70 {
+        let id = format!("w-{n}");
+        store
+            .create_workflow(&WorkflowInfo::new(&id, "swarm", "x"))
+            .await
+            .unwrap();
+        store
+            .complete_workflow(&id, &result(&id, "completed", 0.1))
+            .await
+            .unwrap();
+        let stored = backend.count(RESULT_NAMESPACE).await.unwrap();
+        most = most.max(stored);
+        assert!(stored <= 33, "{stored} results after {n} completions");
+        if n >= 30 && n % 3 == 0 {
+            assert_eq!(stored, 30, "a trim after completion {n}");
+        }
+    }
+    assert!(most > 30, "trims are spaced out");
+    let recent = store.recent(100).await.unwrap();
+    assert_eq!(recent[0].task_id, "w-69");
+    assert!(recent.iter().all(|r| r.task_id.as_str() >= "w-37"));
+}

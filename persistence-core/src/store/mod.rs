@@ -15,6 +15,6 @@ pub use task_store::{
 };
 pub use workflows::{
     AgentResult, CostSummary, MostExpensive, OrchestratorResult, SynthesisResult,
-    WorkflowAnalytics, WorkflowInfo, WorkflowStatus, WorkflowStore, RESULT_NAMESPACE, STATUS_INDEX,
-    TYPE_INDEX, WORKFLOW_NAMESPACE,
+    WorkflowAnalytics, WorkflowInfo, WorkflowStatus, WorkflowStore, RESULT_INDEX, RESULT_NAMESPACE,
+    RESULT_TERM, STATUS_INDEX, TYPE_INDEX, WORKFLOW_NAMESPACE,
 };

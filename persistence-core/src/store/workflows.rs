@@ -8,6 +8,8 @@
 //! `docs/workflows.md` maps the seed's Redis keys to these calls.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,12 @@ pub const RESULT_NAMESPACE: &str = "workflow_result";
 pub const STATUS_INDEX: &str = "workflow_status";
 /// Index of workflow state by orchestrator type (`workflows:type:{type}`).
 pub const TYPE_INDEX: &str = "workflow_type";
+/// Index every result carries one term of ([`RESULT_TERM`]), so that
+/// retention counts results from index entries (`count_term`) instead of
+/// reading them.
+pub const RESULT_INDEX: &str = "workflow_results";
+/// The one term of [`RESULT_INDEX`].
+pub const RESULT_TERM: &str = "all";
 
 /// A workflow's status, as the seed's `TaskStatus` values.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -292,6 +300,10 @@ pub struct WorkflowStore {
     info_ttl: Option<Duration>,
     result_ttl: Option<Duration>,
     retention: usize,
+    /// Trim every this many completions (a tenth of the retention).
+    trim_every: usize,
+    /// Completions since this store (or a clone) last trimmed.
+    since_trim: Arc<AtomicUsize>,
     types: Vec<String>,
 }
 
@@ -308,6 +320,9 @@ impl WorkflowStore {
             info_ttl: Some(Duration::from_secs(86_400)),
             result_ttl: Some(Duration::from_secs(7 * 86_400)),
             retention: 100,
+            trim_every: 10,
+            // the first completion trims (what an earlier process left)
+            since_trim: Arc::new(AtomicUsize::new(usize::MAX / 2)),
             types: vec!["beltalowda".into(), "swarm".into()],
         }
     }
@@ -322,10 +337,13 @@ impl WorkflowStore {
         }
     }
 
-    /// The same store keeping the newest `n` results (at least 1).
+    /// The same store keeping the newest `n` results (at least 1),
+    /// trimming every `n / 10` completions (every one below 20).
     pub fn with_retention(self, n: usize) -> Self {
+        let retention = n.max(1);
         WorkflowStore {
-            retention: n.max(1),
+            retention,
+            trim_every: (retention / 10).max(1),
             ..self
         }
     }
@@ -424,7 +442,11 @@ impl WorkflowStore {
         result: &OrchestratorResult,
     ) -> Result<()> {
         let value = encode(result)?;
-        let result_write = || DocumentWrite::new(value.clone()).with_ttl(self.result_ttl);
+        let result_write = || {
+            DocumentWrite::new(value.clone())
+                .with_term(RESULT_INDEX, RESULT_TERM)
+                .with_ttl(self.result_ttl)
+        };
         if self.backend.capabilities().transactions {
             let mut done = false;
             for _ in 0..ATTEMPTS {
@@ -466,14 +488,23 @@ impl WorkflowStore {
                 .await?;
             self.update_status(task_id, result.status.clone()).await?;
         }
-        self.trim().await
+        if self.since_trim.fetch_add(1, Ordering::Relaxed) + 1 >= self.trim_every {
+            self.since_trim.store(0, Ordering::Relaxed);
+            self.trim().await?;
+        }
+        Ok(())
     }
 
-    /// Removes the oldest results beyond the retention. Runs inside the
-    /// write that exceeds it, so a reader sees more than the retention
-    /// only while that call runs.
+    /// Removes the oldest results beyond the retention. Runs inside every
+    /// `trim_every`-th completing call, so a reader sees at most
+    /// `retention + trim_every` results, and more than the retention only
+    /// until the next trim. Counts index entries, not documents; reads
+    /// only the results it removes.
     async fn trim(&self) -> Result<()> {
-        let stored = self.backend.count(RESULT_NAMESPACE).await? as usize;
+        let stored = self
+            .backend
+            .count_term(RESULT_NAMESPACE, RESULT_INDEX, RESULT_TERM)
+            .await? as usize;
         if stored <= self.retention {
             return Ok(());
         }
