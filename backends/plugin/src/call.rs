@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use persistence_core::backend::{
-    Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus, Precondition, ScanPage,
-    ScanRequest, Stats, Version,
+    check_transaction, Backend, Capabilities, Document, DocumentWrite, Health, HealthStatus,
+    Precondition, ScanPage, ScanRequest, Stats, TxOutcome, TxWrite, Version,
 };
 use persistence_core::{Error, Result};
 use persistence_plugin_sdk::abi::{RBuffer, RStr, STATUS_OK, STATUS_PENDING};
@@ -401,6 +401,20 @@ impl Backend for PluginBackend {
             .await?
         {
             Response::Page(p) => Ok(p),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn transact(&self, writes: Vec<TxWrite>) -> Result<Vec<TxOutcome>> {
+        // never sent to a plugin that did not declare it (one built for
+        // 1.0 or 1.1 would not know the request)
+        if !self.capabilities().transactions {
+            return Err(self.unsupported("transactions"));
+        }
+        check_transaction(&writes)?;
+        match self.call(Request::Transact { writes }).await? {
+            // the codec checked the length and each outcome's kind
+            Response::Outcomes(o) => Ok(o),
             _ => Err(self.unexpected()),
         }
     }

@@ -228,6 +228,7 @@ impl PluginLibrary {
             let mut caps = capabilities_from_bits(info.capabilities);
             // bits a plugin built before ABI 1.1 cannot mean
             caps.time_order &= descriptor.abi_minor >= 1;
+            caps.transactions &= descriptor.abi_minor >= 2;
             backends.push((backend, caps));
         }
         let lib = Arc::new(PluginLibrary {

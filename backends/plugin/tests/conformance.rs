@@ -28,3 +28,21 @@ mod json_dir {
 mod memory_through_the_abi {
     persistence_conformance::conformance_tests!(|| super::open("memory"));
 }
+
+/// What ABI 1.1 and 1.2 added crosses the boundary: the memory backend's
+/// time order and transactions are declared on the host side (so the
+/// cases above ran them through the ABI); json-dir declares time order
+/// only, and its transactions are refused on the host side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abi_1_2_capabilities_cross_the_boundary() {
+    let memory = open("memory").await.capabilities();
+    assert!(memory.time_order && memory.transactions, "{memory:?}");
+    let json_dir = open("json-dir").await;
+    let caps = json_dir.capabilities();
+    assert!(caps.time_order && !caps.transactions, "{caps:?}");
+    let r = json_dir.transact(Vec::new()).await;
+    assert_eq!(
+        r.unwrap_err().kind(),
+        persistence_core::ErrorKind::Unsupported
+    );
+}

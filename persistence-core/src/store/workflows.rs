@@ -272,7 +272,7 @@ pub struct WorkflowAnalytics {
 ///
 /// `complete_workflow` flips the state and writes the result in one
 /// transaction where the backend has [`transactions`](crate::backend::Capabilities::transactions);
-/// elsewhere (Redis Cluster, plugins) the result is written first and the
+/// elsewhere (Redis Cluster, plugins without them) the result is written first and the
 /// state second, so a crash in between leaves a result whose state still
 /// says running, never a completed state without its result.
 ///

@@ -7,8 +7,9 @@ pub const ABI_MAJOR: u32 = 1;
 /// Minor version: a later minor only adds what an earlier plugin never
 /// sees: fields appended to [`PluginDescriptor`], capability bits, and
 /// request values sent only when those bits are set (1.1: the
-/// `time_order` bit, newest-first and windowed scans).
-pub const ABI_MINOR: u32 = 1;
+/// `time_order` bit, newest-first and windowed scans; 1.2: the
+/// `transactions` bit and the `transact` request).
+pub const ABI_MINOR: u32 = 2;
 /// The one symbol a plugin exports: `extern "C" fn() -> *const PluginDescriptor`.
 pub const ENTRY_SYMBOL: &str = "ta_persistence_plugin_v1";
 
@@ -187,6 +188,7 @@ pub fn capability_bits(c: persistence_core::backend::Capabilities) -> u64 {
         c.atomic_index,
         c.durable,
         c.time_order,
+        c.transactions,
     ]
     .iter()
     .enumerate()
@@ -207,9 +209,9 @@ pub fn capabilities_from_bits(b: u64) -> persistence_core::backend::Capabilities
         durable: on(6),
         // ABI 1.1
         time_order: on(7),
-        // ABI 1.x carries neither `namespaces` nor `index_terms`, nor
-        // `transact` yet
+        // ABI 1.x carries neither `namespaces` nor `index_terms`
         export: false,
-        transactions: false,
+        // ABI 1.2
+        transactions: on(8),
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use persistence_core::backend::{
     Document, DocumentWrite, Health, HealthStatus, Precondition, ScanOrder, ScanPage, ScanRequest,
-    Version,
+    TxOutcome, TxWrite, Version, MAX_TRANSACTION_WRITES,
 };
 use persistence_core::Error;
 
@@ -62,6 +62,8 @@ pub enum Request {
     Count { ns: String },
     /// `health`.
     Health,
+    /// `transact` (ABI 1.2).
+    Transact { writes: Vec<TxWrite> },
 }
 
 impl Request {
@@ -76,6 +78,7 @@ impl Request {
             Request::Scan { .. } => "scan",
             Request::Count { .. } => "count",
             Request::Health => "health",
+            Request::Transact { .. } => "transact",
         }
     }
 
@@ -83,6 +86,13 @@ impl Request {
     pub fn encode(&self) -> Vec<u8> {
         let size = match self {
             Request::Put { write, .. } => write.value.len() + 256,
+            Request::Transact { writes } => writes
+                .iter()
+                .map(|w| match w {
+                    TxWrite::Put { write, .. } => write.value.len() + 256,
+                    TxWrite::Remove { .. } => 128,
+                })
+                .sum(),
             _ => 128,
         };
         let mut w = Writer::with_capacity(size);
@@ -125,6 +135,30 @@ impl Request {
             }
             Request::Count { ns } => w.u8(6).str(ns),
             Request::Health => w.u8(7),
+            Request::Transact { writes } => {
+                w.u8(9).u32(writes.len() as u32);
+                for tx in writes {
+                    match tx {
+                        TxWrite::Put {
+                            namespace,
+                            key,
+                            write,
+                            precondition,
+                        } => w
+                            .u8(1)
+                            .str(namespace)
+                            .str(key)
+                            .precondition(*precondition)
+                            .write(write),
+                        TxWrite::Remove {
+                            namespace,
+                            key,
+                            precondition,
+                        } => w.u8(2).str(namespace).str(key).precondition(*precondition),
+                    };
+                }
+                &mut w
+            }
         };
         w.finish()
     }
@@ -193,6 +227,33 @@ impl Request {
             }
             6 => Request::Count { ns: r.str()? },
             7 => Request::Health,
+            9 => {
+                let n = r.u32()? as usize;
+                if n > MAX_TRANSACTION_WRITES {
+                    return Err(malformed("a transaction of too many writes"));
+                }
+                let mut writes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let kind = r.u8()?;
+                    let (namespace, key) = (r.str()?, r.str()?);
+                    let precondition = r.precondition()?;
+                    writes.push(match kind {
+                        1 => TxWrite::Put {
+                            namespace,
+                            key,
+                            write: r.write()?,
+                            precondition,
+                        },
+                        2 => TxWrite::Remove {
+                            namespace,
+                            key,
+                            precondition,
+                        },
+                        _ => return Err(malformed("unknown transaction write")),
+                    });
+                }
+                Request::Transact { writes }
+            }
             _ => return Err(malformed("unknown operation")),
         })
     }
@@ -238,6 +299,8 @@ pub enum Response {
     Count(u64),
     /// To `health`.
     Health(Health),
+    /// To `transact` (ABI 1.2).
+    Outcomes(Vec<TxOutcome>),
 }
 
 impl Response {
@@ -284,6 +347,15 @@ impl Response {
             }
             Response::Count(n) => {
                 w.u64(*n);
+            }
+            Response::Outcomes(outcomes) => {
+                w.u32(outcomes.len() as u32);
+                for o in outcomes {
+                    match o {
+                        TxOutcome::Put(v) => w.u8(1).u64(v.0),
+                        TxOutcome::Removed(b) => w.u8(2).u64(u64::from(*b)),
+                    };
+                }
             }
             Response::Health(h) => {
                 w.u8(match h.status {
@@ -342,6 +414,22 @@ impl Response {
                 Response::Page(ScanPage { entries, cursor })
             }
             Request::Count { .. } => Response::Count(r.u64()?),
+            Request::Transact { writes } => {
+                let n = r.u32()? as usize;
+                if n != writes.len() {
+                    return Err(malformed("a transaction answer of the wrong length"));
+                }
+                let mut outcomes = Vec::with_capacity(n);
+                for w in writes {
+                    let (kind, n) = (r.u8()?, r.u64()?);
+                    outcomes.push(match (kind, w) {
+                        (1, TxWrite::Put { .. }) => TxOutcome::Put(Version(n)),
+                        (2, TxWrite::Remove { .. }) => TxOutcome::Removed(n != 0),
+                        _ => return Err(malformed("a transaction outcome of the wrong kind")),
+                    });
+                }
+                Response::Outcomes(outcomes)
+            }
             Request::Health => {
                 let status = match r.u8()? {
                     0 => HealthStatus::Ok,
@@ -474,6 +562,40 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transactions_of_abi_1_2_round_trip_and_bad_answers_are_errors() {
+        let writes = vec![
+            TxWrite::put(
+                "n",
+                "a",
+                DocumentWrite::new(vec![1u8, 2]).with_term("i", "t"),
+                Precondition::Absent,
+            ),
+            TxWrite::remove("m", "b", Precondition::Version(Version(9))),
+        ];
+        let request = Request::Transact {
+            writes: writes.clone(),
+        };
+        let bytes = request.encode();
+        assert_eq!(Request::decode(&bytes).unwrap(), request);
+        for cut in 0..bytes.len() {
+            assert!(Request::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let answer = Response::Outcomes(vec![TxOutcome::Put(Version(5)), TxOutcome::Removed(true)]);
+        let encoded = answer.encode();
+        assert_eq!(Response::decode(&request, &encoded).unwrap(), answer);
+        // a plugin answering for fewer writes, or the wrong kind, is refused
+        let short = Response::Outcomes(vec![TxOutcome::Put(Version(5))]).encode();
+        assert!(Response::decode(&request, &short).is_err());
+        let swapped =
+            Response::Outcomes(vec![TxOutcome::Removed(true), TxOutcome::Put(Version(5))]).encode();
+        assert!(Response::decode(&request, &swapped).is_err());
+        // a count beyond the limit is refused before anything is allocated
+        let mut huge = vec![9u8];
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(Request::decode(&huge).is_err());
+    }
 
     #[test]
     fn scans_of_abi_1_1_round_trip_and_1_0_scans_are_unchanged() {

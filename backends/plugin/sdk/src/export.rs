@@ -166,6 +166,7 @@ async fn execute(backend: Arc<dyn persistence_core::Backend>, request: Request) 
         Request::Scan { ns, request } => backend.scan(&ns, request).await.map(Response::Page),
         Request::Count { ns } => backend.count(&ns).await.map(Response::Count),
         Request::Health => Ok(Response::Health(backend.health().await)),
+        Request::Transact { writes } => backend.transact(writes).await.map(Response::Outcomes),
     };
     match answer {
         Ok(r) => (STATUS_OK, r.encode()),
