@@ -372,6 +372,16 @@ async fn metrics_count_calls_errors_and_time_per_operation() {
     );
     assert_eq!(b.lookup("ns", "i", "x").await.unwrap(), ["a"]);
     assert!(b.remove("ns", "a", Precondition::Present).await.unwrap());
+    let tx = vec![persistence_core::backend::TxWrite::remove(
+        "ns",
+        "a",
+        Precondition::Any,
+    )];
+    // the test backend has no transactions: still one call, one error
+    assert_eq!(
+        b.transact(tx).await.unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
 
     let stats = b.stats();
     let op = |name: &str| stats.operations[name];
@@ -385,10 +395,15 @@ async fn metrics_count_calls_errors_and_time_per_operation() {
     );
     assert_eq!((op("lookup").calls, op("remove").calls), (1, 1));
     assert_eq!((op("scan").calls, op("count").calls), (0, 0));
+    assert_eq!(
+        (op("transact").calls, op("transact").errors),
+        (1, 1),
+        "a transaction is one call"
+    );
     assert!(op("get").max_ns <= op("get").total_ns && op("get").max_ns > 0);
     assert_eq!(
         stats.operations.len(),
-        6,
+        7,
         "every operation is listed: {stats:?}"
     );
     assert!(stats.counters.is_empty(), "no other layer: {stats:?}");
