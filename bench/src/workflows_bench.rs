@@ -120,26 +120,10 @@ async fn bare(backend: SharedBackend, round: usize, n: usize) -> Latencies {
             .with_term(CREW_ID_INDEX, &c.crew_id);
         time(&mut lat, 0, b.insert(WORKFLOW_NAMESPACE, &id, created)).await;
         let start = Instant::now();
-        let v = b
-            .get(WORKFLOW_NAMESPACE, &id)
-            .await
-            .expect("get")
-            .expect("there")
-            .version;
-        b.replace(WORKFLOW_NAMESPACE, &id, running, Some(v))
-            .await
-            .expect("put");
+        read_then_replace(b, &id, running).await;
         lat[1].push(start.elapsed());
         let start = Instant::now();
-        let v = b
-            .get(WORKFLOW_NAMESPACE, &id)
-            .await
-            .expect("get")
-            .expect("there")
-            .version;
-        b.replace(WORKFLOW_NAMESPACE, &id, completed, Some(v))
-            .await
-            .expect("put");
+        read_then_replace(b, &id, completed).await;
         b.upsert(
             RESULT_NAMESPACE,
             &id,
@@ -171,6 +155,20 @@ async fn bare(backend: SharedBackend, round: usize, n: usize) -> Latencies {
         lat[6].push(start.elapsed());
     }
     lat
+}
+
+/// What `update_status` does by hand: read the state, replace it at the
+/// version read.
+async fn read_then_replace(b: &SharedBackend, id: &str, write: DocumentWrite) {
+    let v = b
+        .get(WORKFLOW_NAMESPACE, id)
+        .await
+        .expect("get")
+        .expect("there")
+        .version;
+    b.replace(WORKFLOW_NAMESPACE, id, write, Some(v))
+        .await
+        .expect("put");
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -28,14 +28,7 @@ pub async fn run(
     factory: &Factory,
     json: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let opened = factory.open(settings).await?;
-    if let Some(cause) = &opened.fallback_cause {
-        eprintln!(
-            "warning: running on memory because {} could not start: {cause}",
-            opened.requested
-        );
-    }
-    let crews = CrewRegistry::new(opened.backend);
+    let crews = CrewRegistry::new(crate::demo::open_backend(factory, settings).await?);
     match command {
         Crews::List => {
             let stats = crews.crew_stats().await?;

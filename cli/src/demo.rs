@@ -261,13 +261,28 @@ pub async fn open_task_store(
     settings: &Settings,
 ) -> Result<(TaskStore, persistence_core::factory::Opened), persistence_core::Error> {
     let (store, opened) = factory.open_task_store(settings).await?;
+    warn_on_fallback(&opened);
+    Ok((store, opened))
+}
+
+/// Opens the configured backend, warning on stderr when it fell back to
+/// memory (what the typed-store commands run on).
+pub async fn open_backend(
+    factory: &Factory,
+    settings: &Settings,
+) -> Result<persistence_core::SharedBackend, persistence_core::Error> {
+    let opened = factory.open(settings).await?;
+    warn_on_fallback(&opened);
+    Ok(opened.backend)
+}
+
+fn warn_on_fallback(opened: &persistence_core::factory::Opened) {
     if let Some(cause) = &opened.fallback_cause {
         eprintln!(
             "warning: running on memory because {} could not start: {cause}",
             opened.requested
         );
     }
-    Ok((store, opened))
 }
 
 pub async fn run(

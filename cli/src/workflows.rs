@@ -37,14 +37,7 @@ pub async fn run(
     factory: &Factory,
     json: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let opened = factory.open(settings).await?;
-    if let Some(cause) = &opened.fallback_cause {
-        eprintln!(
-            "warning: running on memory because {} could not start: {cause}",
-            opened.requested
-        );
-    }
-    let mut store = WorkflowStore::new(opened.backend);
+    let mut store = WorkflowStore::new(crate::demo::open_backend(factory, settings).await?);
     match command {
         Workflows::Analytics { types } => {
             if !types.is_empty() {

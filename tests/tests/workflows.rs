@@ -357,5 +357,10 @@ async fn retention_trims_every_tenth_of_n() {
     assert!(most > 30, "trims are spaced out");
     let recent = store.recent(100).await.unwrap();
     assert_eq!(recent[0].task_id, "w-69");
-    assert!(recent.iter().all(|r| r.task_id.as_str() >= "w-37"));
+    // the last trim (after completion 69) kept exactly w-40..=w-69
+    let kept: Vec<usize> = recent
+        .iter()
+        .map(|r| r.task_id["w-".len()..].parse().unwrap())
+        .collect();
+    assert_eq!(kept, (40..70).rev().collect::<Vec<_>>());
 }

@@ -410,6 +410,7 @@ impl WorkflowStore {
         task_id: &str,
         change: impl Fn(&mut WorkflowInfo) -> Result<()>,
     ) -> Result<WorkflowInfo> {
+        let mut last = missing(task_id);
         for _ in 0..ATTEMPTS {
             let (mut info, version) = self.load(task_id).await?.ok_or_else(|| missing(task_id))?;
             change(&mut info)?;
@@ -420,16 +421,11 @@ impl WorkflowStore {
                 .await
             {
                 Ok(_) => return Ok(info),
-                Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                Err(e) if e.kind() == ErrorKind::Conflict => last = e,
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Conflict {
-            namespace: WORKFLOW_NAMESPACE.into(),
-            key: task_id.into(),
-            expected: Version(0),
-            actual: Version(0),
-        })
+        Err(last)
     }
 
     /// Marks a workflow finished with `result.status` and stores its
@@ -448,37 +444,8 @@ impl WorkflowStore {
                 .with_ttl(self.result_ttl)
         };
         if self.backend.capabilities().transactions {
-            let mut done = false;
-            for _ in 0..ATTEMPTS {
-                let (mut info, version) =
-                    self.load(task_id).await?.ok_or_else(|| missing(task_id))?;
-                stamp_status(&mut info, result.status.clone());
-                let writes = vec![
-                    TxWrite::put(
-                        WORKFLOW_NAMESPACE,
-                        task_id,
-                        self.info_write(&info)?,
-                        Precondition::Version(version),
-                    ),
-                    TxWrite::put(RESULT_NAMESPACE, task_id, result_write(), Precondition::Any),
-                ];
-                match self.backend.transact(writes).await {
-                    Ok(_) => {
-                        done = true;
-                        break;
-                    }
-                    Err(e) if e.kind() == ErrorKind::Conflict => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            if !done {
-                return Err(Error::Conflict {
-                    namespace: WORKFLOW_NAMESPACE.into(),
-                    key: task_id.into(),
-                    expected: Version(0),
-                    actual: Version(0),
-                });
-            }
+            self.complete_in_one_step(task_id, &result.status, result_write)
+                .await?;
         } else {
             if self.load(task_id).await?.is_none() {
                 return Err(missing(task_id));
@@ -493,6 +460,37 @@ impl WorkflowStore {
             self.trim().await?;
         }
         Ok(())
+    }
+
+    /// The status flip and the result write as one transaction, guarded
+    /// by the state's version; read again on a concurrent change, up to
+    /// [`ATTEMPTS`] times (then that `Conflict`).
+    async fn complete_in_one_step(
+        &self,
+        task_id: &str,
+        status: &WorkflowStatus,
+        result_write: impl Fn() -> DocumentWrite,
+    ) -> Result<()> {
+        let mut last = missing(task_id);
+        for _ in 0..ATTEMPTS {
+            let (mut info, version) = self.load(task_id).await?.ok_or_else(|| missing(task_id))?;
+            stamp_status(&mut info, status.clone());
+            let writes = vec![
+                TxWrite::put(
+                    WORKFLOW_NAMESPACE,
+                    task_id,
+                    self.info_write(&info)?,
+                    Precondition::Version(version),
+                ),
+                TxWrite::put(RESULT_NAMESPACE, task_id, result_write(), Precondition::Any),
+            ];
+            match self.backend.transact(writes).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Conflict => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
     }
 
     /// Removes the oldest results beyond the retention. Runs inside every
