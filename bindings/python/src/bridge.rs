@@ -12,11 +12,24 @@
 //!
 //! A call whose future is cancelled (a `wait_for` timeout) still runs to
 //! its end on the runtime; its outcome is dropped.
+//!
+//! At interpreter exit. Once CPython starts finalizing, a thread it does not
+//! own that waits for the GIL is ended with `pthread_exit`, which aborts the
+//! process when it unwinds through Rust frames. A runtime thread can be
+//! waiting for the GIL without having asked for it anew: `call_soon_threadsafe`
+//! lets the GIL go while it writes to the loop's wake-up socket, and the
+//! loop's thread may finish the program meanwhile. So every runtime thread
+//! enters Python through [`attach`], which counts it, and an `atexit`
+//! callback ([`close`], registered at import) shuts that door and waits,
+//! with the GIL released, until no runtime thread is inside. Outcomes that
+//! finish after it are dropped: nothing can await them any more.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::BoundObject;
@@ -41,6 +54,61 @@ struct LoopQueue {
 /// closed loop's queue goes when a new loop makes its first call, or when a
 /// call finishes after its loop closed.
 static QUEUES: LazyLock<Mutex<HashMap<usize, Arc<LoopQueue>>>> = LazyLock::new(Default::default);
+
+thread_local! {
+    /// Whether this thread is one of the module runtime's.
+    static RUNTIME_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Set by [`close`]: runtime threads no longer enter Python.
+static CLOSING: AtomicBool = AtomicBool::new(false);
+
+/// How many runtime threads are inside [`attach`].
+static INSIDE: AtomicUsize = AtomicUsize::new(0);
+
+/// The longest [`close`] waits for runtime threads to leave Python.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Marks the calling thread as the runtime's (the runtime builder's
+/// `on_thread_start`).
+pub fn mark_runtime_thread() {
+    RUNTIME_THREAD.with(|t| t.set(true));
+}
+
+/// Runs `f` attached to the interpreter. On a runtime thread, only while
+/// the interpreter is not exiting: `None` once [`close`] has run.
+pub fn attach<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> Option<R> {
+    if !RUNTIME_THREAD.with(Cell::get) {
+        return Some(Python::attach(f));
+    }
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            INSIDE.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    // counted before the check, so `close` either sees this thread or this
+    // thread sees `close`
+    INSIDE.fetch_add(1, Ordering::SeqCst);
+    let _leave = Leave;
+    if CLOSING.load(Ordering::SeqCst) {
+        return None;
+    }
+    Python::try_attach(f)
+}
+
+/// The `atexit` callback: stops runtime threads entering Python and waits
+/// (at most [`CLOSE_WAIT`], the GIL released) for those inside to leave.
+#[pyfunction]
+pub fn close(py: Python<'_>) {
+    CLOSING.store(true, Ordering::SeqCst);
+    py.detach(|| {
+        let deadline = Instant::now() + CLOSE_WAIT;
+        while INSIDE.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+}
 
 fn queue_of(event_loop: &Bound<'_, PyAny>) -> Arc<LoopQueue> {
     let py = event_loop.py();
@@ -74,26 +142,25 @@ impl LoopQueue {
         if self.scheduled.swap(true, Ordering::AcqRel) {
             return;
         }
-        Python::attach(|py| {
-            let drain = Drain(self.clone());
-            if let Err(e) = self
-                .event_loop
+        let asked = attach(|py| {
+            self.event_loop
                 .bind(py)
-                .call_method1("call_soon_threadsafe", (drain,))
-            {
-                // the loop is closed: nobody awaits these any more
-                self.scheduled.store(false, Ordering::Release);
-                self.finished
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clear();
-                QUEUES
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&(self.event_loop.as_ptr() as usize));
-                drop(e);
-            }
+                .call_method1("call_soon_threadsafe", (Drain(self.clone()),))
+                .is_ok()
         });
+        if asked != Some(true) {
+            // the loop is closed, or the interpreter exiting: nobody awaits
+            // these any more
+            self.scheduled.store(false, Ordering::Release);
+            self.finished
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            QUEUES
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&(self.event_loop.as_ptr() as usize));
+        }
     }
 }
 

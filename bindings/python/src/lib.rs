@@ -108,13 +108,18 @@ fn exception(kind: ErrorKind, operation: Option<&str>, detail: String) -> PyErr 
         ErrorKind::Unsupported => UnsupportedError::new_err(detail.clone()),
         _ => PersistenceError::new_err(detail.clone()),
     };
-    Python::attach(|py| {
+    bridge::attach(|py| {
         let value = err.value(py);
         let _ = value.setattr("kind", format!("{kind:?}"));
         let _ = value.setattr("operation", operation);
         let _ = value.setattr("detail", detail);
     });
     err
+}
+
+/// The error of a call that finished after the interpreter began to exit.
+fn exiting() -> PyErr {
+    PersistenceError::new_err("the interpreter is exiting")
 }
 
 fn core_err(e: Error) -> PyErr {
@@ -480,7 +485,8 @@ impl Documents {
         let backend = self.backend.clone();
         awaitable(py, async move {
             let doc = backend.get(&ns, &key).await.map_err(core_err)?;
-            Python::attach(|py| doc.map(|d| document_dict(py, d)).transpose())
+            bridge::attach(|py| doc.map(|d| document_dict(py, d)).transpose())
+                .unwrap_or_else(|| Err(exiting()))
         })
     }
 
@@ -623,7 +629,7 @@ impl Documents {
         let backend = self.backend.clone();
         awaitable(py, async move {
             let page = backend.scan(&ns, request).await.map_err(core_err)?;
-            Python::attach(|py| scan_page(py, page))
+            bridge::attach(|py| scan_page(py, page)).unwrap_or_else(|| Err(exiting()))
         })
     }
 }
@@ -669,8 +675,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     builder
         .enable_all()
         .thread_name("ta-persistence")
+        .on_thread_start(bridge::mark_runtime_thread)
         .max_blocking_threads(MAX_BLOCKING_THREADS);
     pyo3_async_runtimes::tokio::init(builder);
+    py.import("atexit")?
+        .call_method1("register", (wrap_pyfunction!(bridge::close, m)?,))?;
     m.add_class::<TaskStore>()?;
     m.add_class::<Documents>()?;
     for (name, class) in [
