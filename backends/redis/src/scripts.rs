@@ -297,9 +297,13 @@ pub static LOOKUP: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local out = {}
 local ik = KEYS[1]
+-- the bytes are needed only to return them or to apply a rule; otherwise
+-- whether the document exists is enough (no copy of every value)
+local read = ARGV[6] == '1' or ARGV[3] ~= ''
 for _, k in ipairs(redis.call('SMEMBERS', ik)) do
   local doc = ARGV[1] .. k
-  local value = redis.call('GET', doc)
+  local value
+  if read then value = redis.call('GET', doc) else value = redis.call('EXISTS', doc) == 1 end
   local carries = value ~= false
   if carries then
     local m = redis.call('HMGET', ARGV[2] .. k, 'c', 't', 'h')

@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{
-    BackendExt, DocumentWrite, IndexTerm, Precondition, ScanOrder, ScanRequest, SharedBackend,
-    TxOutcome, TxWrite, Version,
+    BackendExt, DocumentWrite, IndexTerm, Precondition, Remove, ScanOrder, ScanRequest,
+    SharedBackend, TxOutcome, TxWrite, Version,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -497,7 +497,8 @@ impl WorkflowStore {
     /// `trim_every`-th completing call, so a reader sees at most
     /// `retention + trim_every` results, and more than the retention only
     /// until the next trim. Counts index entries, not documents; reads
-    /// only the results it removes.
+    /// only the results it removes, and removes them in one
+    /// [`remove_many`](crate::backend::Backend::remove_many).
     async fn trim(&self) -> Result<()> {
         let stored = self
             .backend
@@ -508,12 +509,18 @@ impl WorkflowStore {
         }
         let request = ScanRequest::first(ScanOrder::Created, stored - self.retention);
         let page = self.backend.scan(RESULT_NAMESPACE, request).await?;
-        for (key, doc) in page.entries {
-            match self
-                .backend
-                .remove(RESULT_NAMESPACE, &key, Precondition::Version(doc.version))
-                .await
-            {
+        // one call for all of them (one round trip on Redis), each removal
+        // guarded by the version read
+        let removes = page
+            .entries
+            .into_iter()
+            .map(|(key, doc)| Remove {
+                key,
+                precondition: Precondition::Version(doc.version),
+            })
+            .collect();
+        for outcome in self.backend.remove_many(RESULT_NAMESPACE, removes).await {
+            match outcome {
                 // someone else trimmed or rewrote it first
                 Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Conflict) => {}
                 other => {
