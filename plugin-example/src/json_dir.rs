@@ -164,6 +164,7 @@ impl JsonDirBackend {
         time_order: true,
         native_batch: false,
         transactions: false,
+        partitioned_transactions: false,
         atomic_index: true,
         durable: true,
         // the plugin ABI (1.x) carries neither namespaces nor index terms

@@ -123,6 +123,7 @@ macro_rules! __with_case_names {
             transaction_failed_precondition_changes_nothing: Transactions,
             transaction_bad_input_is_refused: Transactions,
             transaction_isolated_from_concurrent_single_writes: Transactions,
+            transaction_across_partitions: Transactions,
             export_reads_every_document_with_its_terms: Export,
             namespaces_lists_what_holds_documents: Export,
             task_fixture_round_trips_through_store: None,

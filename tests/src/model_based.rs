@@ -130,8 +130,15 @@ impl Model {
     }
 }
 
-fn key_name(k: u8) -> String {
-    format!("k{k}")
+/// A key's name; on a backend whose transactions stay within one
+/// partition, every key carries one `{tag}`, so any transaction of them is
+/// one partition's.
+fn key_name(tagged: bool, k: u8) -> String {
+    if tagged {
+        format!("{{m}}k{k}")
+    } else {
+        format!("k{k}")
+    }
 }
 
 fn term_name(t: u8) -> String {
@@ -139,7 +146,8 @@ fn term_name(t: u8) -> String {
 }
 
 async fn check(backend: &SharedBackend, ns: &str, ops: &[Op]) -> Result<(), String> {
-    let transactions = backend.capabilities().transactions;
+    let caps = backend.capabilities();
+    let (transactions, tagged) = (caps.transactions, caps.partitioned_transactions);
     let mut model = Model::default();
     for (step, op) in ops.iter().enumerate() {
         let at = |what: String| format!("step {step} ({op:?}): {what}");
@@ -150,7 +158,7 @@ async fn check(backend: &SharedBackend, ns: &str, ops: &[Op]) -> Result<(), Stri
                 terms,
                 pre,
             } => {
-                let key = key_name(*key);
+                let key = key_name(tagged, *key);
                 let precondition = model.precondition(&key, *pre);
                 let terms: BTreeSet<String> = terms.iter().map(|t| term_name(*t)).collect();
                 let mut write = DocumentWrite::new(vec![*value]);
@@ -184,7 +192,7 @@ async fn check(backend: &SharedBackend, ns: &str, ops: &[Op]) -> Result<(), Stri
                 }
             }
             Op::Remove { key, pre } => {
-                let key = key_name(*key);
+                let key = key_name(tagged, *key);
                 let precondition = model.precondition(&key, *pre);
                 let expected = match precondition {
                     Precondition::Absent => Some(ErrorKind::InvalidInput),
@@ -211,7 +219,7 @@ async fn check(backend: &SharedBackend, ns: &str, ops: &[Op]) -> Result<(), Stri
                 let mut keys = BTreeSet::new();
                 let mut expected = None;
                 for (key, put, pre) in writes {
-                    let key = key_name(*key);
+                    let key = key_name(tagged, *key);
                     let precondition = model.precondition(&key, *pre);
                     let bad = !keys.insert(key.clone())
                         || put.is_none() && precondition == Precondition::Absent;
@@ -285,7 +293,7 @@ async fn check(backend: &SharedBackend, ns: &str, ops: &[Op]) -> Result<(), Stri
                 }
             }
             Op::Get { key } => {
-                let key = key_name(*key);
+                let key = key_name(tagged, *key);
                 let got = backend.get(ns, &key).await.map_err(|e| at(e.to_string()))?;
                 let got = got.map(|d| (d.value.to_vec(), d.version));
                 let want = model.docs.get(&key).map(|d| (vec![d.value], d.version));

@@ -382,6 +382,7 @@ impl Backend for RedbBackend {
             count: false,
             time_order: true,
             transactions: true,
+            partitioned_transactions: false,
             native_batch: true,
             atomic_index: true,
             durable: true,

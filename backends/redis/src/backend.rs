@@ -319,7 +319,8 @@ impl Backend for RedisBackend {
             scan_by_creation: true,
             count: false,
             time_order: true,
-            transactions: !self.is_cluster(),
+            transactions: true,
+            partitioned_transactions: self.is_cluster(),
             native_batch: !self.is_cluster(),
             atomic_index: !self.is_cluster(),
             durable: true,
@@ -441,12 +442,12 @@ impl Backend for RedisBackend {
     /// One script on a single server. Refused on a cluster, where a
     /// namespace's documents and its order sets live in different slots.
     async fn transact(&self, writes: Vec<TxWrite>) -> Result<Vec<TxOutcome>> {
-        if self.is_cluster() {
-            return Err(self.unsupported("transactions on Redis Cluster"));
-        }
         check_transaction(&writes)?;
         if writes.is_empty() {
             return Ok(Vec::new());
+        }
+        if self.is_cluster() {
+            return self.transact_cluster(&writes).await;
         }
         self.transact_single(&writes).await
     }

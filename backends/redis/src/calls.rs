@@ -193,7 +193,7 @@ impl RedisBackend {
 
     /// What a script's status word means: `ok` gives its number back, the
     /// others are the contract's errors (`number` is then the stored version).
-    fn script_status(
+    pub(crate) fn script_status(
         ns: &str,
         key: &str,
         precondition: Precondition,

@@ -11,8 +11,8 @@
 use std::collections::BTreeSet;
 
 use futures::future::{join_all, try_join_all};
-use persistence_core::backend::{DocumentWrite, Precondition, Version};
-use persistence_core::{Error, Result};
+use persistence_core::backend::{DocumentWrite, Precondition, TxOutcome, TxWrite, Version};
+use persistence_core::{Backend, Error, Result};
 
 use persistence_core::backend::IndexTerm;
 
@@ -105,14 +105,31 @@ impl RedisBackend {
             // hints that lookups drop
             return Self::put_result(ns, key, precondition, (status, version, created));
         }
-        // 3. again (a lookup may have cleaned them meanwhile), drop the old
-        //    ones, and record the key in the order sets
-        self.index_add(&index_keys, key, pttl).await?;
-        let old: BTreeSet<String> = serde_json::from_str(&old_terms).unwrap_or_default();
+        self.after_put(ns, key, &index_keys, pttl, &old_terms, known == 1, created)
+            .await?;
+        Ok(Version(version))
+    }
+
+    /// Step 3 of a put whose document script succeeded: the new entries
+    /// again (a lookup may have cleaned them meanwhile), the old ones
+    /// dropped, and a new key recorded in the order sets.
+    #[allow(clippy::too_many_arguments)]
+    async fn after_put(
+        &self,
+        ns: &str,
+        key: &str,
+        index_keys: &[String],
+        pttl: u64,
+        old_terms: &str,
+        known: bool,
+        created: u64,
+    ) -> Result<()> {
+        self.index_add(index_keys, key, pttl).await?;
+        let old: BTreeSet<String> = serde_json::from_str(old_terms).unwrap_or_default();
         let new: BTreeSet<&String> = index_keys.iter().collect();
         self.index_remove(old.iter().filter(|k| !new.contains(k)), key)
             .await?;
-        if known == 0 {
+        if !known {
             let mut by_key = redis::cmd("ZADD");
             by_key.arg(self.layout.by_key(ns)).arg(0).arg(key);
             let mut by_created = redis::cmd("ZADD");
@@ -123,7 +140,7 @@ impl RedisBackend {
             let (a, b) = futures::join!(self.run(by_key), self.run(by_created));
             a.and(b).map_err(|e| self.error("put", e))?;
         }
-        Ok(Version(version))
+        Ok(())
     }
 
     pub(crate) async fn remove_cluster(
@@ -146,16 +163,136 @@ impl RedisBackend {
         if status == "conflict" {
             return Self::remove_result(ns, key, precondition, (status, n));
         }
-        // the document is gone (or was already): its entries follow
-        let old: Vec<String> = serde_json::from_str(&old_terms).unwrap_or_default();
+        self.after_remove(ns, key, &old_terms).await?;
+        Self::remove_result(ns, key, precondition, (status, n))
+    }
+
+    /// After a removal's document script: the document is gone (or was
+    /// already), and its index and order entries follow.
+    async fn after_remove(&self, ns: &str, key: &str, old_terms: &str) -> Result<()> {
+        let old: Vec<String> = serde_json::from_str(old_terms).unwrap_or_default();
         self.index_remove(old.iter(), key).await?;
         let mut by_key = redis::cmd("ZREM");
         by_key.arg(self.layout.by_key(ns)).arg(key);
         let mut by_created = redis::cmd("ZREM");
         by_created.arg(self.layout.by_created(ns)).arg(key);
         let (a, b) = futures::join!(self.run(by_key), self.run(by_created));
-        a.and(b).map_err(|e| self.error("remove", e))?;
-        Self::remove_result(ns, key, precondition, (status, n))
+        a.and(b).map(drop).map_err(|e| self.error("remove", e))
+    }
+
+    /// A transaction whose documents share one hash slot (checked and
+    /// refused as `Unsupported` otherwise): the new index entries first,
+    /// then every document and its metadata in one [`scripts::TRANSACT_DOCS`]
+    /// call, all or nothing, then the index and order sets as single
+    /// writes update them. `writes` is checked already.
+    pub(crate) async fn transact_cluster(&self, writes: &[TxWrite]) -> Result<Vec<TxOutcome>> {
+        let slots: BTreeSet<usize> = writes
+            .iter()
+            .map(|w| {
+                let (ns, key) = w.target();
+                crate::slots::slot(self.layout.doc(ns, key).as_bytes())
+            })
+            .collect();
+        if slots.len() > 1 {
+            return Err(self.unsupported(
+                "a transaction across hash slots on Redis Cluster (give its keys one {tag}, \
+                 for example {w-1}state and {w-1}result)",
+            ));
+        }
+        let index_keys: Vec<Vec<String>> = writes
+            .iter()
+            .map(|w| match w {
+                TxWrite::Put {
+                    namespace, write, ..
+                } => IndexTerm::dedup(write.index.clone())
+                    .iter()
+                    .map(|t| self.layout.index(namespace, &t.index, &t.term))
+                    .collect(),
+                TxWrite::Remove { .. } => Vec::new(),
+            })
+            .collect();
+        let mut inv = scripts::TRANSACT_DOCS.prepare_invoke();
+        let kinds: String = writes
+            .iter()
+            .map(|w| match w {
+                TxWrite::Put { .. } => 'p',
+                TxWrite::Remove { .. } => 'r',
+            })
+            .collect();
+        inv.arg(kinds);
+        for (w, keys) in writes.iter().zip(&index_keys) {
+            let (ns, key) = w.target();
+            let (pre, expected) = pre_arg(w.precondition());
+            inv.key(self.layout.doc(ns, key))
+                .key(self.layout.meta(ns, key));
+            match w {
+                TxWrite::Put { write, .. } => {
+                    // 1. the new entries exist before the document does
+                    self.index_add(keys, key, ttl_ms(write.ttl)).await?;
+                    inv.arg(key)
+                        .arg(&write.value[..])
+                        .arg(pre)
+                        .arg(expected)
+                        .arg(ttl_ms(write.ttl))
+                        .arg(serde_json::to_string(keys).expect("strings encode"));
+                }
+                TxWrite::Remove { .. } => {
+                    inv.arg(pre).arg(expected);
+                }
+            }
+            inv.arg(self.layout.term_rule(ns).as_slice());
+        }
+        let mut con = self.con.clone();
+        let (status, at, number, replies): (String, usize, u64, Vec<(u64, u64, String, u8)>) = inv
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.error("transact", e))?;
+        if status != "ok" {
+            let w = writes
+                .get(at.wrapping_sub(1))
+                .ok_or_else(|| Error::Internal {
+                    backend: "redis".into(),
+                    message: format!("transaction script named write {at} of {}", writes.len()),
+                })?;
+            let (ns, key) = w.target();
+            Self::script_status(ns, key, w.precondition(), &status, number, "transact")?;
+        }
+        if replies.len() != writes.len() {
+            return Err(Error::Internal {
+                backend: "redis".into(),
+                message: format!(
+                    "transaction script answered {} replies for {} writes",
+                    replies.len(),
+                    writes.len()
+                ),
+            });
+        }
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for ((w, keys), (n, created, old_terms, known)) in
+            writes.iter().zip(&index_keys).zip(replies)
+        {
+            let (ns, key) = w.target();
+            outcomes.push(match w {
+                TxWrite::Put { write, .. } => {
+                    self.after_put(
+                        ns,
+                        key,
+                        keys,
+                        ttl_ms(write.ttl),
+                        &old_terms,
+                        known == 1,
+                        created,
+                    )
+                    .await?;
+                    TxOutcome::Put(Version(n))
+                }
+                TxWrite::Remove { .. } => {
+                    self.after_remove(ns, key, &old_terms).await?;
+                    TxOutcome::Removed(n == 1)
+                }
+            });
+        }
+        Ok(outcomes)
     }
 
     /// For each member of index set `ik`: `Some(created)` when its document

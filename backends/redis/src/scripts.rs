@@ -332,9 +332,9 @@ return out
 /// old index keys (JSON, metadata's and the rule's), known (1 if this
 /// library wrote it before)}; the caller updates index and order sets
 /// around it.
-pub static PUT_DOC: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
+pub static PUT_DOC: LazyLock<Script> = LazyLock::new(|| script(PUT_DOC_BODY));
+
+const PUT_DOC_BODY: &str = r#"
 local doc, meta = KEYS[1], KEYS[2]
 local value, pre = ARGV[2], ARGV[3]
 local expected, pttl, terms = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
@@ -368,15 +368,13 @@ end
 local k = 0
 if known then k = 1 end
 return {'ok', v, created, old_terms, k}
-"#,
-    )
-});
+"#;
 
 /// Cluster mode. KEYS: doc, meta. ARGV: precondition, expected, then the
 /// term rule. Returns {status, removed, old index keys (JSON)}.
-pub static REMOVE_DOC: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
+pub static REMOVE_DOC: LazyLock<Script> = LazyLock::new(|| script(REMOVE_DOC_BODY));
+
+const REMOVE_DOC_BODY: &str = r#"
 local doc, meta = KEYS[1], KEYS[2]
 local pre, expected = ARGV[1], tonumber(ARGV[2])
 local exists = redis.call('EXISTS', doc) == 1
@@ -395,9 +393,59 @@ if not exists then
   return {'missing', 0, old_terms}
 end
 return {'ok', 1, old_terms}
-"#,
-    )
+"#;
+
+/// Cluster mode: [`TRANSACT`] for writes whose keys share one hash slot.
+/// KEYS: doc, meta per write. ARGV[1]: one letter per write, `p` (put) or
+/// `r` (removal); then each write's ARGV, as [`PUT_DOC`] (9) or
+/// [`REMOVE_DOC`] (5) take them. Every precondition is checked before
+/// anything is written. Returns {status, write number (1-based), number,
+/// {replies}}: `ok` with each write's reply as {number, created, old index
+/// keys (JSON), known} (a put's version, a removal's 1/0), or the failing
+/// write's exists|missing|conflict and its stored version. The caller then
+/// updates index and order sets as for single writes.
+pub static TRANSACT_DOCS: LazyLock<Script> = LazyLock::new(|| {
+    script(&format!(
+        "local function put_one(KEYS, ARGV)\n{PUT_DOC_BODY}\nend\n\
+         local function remove_one(KEYS, ARGV)\n{REMOVE_DOC_BODY}\nend\n{TRANSACT_DOCS_BODY}"
+    ))
 });
+
+const TRANSACT_DOCS_BODY: &str = r#"
+local kinds = ARGV[1]
+local calls = {}
+local ai = 2
+for i = 1, #kinds do
+  local kind = string.sub(kinds, i, i)
+  local na = 5
+  if kind == 'p' then na = 9 end
+  local a = {}
+  for j = 1, na do a[j] = ARGV[ai + j - 1] end
+  ai = ai + na
+  calls[i] = {kind, {KEYS[2 * i - 1], KEYS[2 * i]}, a}
+end
+for i, c in ipairs(calls) do
+  local k, a = c[2], c[3]
+  local pre, expected = a[1], tonumber(a[2])
+  if c[1] == 'p' then pre, expected = a[3], tonumber(a[4]) end
+  local exists = redis.call('EXISTS', k[1]) == 1
+  local oldv = tonumber(redis.call('HGET', k[2], 'v')) or 0
+  if pre == 'absent' and exists then return {'exists', i, oldv, {}} end
+  if (pre == 'present' or pre == 'version') and not exists then return {'missing', i, 0, {}} end
+  if pre == 'version' and oldv ~= expected then return {'conflict', i, oldv, {}} end
+end
+local out = {}
+for i, c in ipairs(calls) do
+  if c[1] == 'p' then
+    local r = put_one(c[2], c[3])
+    out[i] = {r[2], r[3], r[4], r[5]}
+  else
+    local r = remove_one(c[2], c[3])
+    out[i] = {r[2], 0, r[3], 0}
+  end
+end
+return {'ok', 0, 0, out}
+"#;
 
 /// Cluster mode. KEYS: one index set. ARGV: key, pttl. Adds the key and
 /// keeps the set alive at least as long as the document (as [`PUT`] does).

@@ -751,6 +751,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     count: false,
     time_order: true,
     transactions: true,
+    partitioned_transactions: false,
     native_batch: false,
     atomic_index: true,
     durable: true,

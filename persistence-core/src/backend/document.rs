@@ -353,6 +353,13 @@ pub struct Capabilities {
     /// [`transact`](super::Backend::transact): writes to several keys,
     /// in any namespaces, applied all-or-nothing.
     pub transactions: bool,
+    /// With [`transactions`](Self::transactions): a transaction is
+    /// accepted only when all its keys fall in one partition, and refused
+    /// as `Unsupported` otherwise. On Redis Cluster a partition is a hash
+    /// slot, and keys sharing a `{tag}` (`{w-1}state`, `{w-1}result`, in
+    /// any namespaces) share one. False everywhere else: any keys go.
+    #[serde(default)]
+    pub partitioned_transactions: bool,
     /// Index terms change in the same atomic step as the document. When
     /// false, index lookups are hints and callers verify each hit (the typed
     /// stores always do).

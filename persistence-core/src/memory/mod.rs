@@ -139,6 +139,7 @@ impl Backend for MemoryBackend {
             time_order: true,
             native_batch: false,
             transactions: true,
+            partitioned_transactions: false,
             atomic_index: true,
             durable: false,
             export: true,

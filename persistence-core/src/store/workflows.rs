@@ -443,7 +443,7 @@ impl WorkflowStore {
                 .with_term(RESULT_INDEX, RESULT_TERM)
                 .with_ttl(self.result_ttl)
         };
-        if self.backend.capabilities().transactions {
+        if self.in_one_step() {
             self.complete_in_one_step(task_id, &result.status, result_write)
                 .await?;
         } else {
@@ -460,6 +460,15 @@ impl WorkflowStore {
             self.trim().await?;
         }
         Ok(())
+    }
+
+    /// Whether a workflow's state and result can change in one
+    /// transaction: the backend has transactions over any keys (a state and
+    /// its result share a key in two namespaces, which on Redis Cluster are
+    /// two hash slots).
+    fn in_one_step(&self) -> bool {
+        let caps = self.backend.capabilities();
+        caps.transactions && !caps.partitioned_transactions
     }
 
     /// The status flip and the result write as one transaction, guarded
@@ -534,7 +543,7 @@ impl WorkflowStore {
     /// Removes a workflow's state and result (one transaction where the
     /// backend has them); whether either was there.
     pub async fn remove_workflow(&self, task_id: &str) -> Result<bool> {
-        if self.backend.capabilities().transactions {
+        if self.in_one_step() {
             let outcomes = self
                 .backend
                 .transact(vec![

@@ -213,5 +213,6 @@ pub fn capabilities_from_bits(b: u64) -> persistence_core::backend::Capabilities
         export: false,
         // ABI 1.2
         transactions: on(8),
+        partitioned_transactions: false,
     }
 }
