@@ -103,3 +103,115 @@ async fn a_task_and_its_metadata_share_a_slot_and_its_index_is_verified() {
         "{members:?}"
     );
 }
+
+/// A transaction within one slot keeps the sets of other slots right: both
+/// namespaces' scans and the index see its puts, then its removal and term
+/// change; and the server agrees the tagged keys share a slot while keys
+/// of two tags do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_within_one_slot_updates_the_index_and_order_sets() {
+    use persistence_core::backend::{
+        Backend, DocumentWrite, Precondition, ScanOrder, ScanRequest, TxOutcome, TxWrite,
+    };
+    let backend = RedisBackend::connect(options()).await.unwrap();
+    let caps = backend.capabilities();
+    assert!(
+        caps.transactions && caps.partitioned_transactions,
+        "{caps:?}"
+    );
+    let layout = backend.layout().clone();
+    let mut con = raw().await;
+    let (state, result) = (
+        layout.doc("wf-state", "{w-1}"),
+        layout.doc("wf-result", "{w-1}"),
+    );
+    assert_eq!(
+        keyslot(&mut con, &state).await,
+        keyslot(&mut con, &result).await
+    );
+    let other = layout.doc("wf-state", "{w-2}");
+    assert_ne!(
+        keyslot(&mut con, &state).await,
+        keyslot(&mut con, &other).await
+    );
+
+    let put = |ns: &str, term: &str| {
+        TxWrite::put(
+            ns,
+            "{w-1}",
+            DocumentWrite::new(bytes::Bytes::from_static(b"{}")).with_term("status", term),
+            Precondition::Absent,
+        )
+    };
+    let done = backend
+        .transact(vec![put("wf-state", "running"), put("wf-result", "kept")])
+        .await
+        .unwrap();
+    assert!(
+        matches!(done[..], [TxOutcome::Put(_), TxOutcome::Put(_)]),
+        "{done:?}"
+    );
+    for ns in ["wf-state", "wf-result"] {
+        let page = backend
+            .scan(ns, ScanRequest::first(ScanOrder::Created, 10))
+            .await
+            .unwrap();
+        let keys: Vec<&str> = page.entries.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["{w-1}"], "{ns}'s creation order");
+    }
+    assert_eq!(
+        backend
+            .lookup("wf-state", "status", "running")
+            .await
+            .unwrap(),
+        ["{w-1}"]
+    );
+
+    let version = backend
+        .get("wf-state", "{w-1}")
+        .await
+        .unwrap()
+        .unwrap()
+        .version;
+    backend
+        .transact(vec![
+            TxWrite::put(
+                "wf-state",
+                "{w-1}",
+                DocumentWrite::new(bytes::Bytes::from_static(b"{}")).with_term("status", "done"),
+                Precondition::Version(version),
+            ),
+            TxWrite::remove("wf-result", "{w-1}", Precondition::Present),
+        ])
+        .await
+        .unwrap();
+    assert!(backend
+        .lookup("wf-state", "status", "running")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        backend.lookup("wf-state", "status", "done").await.unwrap(),
+        ["{w-1}"]
+    );
+    let page = backend
+        .scan("wf-result", ScanRequest::first(ScanOrder::Key, 10))
+        .await
+        .unwrap();
+    assert!(page.entries.is_empty(), "the removal left the key order");
+
+    let across = backend
+        .transact(vec![
+            put("wf-state", "x"),
+            TxWrite::remove("wf-state", "{w-2}", Precondition::Any),
+        ])
+        .await;
+    // {w-1} exists already, but the slot check comes first
+    assert_eq!(
+        across.unwrap_err().kind(),
+        persistence_core::ErrorKind::Unsupported
+    );
+    for ns in ["wf-state", "wf-result"] {
+        backend.clear_namespace(ns).await.unwrap();
+    }
+}
