@@ -23,6 +23,10 @@ use crate::scripts;
 /// A document script's reply: status, version, created, old index keys, known.
 type PutDocReply = (String, u64, u64, String, u8);
 
+/// [`scripts::TRANSACT_DOCS`]'s reply: status, write number, number, and
+/// per write its number, created, old index keys and known.
+type TransactDocsReply = (String, usize, u64, Vec<(u64, u64, String, u8)>);
+
 impl RedisBackend {
     /// Sends one command on its own clone of the connection.
     async fn run(&self, cmd: redis::Cmd) -> redis::RedisResult<i64> {
@@ -243,7 +247,7 @@ impl RedisBackend {
             inv.arg(self.layout.term_rule(ns).as_slice());
         }
         let mut con = self.con.clone();
-        let (status, at, number, replies): (String, usize, u64, Vec<(u64, u64, String, u8)>) = inv
+        let (status, at, number, replies): TransactDocsReply = inv
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.error("transact", e))?;

@@ -31,19 +31,19 @@ pub async fn transaction_applies_every_write(ctx: Ctx) {
     let mut writes = vec![
         TxWrite::put(
             &ctx.ns,
-            &k(&ctx, "new"),
+            k(&ctx, "new"),
             doc("n").with_term(IDX, "red"),
             Precondition::Absent,
         ),
         put(&ctx.ns, &k(&ctx, "kept"), "2", Precondition::Version(v)),
-        TxWrite::remove(&ctx.ns, &k(&ctx, "gone"), Precondition::Present),
-        TxWrite::remove(&ctx.ns, &k(&ctx, "never-was"), Precondition::Any),
+        TxWrite::remove(&ctx.ns, k(&ctx, "gone"), Precondition::Present),
+        TxWrite::remove(&ctx.ns, k(&ctx, "never-was"), Precondition::Any),
         put(&other, &k(&ctx, "elsewhere"), "e", Precondition::Any),
     ];
     if ctx.caps.ttl {
         writes.push(TxWrite::put(
             &ctx.ns,
-            &k(&ctx, "brief"),
+            k(&ctx, "brief"),
             doc("b").with_ttl(Some(Duration::from_secs(3600))),
             Precondition::Any,
         ));
@@ -124,7 +124,7 @@ pub async fn transaction_failed_precondition_changes_nothing(ctx: Ctx) {
             ErrorKind::Conflict,
         ),
         (
-            TxWrite::remove(&ctx.ns, &k(&ctx, "zz"), Precondition::Present),
+            TxWrite::remove(&ctx.ns, k(&ctx, "zz"), Precondition::Present),
             ErrorKind::NotFound,
         ),
     ];
@@ -132,11 +132,11 @@ pub async fn transaction_failed_precondition_changes_nothing(ctx: Ctx) {
         let writes = vec![
             TxWrite::put(
                 &ctx.ns,
-                &k(&ctx, "a"),
+                k(&ctx, "a"),
                 doc("a2").with_term(IDX, "t-new"),
                 Precondition::Version(v),
             ),
-            TxWrite::remove(&ctx.ns, &k(&ctx, "d"), Precondition::Any),
+            TxWrite::remove(&ctx.ns, k(&ctx, "d"), Precondition::Any),
             put(&ctx.ns, &k(&ctx, "c"), "c", Precondition::Absent),
             last,
         ];
@@ -171,11 +171,7 @@ pub async fn transaction_bad_input_is_refused(ctx: Ctx) {
         kind(ctx.backend.transact(twice).await),
         ErrorKind::InvalidInput
     );
-    let absent = vec![TxWrite::remove(
-        &ctx.ns,
-        &k(&ctx, "k"),
-        Precondition::Absent,
-    )];
+    let absent = vec![TxWrite::remove(&ctx.ns, k(&ctx, "k"), Precondition::Absent)];
     assert_eq!(
         kind(ctx.backend.transact(absent).await),
         ErrorKind::InvalidInput
