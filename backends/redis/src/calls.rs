@@ -37,6 +37,18 @@ pub(crate) fn document((value, version, created, pttl): (Vec<u8>, u64, u64, i64)
     }
 }
 
+/// A transaction's kinds for its script's ARGV[1]: one letter per write,
+/// `p` put or `r` removal.
+pub(crate) fn tx_kinds(writes: &[TxWrite]) -> String {
+    writes
+        .iter()
+        .map(|w| match w {
+            TxWrite::Put { .. } => 'p',
+            TxWrite::Remove { .. } => 'r',
+        })
+        .collect()
+}
+
 impl RedisBackend {
     pub(crate) fn get_invocation(&self, ns: &str, key: &str) -> redis::ScriptInvocation<'static> {
         let mut inv = scripts::GET.prepare_invoke();
@@ -123,16 +135,9 @@ impl RedisBackend {
 
     /// One [`scripts::TRANSACT`] call for `writes` (checked already).
     pub(crate) async fn transact_single(&self, writes: &[TxWrite]) -> Result<Vec<TxOutcome>> {
-        let kinds: String = writes
-            .iter()
-            .map(|w| match w {
-                TxWrite::Put { .. } => 'p',
-                TxWrite::Remove { .. } => 'r',
-            })
-            .collect();
         // ARGV per write: its key count, then its own ARGV
         let mut inv = scripts::TRANSACT.prepare_invoke();
-        inv.arg(kinds);
+        inv.arg(tx_kinds(writes));
         for w in writes {
             match w {
                 TxWrite::Put {
@@ -161,26 +166,7 @@ impl RedisBackend {
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.error("transact", e))?;
-        if status != "ok" {
-            let w = writes
-                .get(at.wrapping_sub(1))
-                .ok_or_else(|| Error::Internal {
-                    backend: "redis".into(),
-                    message: format!("transaction script named write {at} of {}", writes.len()),
-                })?;
-            let (ns, key) = w.target();
-            Self::script_status(ns, key, w.precondition(), &status, number, "transact")?;
-        }
-        if outcomes.len() != writes.len() {
-            return Err(Error::Internal {
-                backend: "redis".into(),
-                message: format!(
-                    "transaction script answered {} outcomes for {} writes",
-                    outcomes.len(),
-                    writes.len()
-                ),
-            });
-        }
+        let outcomes = Self::transaction_reply(writes, &status, at, number, outcomes)?;
         Ok(writes
             .iter()
             .zip(outcomes)
@@ -191,9 +177,41 @@ impl RedisBackend {
             .collect())
     }
 
+    /// A transaction script's reply checked: its status (the failing
+    /// write's error, when not `ok`) and one reply per write.
+    pub(crate) fn transaction_reply<T>(
+        writes: &[TxWrite],
+        status: &str,
+        at: usize,
+        number: u64,
+        replies: Vec<T>,
+    ) -> Result<Vec<T>> {
+        if status != "ok" {
+            let w = writes
+                .get(at.wrapping_sub(1))
+                .ok_or_else(|| Error::Internal {
+                    backend: "redis".into(),
+                    message: format!("transaction script named write {at} of {}", writes.len()),
+                })?;
+            let (ns, key) = w.target();
+            Self::script_status(ns, key, w.precondition(), status, number, "transact")?;
+        }
+        if replies.len() != writes.len() {
+            return Err(Error::Internal {
+                backend: "redis".into(),
+                message: format!(
+                    "transaction script answered {} replies for {} writes",
+                    replies.len(),
+                    writes.len()
+                ),
+            });
+        }
+        Ok(replies)
+    }
+
     /// What a script's status word means: `ok` gives its number back, the
     /// others are the contract's errors (`number` is then the stored version).
-    pub(crate) fn script_status(
+    fn script_status(
         ns: &str,
         key: &str,
         precondition: Precondition,

@@ -17,7 +17,7 @@ use persistence_core::{Backend, Error, Result};
 use persistence_core::backend::IndexTerm;
 
 use crate::backend::RedisBackend;
-use crate::calls::{pre_arg, ttl_ms};
+use crate::calls::{pre_arg, ttl_ms, tx_kinds};
 use crate::scripts;
 
 /// A document script's reply: status, version, created, old index keys, known.
@@ -216,19 +216,13 @@ impl RedisBackend {
             })
             .collect();
         let mut inv = scripts::TRANSACT_DOCS.prepare_invoke();
-        let kinds: String = writes
-            .iter()
-            .map(|w| match w {
-                TxWrite::Put { .. } => 'p',
-                TxWrite::Remove { .. } => 'r',
-            })
-            .collect();
-        inv.arg(kinds);
+        inv.arg(tx_kinds(writes));
         for (w, keys) in writes.iter().zip(&index_keys) {
             let (ns, key) = w.target();
             let (pre, expected) = pre_arg(w.precondition());
             inv.key(self.layout.doc(ns, key))
-                .key(self.layout.meta(ns, key));
+                .key(self.layout.meta(ns, key))
+                .arg(2);
             match w {
                 TxWrite::Put { write, .. } => {
                     // 1. the new entries exist before the document does
@@ -251,26 +245,7 @@ impl RedisBackend {
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.error("transact", e))?;
-        if status != "ok" {
-            let w = writes
-                .get(at.wrapping_sub(1))
-                .ok_or_else(|| Error::Internal {
-                    backend: "redis".into(),
-                    message: format!("transaction script named write {at} of {}", writes.len()),
-                })?;
-            let (ns, key) = w.target();
-            Self::script_status(ns, key, w.precondition(), &status, number, "transact")?;
-        }
-        if replies.len() != writes.len() {
-            return Err(Error::Internal {
-                backend: "redis".into(),
-                message: format!(
-                    "transaction script answered {} replies for {} writes",
-                    replies.len(),
-                    writes.len()
-                ),
-            });
-        }
+        let replies = Self::transaction_reply(writes, &status, at, number, replies)?;
         let mut outcomes = Vec::with_capacity(writes.len());
         for ((w, keys), (n, created, old_terms, known)) in
             writes.iter().zip(&index_keys).zip(replies)

@@ -171,6 +171,49 @@ end
 return {'ok', 1}
 "#;
 
+/// What both transaction scripts share. `tx_writes(removal_args)` reads
+/// the writes from ARGV[1] (one letter per write, `p` put or `r` removal)
+/// and, per write, the number of its keys and its ARGV (9 for a put,
+/// `removal_args` for a removal); KEYS are every write's keys in order.
+/// `tx_check(calls, removal_pre)` checks every precondition (a put's at
+/// ARGV 3 and 4, a removal's at `removal_pre` and the next) against the
+/// write's first two keys, document and metadata: nil, or the failing
+/// write's reply.
+const TX_WRITES: &str = r#"
+local function tx_writes(removal_args)
+  local kinds = ARGV[1]
+  local calls = {}
+  local ki, ai = 1, 2
+  for i = 1, #kinds do
+    local kind = string.sub(kinds, i, i)
+    local nk = tonumber(ARGV[ai])
+    ai = ai + 1
+    local na = removal_args
+    if kind == 'p' then na = 9 end
+    local k, a = {}, {}
+    for j = 1, nk do k[j] = KEYS[ki + j - 1] end
+    for j = 1, na do a[j] = ARGV[ai + j - 1] end
+    ki, ai = ki + nk, ai + na
+    calls[i] = {kind, k, a}
+  end
+  return calls
+end
+local function tx_check(calls, removal_pre)
+  for i, c in ipairs(calls) do
+    local k, a = c[2], c[3]
+    local at = removal_pre
+    if c[1] == 'p' then at = 3 end
+    local pre, expected = a[at], tonumber(a[at + 1])
+    local exists = redis.call('EXISTS', k[1]) == 1
+    local oldv = tonumber(redis.call('HGET', k[2], 'v')) or 0
+    if pre == 'absent' and exists then return {'exists', i, oldv, {}} end
+    if (pre == 'present' or pre == 'version') and not exists then return {'missing', i, 0, {}} end
+    if pre == 'version' and oldv ~= expected then return {'conflict', i, oldv, {}} end
+  end
+  return nil
+end
+"#;
+
 /// A transaction: [`PUT`] and [`REMOVE`] as functions over their own KEYS
 /// and ARGV, every precondition checked before any runs.
 /// ARGV[1]: one letter per write, `p` put or `r` remove; then per write
@@ -181,37 +224,15 @@ return {'ok', 1}
 /// exists|missing|conflict and its stored version.
 pub static TRANSACT: LazyLock<Script> = LazyLock::new(|| {
     script(&format!(
-        "local function put_one(KEYS, ARGV)\n{PUT_BODY}\nend\n\
+        "{TX_WRITES}local function put_one(KEYS, ARGV)\n{PUT_BODY}\nend\n\
          local function remove_one(KEYS, ARGV)\n{REMOVE_BODY}\nend\n{TRANSACT_BODY}"
     ))
 });
 
 const TRANSACT_BODY: &str = r#"
-local kinds = ARGV[1]
-local calls = {}
-local ki, ai = 1, 2
-for i = 1, #kinds do
-  local kind = string.sub(kinds, i, i)
-  local nk = tonumber(ARGV[ai])
-  ai = ai + 1
-  local na = 6
-  if kind == 'p' then na = 9 end
-  local k, a = {}, {}
-  for j = 1, nk do k[j] = KEYS[ki + j - 1] end
-  for j = 1, na do a[j] = ARGV[ai + j - 1] end
-  ki, ai = ki + nk, ai + na
-  calls[i] = {kind, k, a}
-end
-for i, c in ipairs(calls) do
-  local k, a = c[2], c[3]
-  local pre, expected = a[2], tonumber(a[3])
-  if c[1] == 'p' then pre, expected = a[3], tonumber(a[4]) end
-  local exists = redis.call('EXISTS', k[1]) == 1
-  local oldv = tonumber(redis.call('HGET', k[2], 'v')) or 0
-  if pre == 'absent' and exists then return {'exists', i, oldv, {}} end
-  if (pre == 'present' or pre == 'version') and not exists then return {'missing', i, 0, {}} end
-  if pre == 'version' and oldv ~= expected then return {'conflict', i, oldv, {}} end
-end
+local calls = tx_writes(6)
+local failed = tx_check(calls, 2)
+if failed then return failed end
 local out = {}
 for i, c in ipairs(calls) do
   local r
@@ -397,8 +418,8 @@ return {'ok', 1, old_terms}
 
 /// Cluster mode: [`TRANSACT`] for writes whose keys share one hash slot.
 /// KEYS: doc, meta per write. ARGV[1]: one letter per write, `p` (put) or
-/// `r` (removal); then each write's ARGV, as [`PUT_DOC`] (9) or
-/// [`REMOVE_DOC`] (5) take them. Every precondition is checked before
+/// `r` (removal); then per write its number of keys (2) and its ARGV, as
+/// [`PUT_DOC`] (9) or [`REMOVE_DOC`] (5) take them. Every precondition is checked before
 /// anything is written. Returns {status, write number (1-based), number,
 /// {replies}}: `ok` with each write's reply as {number, created, old index
 /// keys (JSON), known} (a put's version, a removal's 1/0), or the failing
@@ -406,34 +427,15 @@ return {'ok', 1, old_terms}
 /// updates index and order sets as for single writes.
 pub static TRANSACT_DOCS: LazyLock<Script> = LazyLock::new(|| {
     script(&format!(
-        "local function put_one(KEYS, ARGV)\n{PUT_DOC_BODY}\nend\n\
+        "{TX_WRITES}local function put_one(KEYS, ARGV)\n{PUT_DOC_BODY}\nend\n\
          local function remove_one(KEYS, ARGV)\n{REMOVE_DOC_BODY}\nend\n{TRANSACT_DOCS_BODY}"
     ))
 });
 
 const TRANSACT_DOCS_BODY: &str = r#"
-local kinds = ARGV[1]
-local calls = {}
-local ai = 2
-for i = 1, #kinds do
-  local kind = string.sub(kinds, i, i)
-  local na = 5
-  if kind == 'p' then na = 9 end
-  local a = {}
-  for j = 1, na do a[j] = ARGV[ai + j - 1] end
-  ai = ai + na
-  calls[i] = {kind, {KEYS[2 * i - 1], KEYS[2 * i]}, a}
-end
-for i, c in ipairs(calls) do
-  local k, a = c[2], c[3]
-  local pre, expected = a[1], tonumber(a[2])
-  if c[1] == 'p' then pre, expected = a[3], tonumber(a[4]) end
-  local exists = redis.call('EXISTS', k[1]) == 1
-  local oldv = tonumber(redis.call('HGET', k[2], 'v')) or 0
-  if pre == 'absent' and exists then return {'exists', i, oldv, {}} end
-  if (pre == 'present' or pre == 'version') and not exists then return {'missing', i, 0, {}} end
-  if pre == 'version' and oldv ~= expected then return {'conflict', i, oldv, {}} end
-end
+local calls = tx_writes(5)
+local failed = tx_check(calls, 1)
+if failed then return failed end
 local out = {}
 for i, c in ipairs(calls) do
   if c[1] == 'p' then
