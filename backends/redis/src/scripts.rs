@@ -286,16 +286,6 @@ return {value, tonumber(m[1]) or 0, tonumber(m[2]) or 0, pttl}
     )
 });
 
-/// KEYS: the index set. ARGV: document key prefix, metadata key prefix,
-/// then the term rule when the set is the rule's index (else empty), then
-/// '1' to return the values too. Returns {created, key, created, key, ...}
-/// (with '1': {created, key, value, ...}) for the members whose document
-/// exists and carries the term, and removes the others from the set
-/// (entries that outlived a document, or a term the document dropped),
-/// checked here, atomically, so a concurrent writer is never undone.
-/// The metadata says what a document carries while its bytes are still
-/// what this library wrote (SHA-1 in the metadata); under a rule, a
-/// document the other system wrote or changed is read for its terms.
 /// KEYS: doc, meta. ARGV: the namespace's term rule. Returns {version,
 /// index keys as JSON} for a live document (the keys its metadata holds
 /// or, under the rule, what its JSON implies if the other system wrote
@@ -313,6 +303,16 @@ return {tonumber(m[1]) or 0, cjson.encode(keys)}
     )
 });
 
+/// KEYS: the index set. ARGV: document key prefix, metadata key prefix,
+/// then the term rule when the set is the rule's index (else empty), then
+/// '1' to return the values too. Returns {created, key, created, key, ...}
+/// (with '1': {created, key, value, ...}) for the members whose document
+/// exists and carries the term, and removes the others from the set
+/// (entries that outlived a document, or a term the document dropped),
+/// checked here, atomically, so a concurrent writer is never undone.
+/// The metadata says what a document carries while its bytes are still
+/// what this library wrote (SHA-1 in the metadata); under a rule, a
+/// document the other system wrote or changed is read for its terms.
 pub static LOOKUP: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
