@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Once;
 
-const PLUGINS: [&str; 6] = [
+const PLUGINS: [&str; 7] = [
     "plugin-example",
     "test-plugin-wrong-abi",
     "test-plugin-panicking",
     "test-plugin-no-symbol",
     "test-plugin-answers-twice",
     "test-plugin-bad-descriptor",
+    "test-plugin-crashes",
 ];
 
 /// `target/<profile>` of this test binary (`target/<profile>/deps/test-...`).

@@ -20,19 +20,38 @@ use persistence_plugin_sdk::codec::{decode_error, Request, Response};
 use tokio::sync::oneshot;
 
 use crate::library::PluginLibrary;
+use crate::process::{Hello, Supervisor};
 
 /// A backend created by a plugin. Calls never block the caller's thread
 /// while the plugin waits: the plugin answers at once or calls back. A
 /// plugin whose `call` itself held the caller's thread longer than
 /// [`BLOCKING_CALL`] is marked, and from then on each of its calls runs on
 /// the blocking pool under the call deadline, so it cannot stall the
-/// runtime's workers again.
+/// runtime's workers again. With process isolation
+/// ([`ProcessIsolation`](crate::ProcessIsolation)) the plugin lives in a
+/// runner process instead, and the same calls cross a socket.
 pub struct PluginBackend {
-    library: Arc<PluginLibrary>,
-    instance: Arc<Instance>,
+    plugin: String,
+    version: String,
+    path: String,
     backend: String,
     capabilities: Capabilities,
     call_timeout: Duration,
+    link: Link,
+}
+
+/// Where the plugin's code runs.
+enum Link {
+    /// Loaded into this process.
+    Loaded(Loaded),
+    /// In a runner process of its own.
+    Process(Arc<Supervisor>),
+}
+
+/// A plugin loaded into this process.
+struct Loaded {
+    library: Arc<PluginLibrary>,
+    instance: Arc<Instance>,
     /// Set once a call held the caller's thread too long.
     blocks: AtomicBool,
 }
@@ -90,8 +109,15 @@ unsafe impl Send for Answer {}
 impl fmt::Debug for PluginBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PluginBackend")
-            .field("plugin", &self.library.name())
+            .field("plugin", &self.plugin)
             .field("backend", &self.backend)
+            .field(
+                "isolation",
+                &match self.link {
+                    Link::Loaded(_) => "none",
+                    Link::Process(_) => "process",
+                },
+            )
             .finish_non_exhaustive()
     }
 }
@@ -148,16 +174,40 @@ impl PluginBackend {
         capabilities: Capabilities,
     ) -> Self {
         PluginBackend {
-            instance: Arc::new(Instance {
-                ptr: instance,
-                library: library.clone(),
-            }),
-            library,
+            plugin: library.name().into(),
+            version: library.version().into(),
+            path: library.path().display().to_string(),
             backend,
             capabilities,
             call_timeout: DEFAULT_CALL_TIMEOUT,
-            blocks: AtomicBool::new(false),
+            link: Link::Loaded(Loaded {
+                instance: Arc::new(Instance {
+                    ptr: instance,
+                    library: library.clone(),
+                }),
+                library,
+                blocks: AtomicBool::new(false),
+            }),
         }
+    }
+
+    /// A backend whose plugin lives in the runner `supervisor` watches.
+    pub(crate) fn isolated(supervisor: Arc<Supervisor>, hello: Hello) -> Self {
+        PluginBackend {
+            plugin: hello.plugin,
+            version: hello.version,
+            path: hello.path,
+            backend: hello.backend,
+            capabilities: hello.capabilities,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            link: Link::Process(supervisor),
+        }
+    }
+
+    /// What the plugin declared for this backend, before the host's own
+    /// limits (what a runner reports to its host).
+    pub(crate) fn declared(&self) -> Capabilities {
+        self.capabilities
     }
 
     /// Waits at most `limit` for each answer (default
@@ -169,9 +219,25 @@ impl PluginBackend {
         self
     }
 
-    async fn call(&self, request: Request) -> Result<Response> {
+    /// Sends `request` to the plugin, wherever it runs, and decodes its
+    /// answer; at most the call timeout.
+    pub(crate) async fn call(&self, request: Request) -> Result<Response> {
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let loaded = match &self.link {
+            Link::Loaded(loaded) => loaded,
+            Link::Process(runner) => {
+                let (status, body) = runner
+                    .call(&request, deadline, || self.timed_out(&request))
+                    .await?;
+                return if status == STATUS_OK {
+                    Response::decode(&request, &body)
+                } else {
+                    Err(decode_error(&body))
+                };
+            }
+        };
         let bytes = request.encode();
-        let descriptor = self.library.descriptor;
+        let descriptor = loaded.library.descriptor;
         let (tx, mut rx) = oneshot::channel();
         let id = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
         let waiting = Waiting {
@@ -179,17 +245,16 @@ impl PluginBackend {
             free: descriptor.free_buffer,
         };
         WAITING.lock().insert(id, waiting);
-        let deadline = tokio::time::Instant::now() + self.call_timeout;
-        let Answer(status, response) = if self.blocks.load(Ordering::Relaxed) {
+        let Answer(status, response) = if loaded.blocks.load(Ordering::Relaxed) {
             // the blocking thread holds the instance alive past this backend
-            let instance = self.instance.clone();
+            let instance = loaded.instance.clone();
             let on_thread = move || instance.call(&bytes, id);
             match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(on_thread)).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(e)) => {
                     WAITING.lock().remove(&id);
                     return Err(Error::Plugin {
-                        plugin: self.library.name().into(),
+                        plugin: self.plugin.clone(),
                         message: format!("its call failed on its thread: {e}"),
                     });
                 }
@@ -201,11 +266,11 @@ impl PluginBackend {
             }
         } else {
             let started = std::time::Instant::now();
-            let answer = self.instance.call(&bytes, id);
+            let answer = loaded.instance.call(&bytes, id);
             let held = started.elapsed();
-            if held > BLOCKING_CALL && !self.blocks.swap(true, Ordering::Relaxed) {
+            if held > BLOCKING_CALL && !loaded.blocks.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
-                    plugin = self.library.name(),
+                    plugin = self.plugin,
                     held = ?held,
                     "a plugin call held the caller's thread; its calls now run on the blocking pool"
                 );
@@ -215,7 +280,7 @@ impl PluginBackend {
         let (status, buffer) = if status == STATUS_PENDING {
             match tokio::time::timeout_at(deadline, rx).await {
                 Ok(answer) => answer.map_err(|_| Error::Plugin {
-                    plugin: self.library.name().into(),
+                    plugin: self.plugin.clone(),
                     message: "the plugin dropped a call without answering".into(),
                 })?,
                 Err(_) => {
@@ -277,7 +342,7 @@ impl PluginBackend {
         };
         match broken {
             Some(what) => Err(Error::Plugin {
-                plugin: self.library.name().into(),
+                plugin: self.plugin.clone(),
                 message: format!("answered with {what}: broke the ABI's buffer rules"),
             }),
             None => Ok(()),
@@ -286,14 +351,14 @@ impl PluginBackend {
 
     fn timed_out(&self, request: &Request) -> Error {
         Error::Timeout {
-            operation: format!("plugin {} {}", self.library.name(), request.name()),
+            operation: format!("plugin {} {}", self.plugin, request.name()),
             after: self.call_timeout,
         }
     }
 
     fn unexpected(&self) -> Error {
         Error::Plugin {
-            plugin: self.library.name().into(),
+            plugin: self.plugin.clone(),
             message: "answered with the wrong kind of response".into(),
         }
     }
@@ -431,25 +496,39 @@ impl Backend for PluginBackend {
         }
     }
 
-    /// The host's own counter of answers no call was waiting for (ABI 1.0
-    /// carries no stats from inside the plugin).
+    /// The host's own counters: answers no call was waiting for (ABI 1.0
+    /// carries no stats from inside the plugin) and, with process
+    /// isolation, the runners that ended and were started again.
     fn stats(&self) -> Stats {
         let mut stats = Stats::default();
-        stats.set("plugin_ignored_answers", ignored_answers());
+        match &self.link {
+            Link::Loaded(_) => stats.set("plugin_ignored_answers", ignored_answers()),
+            Link::Process(runner) => {
+                stats.set(
+                    "plugin_ignored_answers",
+                    runner.ignored.load(Ordering::Relaxed),
+                );
+                stats.set("plugin_runner_exits", runner.exits());
+                stats.set("plugin_runner_restarts", runner.restarts());
+            }
+        }
         stats
     }
 
     async fn health(&self) -> Health {
         match self.call(Request::Health).await {
             Ok(Response::Health(mut h)) => {
-                h.details.insert(
-                    "plugin".into(),
-                    format!("{} {}", self.library.name(), self.library.version()),
-                );
-                h.details.insert(
-                    "plugin_path".into(),
-                    self.library.path().display().to_string(),
-                );
+                h.details
+                    .insert("plugin".into(), format!("{} {}", self.plugin, self.version));
+                h.details.insert("plugin_path".into(), self.path.clone());
+                if let Link::Process(runner) = &self.link {
+                    h.details.insert("isolation".into(), "process".into());
+                    if let Some(pid) = runner.pid() {
+                        h.details.insert("runner_pid".into(), pid.to_string());
+                    }
+                    h.details
+                        .insert("runner_restarts".into(), runner.restarts().to_string());
+                }
                 h
             }
             Ok(_) => Health {

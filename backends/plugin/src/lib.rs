@@ -6,14 +6,20 @@
 //! library, no entry symbol, another ABI version, an unknown class, a failing
 //! start, a hash that does not match `TA_PERSISTENCE_MODULE_SHA256`. A panic
 //! inside the plugin comes back as an error of that call; the host goes on.
+//! With `plugin.isolation = "process"` the library runs in a runner
+//! process of its own instead ([`ProcessIsolation`]): a plugin that aborts
+//! or corrupts memory ends only its runner, which is started again.
 //! A loaded library is never unloaded (unloading Rust code with thread-local
 //! destructors is unsound), so it stays for the life of the process.
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod call;
 mod library;
+mod process;
+pub mod runner;
 mod settings;
 
 pub use call::{ignored_answers, PluginBackend, DEFAULT_CALL_TIMEOUT, MAX_ANSWER};
 pub use library::PluginLibrary;
-pub use settings::{PluginProvider, PluginSettings, SEED_VARIABLES};
+pub use process::{ProcessIsolation, FIRST_BACKOFF, MAX_BACKOFF, OPEN_TIMEOUT, RUNNER_BINARY};
+pub use settings::{Isolation, PluginProvider, PluginSettings, SEED_VARIABLES};

@@ -11,7 +11,9 @@ use persistence_core::factory::BackendProvider;
 use persistence_core::{Result, SharedBackend};
 use serde::Deserialize;
 
-use crate::PluginLibrary;
+use std::time::Duration;
+
+use crate::{PluginLibrary, ProcessIsolation};
 
 /// `[plugin]` (`TA_PERSISTENCE_MODULE`, `TA_PERSISTENCE_CLASS`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
@@ -29,6 +31,26 @@ pub struct PluginSettings {
     /// Longest wait for one answer of the plugin, in ms (default 30000);
     /// past it the call fails with `Timeout`.
     pub call_timeout_ms: Option<u64>,
+    /// Where the plugin's code runs: `none` (loaded into this process, the
+    /// default) or `process` (a runner process of its own, restarted when
+    /// it dies).
+    pub isolation: Isolation,
+    /// The runner binary for `isolation = "process"`; by default
+    /// `ta-persist-plugin-runner` beside this program, or on `PATH`.
+    pub runner: Option<PathBuf>,
+}
+
+/// Where a plugin's code runs (`plugin.isolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Loaded into the host process: the fastest, and a plugin that
+    /// aborts or corrupts memory takes the host with it.
+    #[default]
+    None,
+    /// In a runner process of its own, over a Unix socket: a plugin that
+    /// aborts or segfaults ends only its runner.
+    Process,
 }
 
 /// The seed's variables for `[plugin]`. `TA_PERSISTENCE_MODULE` alone
@@ -55,8 +77,57 @@ impl PluginSettings {
         }
         if settings.backend == "plugin" {
             p.module(settings)?;
+            if p.isolation == Isolation::Process {
+                p.runner(settings)?;
+            }
         }
         Ok(p)
+    }
+
+    /// The runner binary for process isolation: `runner` when given (an
+    /// existing file), else `ta-persist-plugin-runner` beside this program
+    /// (or one folder up, as cargo lays out test binaries), else on `PATH`.
+    pub fn runner(&self, settings: &Settings) -> Result<PathBuf> {
+        if let Some(runner) = &self.runner {
+            if !runner.is_file() {
+                return Err(settings.invalid(
+                    "plugin.runner",
+                    &runner.display().to_string(),
+                    "no such file: give the path of the ta-persist-plugin-runner binary",
+                ));
+            }
+            return Ok(runner.clone());
+        }
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf));
+        let mut places: Vec<PathBuf> = Vec::new();
+        if let Some(dir) = &beside {
+            places.push(dir.clone());
+            places.extend(dir.parent().map(std::path::Path::to_path_buf));
+        }
+        places.extend(
+            std::env::var_os("PATH")
+                .iter()
+                .flat_map(std::env::split_paths),
+        );
+        places
+            .iter()
+            .map(|dir| dir.join(crate::RUNNER_BINARY))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                settings.invalid(
+                    "plugin.runner",
+                    "",
+                    &format!(
+                        "isolation = \"process\" needs the {} binary, and there is none beside \
+                         this program ({}) or on PATH: build it (cargo build -p persistence-plugin) \
+                         and give its path",
+                        crate::RUNNER_BINARY,
+                        beside.map_or_else(|| "?".into(), |d| d.display().to_string())
+                    ),
+                )
+            })
     }
 
     /// The plugin library's path, checked: given, an existing file (not a
@@ -127,12 +198,28 @@ impl BackendProvider for PluginProvider {
 
     async fn open(&self, settings: &Settings) -> Result<SharedBackend> {
         let p = PluginSettings::from_settings(settings)?;
-        let library = PluginLibrary::load(p.module(settings)?, p.sha256.as_deref())?;
         let config = serde_json::to_vec(&p.options).expect("string maps encode");
-        let backend = library.create(p.class.as_deref(), &config)?;
-        Ok(Arc::new(match p.call_timeout_ms {
-            Some(ms) => backend.with_call_timeout(std::time::Duration::from_millis(ms.max(1))),
-            None => backend,
-        }))
+        let call_timeout = p.call_timeout_ms.map_or(crate::DEFAULT_CALL_TIMEOUT, |ms| {
+            Duration::from_millis(ms.max(1))
+        });
+        let module = p.module(settings)?;
+        let backend = match p.isolation {
+            Isolation::None => PluginLibrary::load(module, p.sha256.as_deref())?
+                .create(p.class.as_deref(), &config)?
+                .with_call_timeout(call_timeout),
+            Isolation::Process => {
+                ProcessIsolation {
+                    runner: p.runner(settings)?,
+                    module: module.to_path_buf(),
+                    sha256: p.sha256.clone(),
+                    class: p.class.clone(),
+                    config,
+                    call_timeout,
+                }
+                .open()
+                .await?
+            }
+        };
+        Ok(Arc::new(backend))
     }
 }
