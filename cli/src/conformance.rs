@@ -37,6 +37,10 @@ pub struct Args {
     /// gets a fresh temporary directory as `path`.
     #[arg(long = "option", value_name = "KEY=VALUE", requires = "module")]
     options: Vec<String>,
+    /// Where the plugin runs: `none` (loaded into this process) or
+    /// `process` (a runner process of its own, like `plugin.isolation`).
+    #[arg(long, value_name = "none|process", requires = "module")]
+    isolation: Option<String>,
 }
 
 pub async fn run(
@@ -54,6 +58,9 @@ pub async fn run(
         settings.set("plugin.module", &module.display().to_string(), "--module")?;
         if let Some(class) = &args.class {
             settings.set("plugin.class", class, "--class")?;
+        }
+        if let Some(isolation) = &args.isolation {
+            settings.set("plugin.isolation", isolation, "--isolation")?;
         }
         for option in &args.options {
             let (k, v) = option

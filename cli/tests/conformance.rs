@@ -140,3 +140,56 @@ fn queue_conformance_passes_on_redb_and_leaves_no_job() {
         assert!(q.list(ListFilter::default()).await.unwrap().is_empty());
     });
 }
+
+/// A plugin author's run with the plugin in a runner process: every case
+/// crosses the socket, and the runner is found beside `ta-persist`.
+#[test]
+fn conformance_runs_a_plugin_in_a_runner_process() {
+    let module = plugin_library("plugin-example");
+    persistence_conformance::plugin_runner(); // built beside ta-persist
+    let (code, out) = run_within(
+        &[
+            "--json",
+            "conformance",
+            "--module",
+            module.to_str().unwrap(),
+            "--class",
+            "memory",
+            "--isolation",
+            "process",
+        ],
+        &[],
+        Duration::from_secs(300),
+    );
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(report["failed"].as_u64(), Some(0), "{out}");
+    let ran = report["passed"].as_u64().unwrap() + report["not_applicable"].as_u64().unwrap();
+    assert_eq!(ran, persistence_conformance::CASES.len() as u64, "{out}");
+    assert!(report["passed"].as_u64().unwrap() > 60, "{out}");
+}
+
+/// `health` of a plugin in a runner says so, and a wrong isolation value is
+/// a configuration error naming the setting, never the memory fallback.
+#[test]
+fn health_names_the_runner_and_a_bad_isolation_is_refused() {
+    let module = plugin_library("test-plugin-crashes");
+    let runner = persistence_conformance::plugin_runner();
+    let env = [
+        ("TA_PERSISTENCE_MODULE", module.to_str().unwrap()),
+        ("TA_PERSISTENCE__PLUGIN__ISOLATION", "process"),
+        ("TA_PERSISTENCE__PLUGIN__RUNNER", runner.to_str().unwrap()),
+    ];
+    let (code, out) = run_within(&["--json", "health"], &env, Duration::from_secs(60));
+    assert_eq!(code, 0, "{out}");
+    let health: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let text = health.to_string();
+    assert!(text.contains("\"isolation\":\"process\""), "{text}");
+    assert!(text.contains("runner_pid"), "{text}");
+    let env = [
+        ("TA_PERSISTENCE_MODULE", module.to_str().unwrap()),
+        ("TA_PERSISTENCE__PLUGIN__ISOLATION", "thread"),
+    ];
+    let (code, out) = run_within(&["--json", "health"], &env, Duration::from_secs(60));
+    assert_ne!(code, 0, "{out}");
+}

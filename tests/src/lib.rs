@@ -36,7 +36,7 @@ mod writer_process;
 
 pub use crash::crash_test;
 pub use fixtures::{fixture_task, sample_task};
-pub use plugins::plugin_library;
+pub use plugins::{plugin_library, plugin_runner};
 pub use queue::{run_all_queue, run_queue_case, QUEUE_CASES};
 pub use queue_durable::{queue_crash_test, queue_restart_test};
 pub use reopen::reopen_loop;

@@ -30,6 +30,21 @@ fn profile_dir() -> PathBuf {
 /// workspace's plugin crates), built if needed with the calling test's
 /// profile and target directory.
 pub fn plugin_library(name: &str) -> PathBuf {
+    let path = built().join(format!("lib{}.so", name.replace('-', "_")));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// The path of the process isolation runner, `ta-persist-plugin-runner`,
+/// built if needed as [`plugin_library`] builds the plugins.
+pub fn plugin_runner() -> PathBuf {
+    let path = built().join("ta-persist-plugin-runner");
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// Builds the plugins and the runner once per test binary; their folder.
+fn built() -> PathBuf {
     static BUILT: Once = Once::new();
     let dir = profile_dir();
     BUILT.call_once(|| {
@@ -47,13 +62,13 @@ pub fn plugin_library(name: &str) -> PathBuf {
         for p in PLUGINS {
             cmd.arg("-p").arg(p);
         }
+        // and the process isolation runner, ta-persist-plugin-runner
+        cmd.arg("-p").arg("persistence-plugin");
         if profile == "release" {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("run cargo to build the test plugins");
         assert!(status.success(), "building the test plugins failed");
     });
-    let path = dir.join(format!("lib{}.so", name.replace('-', "_")));
-    assert!(path.is_file(), "{} was not built", path.display());
-    path
+    dir
 }

@@ -470,10 +470,12 @@ async fn read_answers(
         }
     };
     tracing::warn!(reason = %why, "a plugin runner ended");
-    conn.end(why.clone());
+    // the supervisor first: a call woken below and retried at once then
+    // meets the backoff, not this dead connection
     if let Some(s) = conn.supervisor.get().and_then(Weak::upgrade) {
-        s.ended(&conn, why);
+        s.ended(&conn, why.clone());
     }
+    conn.end(why);
     let _ = child.wait().await;
 }
 

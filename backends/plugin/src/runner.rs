@@ -8,6 +8,7 @@
 //! (one answer per call, buffer bounds, deadlines) holds here too; what
 //! it cannot catch (an abort, a wild write) ends only this process.
 
+use std::future::Future;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -166,7 +167,7 @@ async fn serve(socket: std::os::unix::net::UnixStream) -> i32 {
             Ok(Some((id, KIND_CALL, body))) => {
                 let backend = backend.clone();
                 let tx = tx.clone();
-                tokio::spawn(async move {
+                let work = async move {
                     let answer = match Request::decode(&body) {
                         Ok(request) => backend.call(request).await,
                         Err(e) => Err(e),
@@ -176,7 +177,19 @@ async fn serve(socket: std::os::unix::net::UnixStream) -> i32 {
                         Err(e) => (STATUS_ERROR, encode_error(&e)),
                     };
                     let _ = tx.send(frame(id, status as u8, &body));
-                });
+                };
+                // polled once here: a plugin that answers at once (most
+                // calls of most plugins) costs no task and no thread hop;
+                // one that waits goes on as a task of its own
+                let mut work = Box::pin(work);
+                let waker = std::task::Waker::noop();
+                if work
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(waker))
+                    .is_pending()
+                {
+                    tokio::spawn(work);
+                }
             }
             Ok(Some((id, kind, _))) => {
                 let e = Error::Plugin {

@@ -41,8 +41,7 @@ pub struct PluginSettings {
 }
 
 /// Where a plugin's code runs (`plugin.isolation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Isolation {
     /// Loaded into the host process: the fastest, and a plugin that
     /// aborts or corrupts memory takes the host with it.
@@ -51,6 +50,19 @@ pub enum Isolation {
     /// In a runner process of its own, over a Unix socket: a plugin that
     /// aborts or segfaults ends only its runner.
     Process,
+}
+
+impl<'de> Deserialize<'de> for Isolation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let value = String::deserialize(d)?;
+        match value.trim() {
+            "none" => Ok(Isolation::None),
+            "process" => Ok(Isolation::Process),
+            _ => Err(serde::de::Error::custom(format!(
+                "{value:?} is not an isolation: expected \"none\" (in this process) or \"process\" (a runner process)"
+            ))),
+        }
+    }
 }
 
 /// The seed's variables for `[plugin]`. `TA_PERSISTENCE_MODULE` alone
