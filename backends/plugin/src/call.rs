@@ -516,36 +516,30 @@ impl Backend for PluginBackend {
     }
 
     async fn health(&self) -> Health {
-        match self.call(Request::Health).await {
-            Ok(Response::Health(mut h)) => {
-                h.details
-                    .insert("plugin".into(), format!("{} {}", self.plugin, self.version));
-                h.details.insert("plugin_path".into(), self.path.clone());
-                if let Link::Process(runner) = &self.link {
-                    h.details.insert("isolation".into(), "process".into());
-                    if let Some(pid) = runner.pid() {
-                        h.details.insert("runner_pid".into(), pid.to_string());
-                    }
-                    h.details
-                        .insert("runner_restarts".into(), runner.restarts().to_string());
-                }
-                h
+        let mut health = match self.call(Request::Health).await {
+            Ok(Response::Health(h)) => h,
+            answer => Health {
+                status: HealthStatus::Down,
+                backend: self.backend.clone(),
+                message: match answer {
+                    Err(e) => e.to_string(),
+                    Ok(_) => self.unexpected().to_string(),
+                },
+                latency_ms: None,
+                details: Default::default(),
+            },
+        };
+        let details = &mut health.details;
+        details.insert("plugin".into(), format!("{} {}", self.plugin, self.version));
+        details.insert("plugin_path".into(), self.path.clone());
+        if let Link::Process(runner) = &self.link {
+            details.insert("isolation".into(), "process".into());
+            if let Some(pid) = runner.pid() {
+                details.insert("runner_pid".into(), pid.to_string());
             }
-            Ok(_) => Health {
-                status: HealthStatus::Down,
-                backend: self.backend.clone(),
-                message: self.unexpected().to_string(),
-                latency_ms: None,
-                details: Default::default(),
-            },
-            Err(e) => Health {
-                status: HealthStatus::Down,
-                backend: self.backend.clone(),
-                message: e.to_string(),
-                latency_ms: None,
-                details: Default::default(),
-            },
+            details.insert("runner_restarts".into(), runner.restarts().to_string());
         }
+        health
     }
 }
 

@@ -354,3 +354,59 @@ fn the_runner_prints_help_and_refuses_to_run_by_hand() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The factory and the settings `extra` make, or the error of either
+/// (reading the settings, or opening the backend they choose).
+async fn factory_open(
+    extra: &[(&str, &str)],
+) -> persistence_core::Result<persistence_core::factory::Opened> {
+    let module = support::library("test-plugin-crashes");
+    let mut env = vec![
+        (
+            "TA_PERSISTENCE_MODULE".to_string(),
+            module.display().to_string(),
+        ),
+        ("TA_PERSISTENCE_FALLBACK".to_string(), "memory".to_string()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let mut factory = persistence_core::factory::Factory::new();
+    factory.register(Arc::new(persistence_plugin::PluginProvider));
+    let settings = factory.settings_from_sources(None, env)?;
+    factory.open(&settings).await
+}
+
+/// What a deployment sets: `TA_PERSISTENCE__PLUGIN__ISOLATION=process`.
+/// Its mistakes are configuration errors, never covered by the fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_factory_opens_a_plugin_in_a_runner_and_refuses_wrong_isolation_settings() {
+    let opened = factory_open(&[
+        ("TA_PERSISTENCE__PLUGIN__ISOLATION", "process"),
+        ("TA_PERSISTENCE__PLUGIN__RUNNER", RUNNER),
+    ])
+    .await
+    .unwrap();
+    assert!(opened.fallback_cause.is_none());
+    assert_eq!(opened.backend.name(), "memory-that-crashes");
+    let err = opened.backend.get("ns", "abort").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_eq!(
+        opened.backend.health().await.details["isolation"],
+        "process"
+    );
+
+    let err = factory_open(&[("TA_PERSISTENCE__PLUGIN__ISOLATION", "thread")])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("\"none\""), "{err}");
+    assert!(err.to_string().contains("\"process\""), "{err}");
+
+    let err = factory_open(&[
+        ("TA_PERSISTENCE__PLUGIN__ISOLATION", "process"),
+        ("TA_PERSISTENCE__PLUGIN__RUNNER", "/no/such/runner"),
+    ])
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("plugin.runner"), "{err}");
+}
