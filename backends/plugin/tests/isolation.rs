@@ -410,3 +410,47 @@ async fn the_factory_opens_a_plugin_in_a_runner_and_refuses_wrong_isolation_sett
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(err.to_string().contains("plugin.runner"), "{err}");
 }
+
+/// The layers above a runner do their job across its death: the retry
+/// layer carries an upsert over the restart, and the recovery queue holds
+/// an insert it may not retry and replays it into the new runner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_and_the_recovery_queue_carry_writes_over_a_runner_restart() {
+    let opened = factory_open(&[
+        ("TA_PERSISTENCE__PLUGIN__ISOLATION", "process"),
+        ("TA_PERSISTENCE__PLUGIN__RUNNER", RUNNER),
+        ("TA_PERSISTENCE_FALLBACK", "fail"),
+        ("TA_PERSISTENCE__LAYERS", "retry,recovery_queue"),
+        ("TA_PERSISTENCE__RETRY__BASE_MS", "60"),
+        ("TA_PERSISTENCE__RETRY__MAX_RETRIES", "4"),
+    ])
+    .await
+    .unwrap();
+    let backend = opened.backend;
+    let err = backend.get("ns", "abort").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    // during the backoff: an upsert is retried until the new runner answers
+    backend
+        .put("ns", "upsert", write("{}"), Precondition::Any)
+        .await
+        .expect("retried over the restart");
+    // kill the new runner too, then insert: not retried (an insert is not
+    // idempotent), so the recovery queue takes it and replays it
+    let _ = backend.get("ns", "abort").await;
+    let accepted = backend
+        .put("ns", "insert", write("{}"), Precondition::Absent)
+        .await
+        .expect("the recovery queue accepts it");
+    assert_eq!(accepted, persistence_core::backend::Version(0), "queued");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(_)) = backend.get("ns", "insert").await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queued insert never landed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = backend.stats();
+    assert!(stats.counters["queue_replayed"] >= 1, "{stats:?}");
+    assert!(stats.counters["plugin_runner_exits"] >= 2, "{stats:?}");
+}
