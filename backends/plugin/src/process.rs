@@ -591,8 +591,14 @@ impl Supervisor {
             match &*state {
                 State::Up(c) => match c.ended() {
                     None => return Ok(c.clone()),
-                    // ended, and the reader has not told us yet
-                    Some(why) => return Err(self.unavailable(why)),
+                    // it ended before this supervisor watched it (at once
+                    // after a start), so its reader could not say so
+                    Some(why) => {
+                        let c = c.clone();
+                        drop(state);
+                        self.ended(&c, why.clone());
+                        return Err(self.unavailable(why));
+                    }
                 },
                 State::Starting => {
                     return Err(self.unavailable("its runner died and a new one is starting".into()))
@@ -609,13 +615,25 @@ impl Supervisor {
             }
             *state = State::Starting;
         }
-        let started = start(self.runner.clone(), self.open.clone()).await;
+        // the start runs as a task of its own: a caller that gives up
+        // (its deadline, a dropped future) cannot leave it half done
+        let me = self.me.upgrade().expect("called through a live supervisor");
+        link_runtime()
+            .spawn(async move {
+                let started = start_on_link(me.runner.clone(), me.open.clone()).await;
+                me.restarted(started)
+            })
+            .await
+            .map_err(|e| self.unavailable(format!("starting a new runner failed: {e}")))?
+    }
+
+    /// Records how a restart went: the new runner is the live one, or the
+    /// next start waits a longer backoff.
+    fn restarted(self: &Arc<Self>, started: Result<(Arc<Conn>, Hello)>) -> Result<Arc<Conn>> {
         let mut state = self.state.lock();
         match started {
             Ok((conn, _)) => {
-                if let Some(me) = self.me.upgrade() {
-                    conn.watch(&me);
-                }
+                conn.watch(self);
                 self.restarts.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(plugin = %self.plugin, pid = conn.pid, "a new plugin runner started");
                 *state = State::Up(conn.clone());

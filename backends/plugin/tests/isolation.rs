@@ -454,3 +454,28 @@ async fn retry_and_the_recovery_queue_carry_writes_over_a_runner_restart() {
     assert!(stats.counters["queue_replayed"] >= 1, "{stats:?}");
     assert!(stats.counters["plugin_runner_exits"] >= 2, "{stats:?}");
 }
+
+/// A caller that gives up while its call is starting a new runner (a
+/// deadline above it, a dropped future) does not leave the start half done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_gives_up_during_a_restart_leaves_no_wedge() {
+    let backend = open("test-plugin-crashes", "memory-that-crashes").await;
+    let _ = backend.get("ns", "abort").await;
+    after_backoff().await;
+    for _ in 0..3 {
+        // far too short for a runner to start: dropped mid-start
+        let _ = tokio::time::timeout(Duration::from_micros(100), backend.get("ns", "k")).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match backend.get("ns", "k").await {
+            Ok(found) => break assert_eq!(found, None),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+                assert!(Instant::now() < deadline, "never restarted: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    assert_eq!(backend.stats().counters["plugin_runner_restarts"], 1);
+}
