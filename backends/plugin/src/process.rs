@@ -228,6 +228,15 @@ impl ProcessIsolation {
     /// failing start) comes back the same, typed; a runner that cannot
     /// start, or dies while loading, is a `Plugin` error naming the runner.
     pub async fn open(self) -> Result<crate::PluginBackend> {
+        if !self.runner.is_file() {
+            return Err(Error::Plugin {
+                plugin: self.module.display().to_string(),
+                message: format!(
+                    "no plugin runner at {}: build it with `cargo build -p persistence-plugin`",
+                    self.runner.display()
+                ),
+            });
+        }
         let open = Open {
             module: self.module.display().to_string(),
             sha256: self.sha256.clone(),
@@ -396,7 +405,8 @@ async fn start_on_link(runner: PathBuf, open: Open) -> Result<(Arc<Conn>, Hello)
         Ok(Ok(None)) | Ok(Err(_)) => {
             let status = exit_status(&mut child).await;
             return Err(fail(format!(
-                "its runner {status} while loading the library"
+                "its runner ({}) {status} while loading the library",
+                runner.display()
             )));
         }
         Err(_) => {
