@@ -474,6 +474,26 @@ impl Backend for RedisBackend {
         Ok(hits.into_iter().map(|(_, k, _)| k).collect())
     }
 
+    /// One script call answering a number: without a rule for the index,
+    /// the members are checked against their metadata without reading
+    /// documents ([`scripts::COUNT_TERM`]); under the seed's rule, and on a
+    /// cluster (where an index and its documents live in different slots),
+    /// the length of a lookup.
+    async fn count_term(&self, namespace: &str, index: &str, term: &str) -> Result<u64> {
+        let rule = self.layout.lookup_rule(namespace, index);
+        if self.is_cluster() || !rule[0].is_empty() {
+            return Ok(self.lookup(namespace, index, term).await?.len() as u64);
+        }
+        let mut con = self.con.clone();
+        scripts::COUNT_TERM
+            .key(self.layout.index(namespace, index, term))
+            .arg(self.layout.doc_prefix(namespace))
+            .arg(self.layout.meta_prefix(namespace))
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.error("count_term", e))
+    }
+
     /// One script call: the lookup and its values (on a cluster, where a
     /// document and its index live in different slots, the default's
     /// lookup and reads).

@@ -348,6 +348,44 @@ return out
     )
 });
 
+/// KEYS: the index set. ARGV: document key prefix, metadata key prefix.
+/// Returns how many members [`LOOKUP`] would return, checked as it checks
+/// them (the document exists, and its metadata, when there is some, still
+/// lists the set) and removing the same stale members, but without a rule
+/// (namespaces where only this library writes): no document is read and
+/// no term list decoded unless the set's key needs JSON escaping, and one
+/// number crosses the network instead of every key.
+pub static COUNT_TERM: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local ik = KEYS[1]
+-- the set's key as it appears in a metadata term list (JSON text written
+-- by the client): a plain search finds it exactly unless JSON escapes it
+local quoted = nil
+if not string.find(ik, '[%c"\\]') then quoted = '"' .. ik .. '"' end
+local n = 0
+for _, k in ipairs(redis.call('SMEMBERS', ik)) do
+  local carries = redis.call('EXISTS', ARGV[1] .. k) == 1
+  if carries then
+    local t = redis.call('HGET', ARGV[2] .. k, 't')
+    if t then
+      if quoted then
+        carries = string.find(t, quoted, 1, true) ~= nil
+      else
+        carries = false
+        for _, d in ipairs(cjson.decode(t)) do
+          if d == ik then carries = true break end
+        end
+      end
+    end
+  end
+  if carries then n = n + 1 else redis.call('SREM', ik, k) end
+end
+return n
+"#,
+    )
+});
+
 /// Cluster mode, where only a document and its metadata share a slot.
 /// KEYS: doc, meta. ARGV as [`PUT`]. Returns {status, version, created,
 /// old index keys (JSON, metadata's and the rule's), known (1 if this

@@ -16,3 +16,60 @@ persistence_conformance::conformance_tests!(|| async {
             .expect("connect to the test server"),
     ) as persistence_core::SharedBackend
 });
+
+/// `count_term` answers from the index and metadata alone, and stays
+/// exact where an index set outlived what its members carry: a document
+/// that expired and came back with another term, a term whose set key
+/// needs JSON escaping, a member whose document is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_term_is_exact_without_reading_documents() {
+    use persistence_core::backend::{Backend, DocumentWrite, Precondition};
+    use std::time::Duration;
+    let backend = RedisBackend::connect(RedisOptions::new("127.0.0.1", SERVER.port()))
+        .await
+        .unwrap();
+    let ns = "count-term-exact";
+    let put = |key: &'static str, term: &'static str, ttl: Option<Duration>| {
+        let mut write = DocumentWrite::new(b"{}".to_vec()).with_term("status", term);
+        write.ttl = ttl;
+        let backend = &backend;
+        async move {
+            backend
+                .put(ns, key, write, Precondition::Any)
+                .await
+                .unwrap()
+        }
+    };
+    put("a", "active", Some(Duration::from_millis(50))).await;
+    put("b", "active", None).await;
+    put("q", "say \"hi\"\\", None).await;
+    put("r", "say \"hi\"\\", None).await;
+    assert_eq!(backend.count_term(ns, "status", "active").await.unwrap(), 2);
+    assert_eq!(
+        backend
+            .count_term(ns, "status", "say \"hi\"\\")
+            .await
+            .unwrap(),
+        2
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    // "a" expired with its metadata; it comes back under another term, and
+    // the "active" set still lists it
+    put("a", "done", None).await;
+    put("r", "done", None).await;
+    assert_eq!(backend.count_term(ns, "status", "active").await.unwrap(), 1);
+    assert_eq!(backend.count_term(ns, "status", "done").await.unwrap(), 2);
+    assert_eq!(
+        backend
+            .count_term(ns, "status", "say \"hi\"\\")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        backend.lookup(ns, "status", "active").await.unwrap(),
+        vec!["b".to_string()]
+    );
+    backend.remove(ns, "b", Precondition::Any).await.unwrap();
+    assert_eq!(backend.count_term(ns, "status", "active").await.unwrap(), 0);
+}
