@@ -304,6 +304,8 @@ pub struct WorkflowStore {
     trim_every: usize,
     /// Completions since this store (or a clone) last trimmed.
     since_trim: Arc<AtomicUsize>,
+    /// Held by the trim in flight (started in the background, or inline).
+    trimming: Arc<tokio::sync::Mutex<()>>,
     types: Vec<String>,
 }
 
@@ -323,6 +325,7 @@ impl WorkflowStore {
             trim_every: 10,
             // the first completion trims (what an earlier process left)
             since_trim: Arc::new(AtomicUsize::new(usize::MAX / 2)),
+            trimming: Arc::default(),
             types: vec!["beltalowda".into(), "swarm".into()],
         }
     }
@@ -430,7 +433,8 @@ impl WorkflowStore {
 
     /// Marks a workflow finished with `result.status` and stores its
     /// result, in one atomic step where the backend has transactions;
-    /// then trims the results to the retention. `NotFound` if there is no
+    /// then has the results trimmed to the retention (in the background,
+    /// bounded: see [`apply_retention`](Self::apply_retention)). `NotFound` if there is no
     /// such workflow.
     pub async fn complete_workflow(
         &self,
@@ -457,9 +461,40 @@ impl WorkflowStore {
         }
         if self.since_trim.fetch_add(1, Ordering::Relaxed) + 1 >= self.trim_every {
             self.since_trim.store(0, Ordering::Relaxed);
-            self.trim().await?;
+            self.start_trim().await?;
         }
         Ok(())
+    }
+
+    /// Starts a due trim: in the background when none is in flight (the
+    /// completing caller does not wait for it), else inline after the one
+    /// in flight, so a trim that has not run yet (a busy runtime) never
+    /// lets the results grow past `retention + 2 * trim_every`.
+    async fn start_trim(&self) -> Result<()> {
+        if let (Ok(guard), Ok(runtime)) = (
+            self.trimming.clone().try_lock_owned(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            let store = self.clone();
+            runtime.spawn(async move {
+                let _held = guard;
+                if let Err(e) = store.trim().await {
+                    // the next trim tries again
+                    tracing::warn!(error = %e, "trimming workflow results failed");
+                }
+            });
+            return Ok(());
+        }
+        self.apply_retention().await
+    }
+
+    /// Trims the results to the retention now, after any trim in flight,
+    /// and returns when it is done: for a caller that needs the bound
+    /// exact at a point (a test, a shutdown). `complete_workflow` trims on
+    /// its own.
+    pub async fn apply_retention(&self) -> Result<()> {
+        let _held = self.trimming.lock().await;
+        self.trim().await
     }
 
     /// Whether a workflow's state and result can change in one
@@ -503,9 +538,9 @@ impl WorkflowStore {
     }
 
     /// Removes the oldest results beyond the retention. Runs inside every
-    /// `trim_every`-th completing call, so a reader sees at most
-    /// `retention + trim_every` results, and more than the retention only
-    /// until the next trim. Counts index entries, not documents; reads
+    /// `trim_every`-th completing call (in the background: see
+    /// `start_trim`), so a reader sees at most `retention + 2 * trim_every`
+    /// results, and more than the retention only until the next trim. Counts index entries, not documents; reads
     /// only the results it removes, and removes them in one
     /// [`remove_many`](crate::backend::Backend::remove_many).
     async fn trim(&self) -> Result<()> {
