@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -88,20 +88,29 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
 
 /// Writes frames from `rx` in order, flushing whenever no more are queued.
 /// A caller that gives up never leaves half a frame: only this task writes.
+/// `queued` counts the bytes handed to `rx` and not yet written.
 pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
     w: W,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
 ) -> std::io::Result<()> {
     let mut w = BufWriter::with_capacity(64 * 1024, w);
     while let Some(f) = rx.recv().await {
         w.write_all(&f).await?;
+        queued.fetch_sub(f.len(), Ordering::Relaxed);
         while let Ok(f) = rx.try_recv() {
             w.write_all(&f).await?;
+            queued.fetch_sub(f.len(), Ordering::Relaxed);
         }
         w.flush().await?;
     }
     w.shutdown().await
 }
+
+/// Most bytes of calls queued for a runner that is not reading them; past
+/// it (with something queued already) calls fail fast with `Unavailable`
+/// instead of growing the host's memory.
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// What the host asks a new runner to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +297,13 @@ struct Conn {
     /// Whether it answered any call: a runner that did was healthy, and its
     /// death does not grow the restart backoff.
     answered: AtomicBool,
+    /// Frames received from it: a call that timed out with none received
+    /// since it was sent met a runner that is wedged, not just busy.
+    received: AtomicU64,
+    /// Bytes of calls queued for it and not yet written.
+    queued: Arc<AtomicUsize>,
+    /// Asks the task that owns the runner's process to stop it.
+    stop: tokio::sync::Notify,
     supervisor: OnceLock<Weak<Supervisor>>,
 }
 
@@ -314,8 +330,18 @@ impl Conn {
             }
             calls.waiting.insert(id, tx);
         }
+        let frame = frame(id, KIND_CALL, request);
+        let queued = self.queued.load(Ordering::Relaxed);
+        if queued > 0 && queued + frame.len() > MAX_QUEUED_BYTES {
+            self.calls.lock().waiting.remove(&id);
+            return Err(format!(
+                "its runner is not reading its calls ({} MiB queued for it)",
+                queued >> 20
+            ));
+        }
+        self.queued.fetch_add(frame.len(), Ordering::Relaxed);
         let sent = match &*self.tx.lock() {
-            Some(tx) => tx.send(frame(id, KIND_CALL, request)).is_ok(),
+            Some(tx) => tx.send(frame).is_ok(),
             None => false,
         };
         if !sent {
@@ -391,8 +417,11 @@ async fn start_on_link(runner: PathBuf, open: Open) -> Result<(Arc<Conn>, Hello)
         .map_err(|e| fail(format!("cannot use the runner's socket: {e}")))?;
     let (mut read, write) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
-    link_runtime().spawn(write_frames(write, rx));
-    let _ = tx.send(frame(0, KIND_OPEN, &open.encode()));
+    let queued = Arc::new(AtomicUsize::new(0));
+    let open_frame = frame(0, KIND_OPEN, &open.encode());
+    queued.fetch_add(open_frame.len(), Ordering::Relaxed);
+    link_runtime().spawn(write_frames(write, rx, queued.clone()));
+    let _ = tx.send(open_frame);
     let first = tokio::time::timeout(OPEN_TIMEOUT, read_frame(&mut read, MAX_BODY)).await;
     let hello = match first {
         Ok(Ok(Some((0, status, body)))) if i32::from(status) == STATUS_OK => Hello::decode(&body)?,
@@ -422,6 +451,9 @@ async fn start_on_link(runner: PathBuf, open: Open) -> Result<(Arc<Conn>, Hello)
         next: AtomicU64::new(1),
         pid,
         answered: AtomicBool::new(false),
+        received: AtomicU64::new(0),
+        queued,
+        stop: tokio::sync::Notify::new(),
         supervisor: OnceLock::new(),
     });
     link_runtime().spawn(read_answers(conn.clone(), read, child));
@@ -447,8 +479,19 @@ async fn read_answers(
     mut child: tokio::process::Child,
 ) {
     let why = loop {
-        match read_frame(&mut read, MAX_BODY).await {
+        let next = tokio::select! {
+            next = read_frame(&mut read, MAX_BODY) => next,
+            () = conn.stop.notified() => {
+                let _ = child.start_kill();
+                break format!(
+                    "its runner (pid {}) was stopped: it sent nothing for a whole call timeout",
+                    conn.pid
+                );
+            }
+        };
+        match next {
             Ok(Some((id, status, body))) => {
+                conn.received.fetch_add(1, Ordering::Relaxed);
                 let waiting = conn.calls.lock().waiting.remove(&id);
                 match waiting {
                     Some(tx) => {
@@ -670,6 +713,7 @@ impl Supervisor {
         timed_out: impl FnOnce() -> Error,
     ) -> Result<(i32, Vec<u8>)> {
         let conn = self.connection().await?;
+        let seen = conn.received.load(Ordering::Relaxed);
         let (id, rx) = conn
             .send(&request.encode())
             .map_err(|why| self.unavailable(why))?;
@@ -684,6 +728,12 @@ impl Supervisor {
             )),
             Err(_) => {
                 conn.forget(id);
+                if conn.received.load(Ordering::Relaxed) == seen {
+                    // nothing at all came back while this call waited: the
+                    // runner is wedged (every thread stuck, or not reading);
+                    // a new one is started after the backoff
+                    conn.stop.notify_one();
+                }
                 Err(timed_out())
             }
         }

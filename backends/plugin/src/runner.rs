@@ -117,7 +117,10 @@ fn opened(open: &Open) -> Result<(PluginBackend, Hello)> {
     let library = PluginLibrary::load(open.module.as_ref(), open.sha256.as_deref())?;
     let backend = library
         .create(open.class.as_deref(), &open.config)?
-        .with_call_timeout(open.call_timeout);
+        // a tenth shorter than the host's: a plugin that does not answer
+        // gets its Timeout from here, and the host's own deadline fires
+        // only when this runner itself is stuck
+        .with_call_timeout(open.call_timeout - open.call_timeout / 10);
     let hello = Hello {
         plugin: library.name().into(),
         version: library.version().into(),
@@ -142,7 +145,8 @@ async fn serve(socket: std::os::unix::net::UnixStream) -> i32 {
     };
     let (mut read, write) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_frames(write, rx));
+    // (the host counts what it queued for us; nothing here reads the count)
+    let writer = tokio::spawn(write_frames(write, rx, Default::default()));
     let open = match tokio::time::timeout(OPEN_TIMEOUT, read_frame(&mut read, MAX_BODY)).await {
         Ok(Ok(Some((0, KIND_OPEN, body)))) => Open::decode(&body),
         _ => Err(Error::Plugin {

@@ -225,6 +225,8 @@ async fn a_plugin_that_never_answers_costs_a_bounded_wait_in_the_runner() {
         .expect("health is bounded by the call timeout");
     assert_eq!(health.status, HealthStatus::Down);
     assert!(started.elapsed() < Duration::from_secs(3));
+    // the runner answered those timeouts itself: it is not stuck, and stays
+    assert_eq!(backend.stats().counters["plugin_runner_exits"], 0);
 }
 
 /// A plugin that holds its thread blocks only the runner's: the host's
@@ -477,5 +479,34 @@ async fn a_caller_that_gives_up_during_a_restart_leaves_no_wedge() {
             }
         }
     }
+    assert_eq!(backend.stats().counters["plugin_runner_restarts"], 1);
+}
+
+/// A runner that sends nothing back for a whole call timeout is stuck
+/// (here: the plugin holds the runner's thread in its first call; a plugin
+/// that merely never answers gets its `Timeout` from the runner, which is
+/// not stuck): it is stopped, and the call after the backoff meets a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_runner_is_stopped_and_replaced() {
+    let mut spec = isolation("test-plugin-answers-twice", Some("blocks"));
+    spec.call_timeout = Duration::from_millis(100);
+    let backend = spec.open().await.unwrap();
+    let err = backend.get("ns", "k").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backend.stats().counters["plugin_runner_exits"] == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the silent runner was never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    after_backoff().await;
+    let err = backend.get("ns", "k").await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Timeout,
+        "a new runner took the call: {err}"
+    );
     assert_eq!(backend.stats().counters["plugin_runner_restarts"], 1);
 }
