@@ -305,6 +305,23 @@ impl Backend for MemoryBackend {
         Ok(hits.into_iter().map(|(_, k)| k.to_string()).collect())
     }
 
+    /// The index entries whose documents are live, counted where they
+    /// are: no key is copied or sorted (one map probe per entry, for the
+    /// TTL).
+    async fn count_term(&self, namespace: &str, index: &str, term: &str) -> Result<u64> {
+        let now = SystemTime::now();
+        let mut n = 0u64;
+        self.each_shard(namespace, |s| {
+            if let Some(keys) = s.index.get(index).and_then(|t| t.get(term)) {
+                n += keys
+                    .iter()
+                    .filter(|(_, k)| s.live(k, now).is_some())
+                    .count() as u64;
+            }
+        });
+        Ok(n)
+    }
+
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
         request.check(self.name(), &self.capabilities())?;
         let now = SystemTime::now();
