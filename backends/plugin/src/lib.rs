@@ -19,7 +19,9 @@ mod process;
 pub mod runner;
 mod settings;
 
-pub use call::{ignored_answers, PluginBackend, DEFAULT_CALL_TIMEOUT, MAX_ANSWER};
+pub use call::{ignored_answers, PluginBackend, BLOCKING_CALL, DEFAULT_CALL_TIMEOUT, MAX_ANSWER};
 pub use library::PluginLibrary;
-pub use process::{ProcessIsolation, FIRST_BACKOFF, MAX_BACKOFF, OPEN_TIMEOUT, RUNNER_BINARY};
+pub use process::{
+    ProcessIsolation, FIRST_BACKOFF, MAX_BACKOFF, MAX_QUEUED_BYTES, OPEN_TIMEOUT, RUNNER_BINARY,
+};
 pub use settings::{Isolation, PluginProvider, PluginSettings, SEED_VARIABLES};
