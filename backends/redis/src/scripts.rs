@@ -350,9 +350,10 @@ return out
 
 /// KEYS: the index set. ARGV: document key prefix, metadata key prefix.
 /// Returns how many members [`LOOKUP`] would return, checked as it checks
-/// them (the document exists, and its metadata, when there is some, still
-/// lists the set) and removing the same stale members, but without a rule
-/// (namespaces where only this library writes): no document is read and
+/// them (the metadata, when there is some, still lists the set; without
+/// metadata, the document exists) and removing the same stale members, but
+/// without a rule (namespaces where only this library writes): one call
+/// per member (the metadata expires with its document), no document read,
 /// no term list decoded unless the set's key needs JSON escaping, and one
 /// number crosses the network instead of every key.
 pub static COUNT_TERM: LazyLock<Script> = LazyLock::new(|| {
@@ -365,18 +366,18 @@ local quoted = nil
 if not string.find(ik, '[%c"\\]') then quoted = '"' .. ik .. '"' end
 local n = 0
 for _, k in ipairs(redis.call('SMEMBERS', ik)) do
-  local carries = redis.call('EXISTS', ARGV[1] .. k) == 1
-  if carries then
-    local t = redis.call('HGET', ARGV[2] .. k, 't')
-    if t then
-      if quoted then
-        carries = string.find(t, quoted, 1, true) ~= nil
-      else
-        carries = false
-        for _, d in ipairs(cjson.decode(t)) do
-          if d == ik then carries = true break end
-        end
-      end
+  -- metadata lives and expires with its document, so one call answers
+  -- for most members; a document without metadata counts if it exists
+  local t = redis.call('HGET', ARGV[2] .. k, 't')
+  local carries
+  if not t then
+    carries = redis.call('EXISTS', ARGV[1] .. k) == 1
+  elseif quoted then
+    carries = string.find(t, quoted, 1, true) ~= nil
+  else
+    carries = false
+    for _, d in ipairs(cjson.decode(t)) do
+      if d == ik then carries = true break end
     end
   end
   if carries then n = n + 1 else redis.call('SREM', ik, k) end
