@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use persistence_core::backend::{BackendExt, DocumentWrite, Precondition};
 use persistence_core::store::{
     CrewDefinition, CrewRegistry, OrchestratorResult, WorkflowInfo, WorkflowStatus, WorkflowStore,
-    CREW_ID_INDEX, RESULT_INDEX, RESULT_NAMESPACE, RESULT_TERM, STATUS_INDEX, TYPE_INDEX,
-    WORKFLOW_NAMESPACE,
+    CREW_ID_INDEX, RESULT_INDEX, RESULT_TERM, STATUS_INDEX, TYPE_INDEX,
 };
 use persistence_core::SharedBackend;
 use serde::Serialize;
@@ -93,6 +92,13 @@ async fn stores(backend: SharedBackend, round: usize, n: usize) -> Latencies {
     lat
 }
 
+/// The bare side's namespaces: its own, so the store's retention never
+/// trims (and never counts) the bare side's results, and the bare side never
+/// grows the store's index sets.
+const BARE_WORKFLOWS: &str = "bench_bare_workflow";
+const BARE_RESULTS: &str = "bench_bare_workflow_result";
+const BARE_CREWS: &str = "bench_bare_crew";
+
 /// The same engine's contract doing the same calls by hand: the bytes
 /// made once up front, no transaction, no trimming.
 async fn bare(backend: SharedBackend, round: usize, n: usize) -> Latencies {
@@ -118,14 +124,14 @@ async fn bare(backend: SharedBackend, round: usize, n: usize) -> Latencies {
         let c = crew(1_000_000 + round * n + i);
         let crew_write = DocumentWrite::new(serde_json::to_vec(&c).expect("json"))
             .with_term(CREW_ID_INDEX, &c.crew_id);
-        time(&mut lat, 0, b.insert(WORKFLOW_NAMESPACE, &id, created)).await;
+        time(&mut lat, 0, b.insert(BARE_WORKFLOWS, &id, created)).await;
         let start = Instant::now();
         read_then_replace(b, &id, running).await;
         lat[1].push(start.elapsed());
         let start = Instant::now();
         read_then_replace(b, &id, completed).await;
         b.upsert(
-            RESULT_NAMESPACE,
+            BARE_RESULTS,
             &id,
             DocumentWrite::new(result_bytes)
                 .with_term(RESULT_INDEX, RESULT_TERM)
@@ -134,24 +140,24 @@ async fn bare(backend: SharedBackend, round: usize, n: usize) -> Latencies {
         .await
         .expect("put");
         lat[2].push(start.elapsed());
-        time(&mut lat, 3, b.get(RESULT_NAMESPACE, &id)).await;
+        time(&mut lat, 3, b.get(BARE_RESULTS, &id)).await;
         let newest = persistence_core::backend::ScanRequest::first(
             persistence_core::backend::ScanOrder::NewestFirst,
             20,
         );
-        time(&mut lat, 4, b.scan(RESULT_NAMESPACE, newest)).await;
+        time(&mut lat, 4, b.scan(BARE_RESULTS, newest)).await;
         time(
             &mut lat,
             5,
-            b.put("crew", &c.name, crew_write, Precondition::Any),
+            b.put(BARE_CREWS, &c.name, crew_write, Precondition::Any),
         )
         .await;
         let start = Instant::now();
         let keys = b
-            .lookup("crew", CREW_ID_INDEX, &c.crew_id)
+            .lookup(BARE_CREWS, CREW_ID_INDEX, &c.crew_id)
             .await
             .expect("lookup");
-        b.get("crew", &keys[0]).await.expect("get");
+        b.get(BARE_CREWS, &keys[0]).await.expect("get");
         lat[6].push(start.elapsed());
     }
     lat
@@ -161,12 +167,12 @@ async fn bare(backend: SharedBackend, round: usize, n: usize) -> Latencies {
 /// version read.
 async fn read_then_replace(b: &SharedBackend, id: &str, write: DocumentWrite) {
     let v = b
-        .get(WORKFLOW_NAMESPACE, id)
+        .get(BARE_WORKFLOWS, id)
         .await
         .expect("get")
         .expect("there")
         .version;
-    b.replace(WORKFLOW_NAMESPACE, id, write, Some(v))
+    b.replace(BARE_WORKFLOWS, id, write, Some(v))
         .await
         .expect("put");
 }
