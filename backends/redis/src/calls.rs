@@ -66,12 +66,21 @@ impl RedisBackend {
         precondition: Precondition,
     ) -> redis::ScriptInvocation<'static> {
         let mut inv = scripts::PUT.prepare_invoke();
-        self.put_parts(&mut inv, ns, key, write, precondition);
+        let index_keys = self.index_keys(ns, write);
+        self.put_parts(&mut inv, ns, key, write, precondition, &index_keys);
         inv
     }
 
-    /// The KEYS and ARGV of [`scripts::PUT`] for one put, added to `inv`;
-    /// returns how many keys.
+    /// The index sets a write's terms name, each once.
+    pub(crate) fn index_keys(&self, ns: &str, write: &DocumentWrite) -> Vec<String> {
+        IndexTerm::dedup(write.index.clone())
+            .iter()
+            .map(|t| self.layout.index(ns, &t.index, &t.term))
+            .collect()
+    }
+
+    /// The KEYS and ARGV of [`scripts::PUT`] for one put, added to `inv`:
+    /// 4 keys and then `index_keys`.
     fn put_parts(
         &self,
         inv: &mut redis::ScriptInvocation<'static>,
@@ -79,28 +88,37 @@ impl RedisBackend {
         key: &str,
         write: &DocumentWrite,
         precondition: Precondition,
-    ) -> usize {
-        let index_keys: Vec<String> = IndexTerm::dedup(write.index.clone())
-            .iter()
-            .map(|t| self.layout.index(ns, &t.index, &t.term))
-            .collect();
-        let terms_json = serde_json::to_string(&index_keys).expect("strings encode");
-        let (pre, expected) = pre_arg(precondition);
+        index_keys: &[String],
+    ) {
         inv.key(self.layout.doc(ns, key))
             .key(self.layout.meta(ns, key))
             .key(self.layout.by_key(ns))
             .key(self.layout.by_created(ns));
-        for k in &index_keys {
+        for k in index_keys {
             inv.key(k);
         }
+        self.put_args(inv, ns, key, write, precondition, index_keys);
+    }
+
+    /// The 9 ARGV of a put, as [`scripts::PUT`] and the cluster's
+    /// [`scripts::PUT_DOC`] both take them.
+    pub(crate) fn put_args(
+        &self,
+        inv: &mut redis::ScriptInvocation<'static>,
+        ns: &str,
+        key: &str,
+        write: &DocumentWrite,
+        precondition: Precondition,
+        index_keys: &[String],
+    ) {
+        let (pre, expected) = pre_arg(precondition);
         inv.arg(key)
             .arg(&write.value[..])
             .arg(pre)
             .arg(expected)
             .arg(ttl_ms(write.ttl))
-            .arg(terms_json)
+            .arg(serde_json::to_string(index_keys).expect("strings encode"))
             .arg(self.layout.term_rule(ns).as_slice());
-        4 + index_keys.len()
     }
 
     pub(crate) fn remove_invocation(
@@ -122,13 +140,25 @@ impl RedisBackend {
         key: &str,
         precondition: Precondition,
     ) {
-        let (pre, expected) = pre_arg(precondition);
         inv.key(self.layout.doc(ns, key))
             .key(self.layout.meta(ns, key))
             .key(self.layout.by_key(ns))
             .key(self.layout.by_created(ns))
-            .arg(key)
-            .arg(pre)
+            .arg(key);
+        self.removal_args(inv, ns, precondition);
+    }
+
+    /// The precondition, expected version and term rule of a removal, the
+    /// ARGV [`scripts::REMOVE`] takes after the key and the cluster's
+    /// [`scripts::REMOVE_DOC`] takes alone.
+    pub(crate) fn removal_args(
+        &self,
+        inv: &mut redis::ScriptInvocation<'static>,
+        ns: &str,
+        precondition: Precondition,
+    ) {
+        let (pre, expected) = pre_arg(precondition);
+        inv.arg(pre)
             .arg(expected)
             .arg(self.layout.term_rule(ns).as_slice());
     }
@@ -146,10 +176,9 @@ impl RedisBackend {
                     write,
                     precondition,
                 } => {
-                    let n = 4 + IndexTerm::dedup(write.index.clone()).len();
-                    inv.arg(n);
-                    let got = self.put_parts(&mut inv, namespace, key, write, *precondition);
-                    debug_assert_eq!(got, n);
+                    let index_keys = self.index_keys(namespace, write);
+                    inv.arg(4 + index_keys.len());
+                    self.put_parts(&mut inv, namespace, key, write, *precondition, &index_keys);
                 }
                 TxWrite::Remove {
                     namespace,

@@ -14,10 +14,8 @@ use futures::future::{join_all, try_join_all};
 use persistence_core::backend::{DocumentWrite, Precondition, TxOutcome, TxWrite, Version};
 use persistence_core::{Backend, Error, Result};
 
-use persistence_core::backend::IndexTerm;
-
 use crate::backend::RedisBackend;
-use crate::calls::{pre_arg, ttl_ms, tx_kinds};
+use crate::calls::{ttl_ms, tx_kinds};
 use crate::scripts;
 
 /// A document script's reply: status, version, created, old index keys, known.
@@ -80,27 +78,17 @@ impl RedisBackend {
         write: &DocumentWrite,
         precondition: Precondition,
     ) -> Result<Version> {
-        let index_keys: Vec<String> = IndexTerm::dedup(write.index.clone())
-            .iter()
-            .map(|t| self.layout.index(ns, &t.index, &t.term))
-            .collect();
-        let terms_json = serde_json::to_string(&index_keys).expect("strings encode");
+        let index_keys = self.index_keys(ns, write);
         let pttl = ttl_ms(write.ttl);
         // 1. the new entries exist before the document does
         self.index_add(&index_keys, key, pttl).await?;
         // 2. the document and its metadata, atomically, precondition checked
-        let (pre, expected) = pre_arg(precondition);
+        let mut inv = scripts::PUT_DOC.prepare_invoke();
+        inv.key(self.layout.doc(ns, key))
+            .key(self.layout.meta(ns, key));
+        self.put_args(&mut inv, ns, key, write, precondition, &index_keys);
         let mut con = self.con.clone();
-        let (status, version, created, old_terms, known): PutDocReply = scripts::PUT_DOC
-            .key(self.layout.doc(ns, key))
-            .key(self.layout.meta(ns, key))
-            .arg(key)
-            .arg(&write.value[..])
-            .arg(pre)
-            .arg(expected)
-            .arg(pttl)
-            .arg(&terms_json)
-            .arg(self.layout.term_rule(ns).as_slice())
+        let (status, version, created, old_terms, known): PutDocReply = inv
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.error("put", e))?;
@@ -153,14 +141,12 @@ impl RedisBackend {
         key: &str,
         precondition: Precondition,
     ) -> Result<bool> {
-        let (pre, expected) = pre_arg(precondition);
+        let mut inv = scripts::REMOVE_DOC.prepare_invoke();
+        inv.key(self.layout.doc(ns, key))
+            .key(self.layout.meta(ns, key));
+        self.removal_args(&mut inv, ns, precondition);
         let mut con = self.con.clone();
-        let (status, n, old_terms): (String, u64, String) = scripts::REMOVE_DOC
-            .key(self.layout.doc(ns, key))
-            .key(self.layout.meta(ns, key))
-            .arg(pre)
-            .arg(expected)
-            .arg(self.layout.term_rule(ns).as_slice())
+        let (status, n, old_terms): (String, u64, String) = inv
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.error("remove", e))?;
@@ -208,10 +194,7 @@ impl RedisBackend {
             .map(|w| match w {
                 TxWrite::Put {
                     namespace, write, ..
-                } => IndexTerm::dedup(write.index.clone())
-                    .iter()
-                    .map(|t| self.layout.index(namespace, &t.index, &t.term))
-                    .collect(),
+                } => self.index_keys(namespace, write),
                 TxWrite::Remove { .. } => Vec::new(),
             })
             .collect();
@@ -219,26 +202,23 @@ impl RedisBackend {
         inv.arg(tx_kinds(writes));
         for (w, keys) in writes.iter().zip(&index_keys) {
             let (ns, key) = w.target();
-            let (pre, expected) = pre_arg(w.precondition());
             inv.key(self.layout.doc(ns, key))
                 .key(self.layout.meta(ns, key))
                 .arg(2);
             match w {
-                TxWrite::Put { write, .. } => {
+                TxWrite::Put {
+                    write,
+                    precondition,
+                    ..
+                } => {
                     // 1. the new entries exist before the document does
                     self.index_add(keys, key, ttl_ms(write.ttl)).await?;
-                    inv.arg(key)
-                        .arg(&write.value[..])
-                        .arg(pre)
-                        .arg(expected)
-                        .arg(ttl_ms(write.ttl))
-                        .arg(serde_json::to_string(keys).expect("strings encode"));
+                    self.put_args(&mut inv, ns, key, write, *precondition, keys);
                 }
-                TxWrite::Remove { .. } => {
-                    inv.arg(pre).arg(expected);
+                TxWrite::Remove { precondition, .. } => {
+                    self.removal_args(&mut inv, ns, *precondition);
                 }
             }
-            inv.arg(self.layout.term_rule(ns).as_slice());
         }
         let mut con = self.con.clone();
         let (status, at, number, replies): TransactDocsReply = inv

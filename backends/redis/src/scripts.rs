@@ -222,12 +222,18 @@ end
 /// Returns {status, write number (1-based), number, {outcomes}}: `ok` with
 /// each put's version or each removal's 1/0, or the failing write's
 /// exists|missing|conflict and its stored version.
-pub static TRANSACT: LazyLock<Script> = LazyLock::new(|| {
+pub static TRANSACT: LazyLock<Script> =
+    LazyLock::new(|| transaction(PUT_BODY, REMOVE_BODY, TRANSACT_BODY));
+
+/// A transaction script: [`TX_WRITES`], the single-write scripts `put`
+/// and `remove` as the functions `put_one` and `remove_one` over their own
+/// KEYS and ARGV, then `body`.
+fn transaction(put: &str, remove: &str, body: &str) -> Script {
     script(&format!(
-        "{TX_WRITES}local function put_one(KEYS, ARGV)\n{PUT_BODY}\nend\n\
-         local function remove_one(KEYS, ARGV)\n{REMOVE_BODY}\nend\n{TRANSACT_BODY}"
+        "{TX_WRITES}local function put_one(KEYS, ARGV)\n{put}\nend\n\
+         local function remove_one(KEYS, ARGV)\n{remove}\nend\n{body}"
     ))
-});
+}
 
 const TRANSACT_BODY: &str = r#"
 local calls = tx_writes(6)
@@ -464,12 +470,8 @@ return {'ok', 1, old_terms}
 /// keys (JSON), known} (a put's version, a removal's 1/0), or the failing
 /// write's exists|missing|conflict and its stored version. The caller then
 /// updates index and order sets as for single writes.
-pub static TRANSACT_DOCS: LazyLock<Script> = LazyLock::new(|| {
-    script(&format!(
-        "{TX_WRITES}local function put_one(KEYS, ARGV)\n{PUT_DOC_BODY}\nend\n\
-         local function remove_one(KEYS, ARGV)\n{REMOVE_DOC_BODY}\nend\n{TRANSACT_DOCS_BODY}"
-    ))
-});
+pub static TRANSACT_DOCS: LazyLock<Script> =
+    LazyLock::new(|| transaction(PUT_DOC_BODY, REMOVE_DOC_BODY, TRANSACT_DOCS_BODY));
 
 const TRANSACT_DOCS_BODY: &str = r#"
 local calls = tx_writes(5)
