@@ -504,10 +504,7 @@ impl Backend for PluginBackend {
         match &self.link {
             Link::Loaded(_) => stats.set("plugin_ignored_answers", ignored_answers()),
             Link::Process(runner) => {
-                stats.set(
-                    "plugin_ignored_answers",
-                    runner.ignored.load(Ordering::Relaxed),
-                );
+                stats.set("plugin_ignored_answers", runner.ignored());
                 stats.set("plugin_runner_exits", runner.exits());
                 stats.set("plugin_runner_restarts", runner.restarts());
             }

@@ -9,7 +9,7 @@
 //! a u32 length, a u64 call id and a u8 kind or status, then the body.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -394,8 +394,8 @@ async fn start_on_link(runner: PathBuf, open: Open) -> Result<(Arc<Conn>, Hello)
     // the runner's stdout goes to ours stderr: a plugin's prints never mix
     // into output meant for scripts
     let stdout = std::io::stderr()
-        .lock()
-        .as_fd_owned()
+        .as_fd()
+        .try_clone_to_owned()
         .map_err(|e| fail(format!("cannot hand the runner an output: {e}")))?;
     let mut child = tokio::process::Command::new(&runner)
         .arg("--socket-on-stdin")
@@ -458,17 +458,6 @@ async fn start_on_link(runner: PathBuf, open: Open) -> Result<(Arc<Conn>, Hello)
     });
     link_runtime().spawn(read_answers(conn.clone(), read, child));
     Ok((conn, hello))
-}
-
-/// An owned copy of a standard stream's descriptor.
-trait AsFdOwned {
-    fn as_fd_owned(&self) -> std::io::Result<OwnedFd>;
-}
-
-impl<T: std::os::fd::AsFd> AsFdOwned for T {
-    fn as_fd_owned(&self) -> std::io::Result<OwnedFd> {
-        self.as_fd().try_clone_to_owned()
-    }
 }
 
 /// Delivers answers to the calls waiting for them until the runner ends;
@@ -578,7 +567,7 @@ pub(crate) struct Supervisor {
     restarts: AtomicU64,
     exits: AtomicU64,
     /// Answers that arrived for calls no longer waiting (timed out).
-    pub(crate) ignored: AtomicU64,
+    ignored: AtomicU64,
 }
 
 enum State {
@@ -755,6 +744,11 @@ impl Supervisor {
     /// Runners that ended.
     pub(crate) fn exits(&self) -> u64 {
         self.exits.load(Ordering::Relaxed)
+    }
+
+    /// Answers that arrived for calls no longer waiting for them.
+    pub(crate) fn ignored(&self) -> u64 {
+        self.ignored.load(Ordering::Relaxed)
     }
 }
 

@@ -133,16 +133,7 @@ fn a_plugin_that_blocks_its_callers_thread_is_moved_off_it() {
         // the first call blocks the only thread (300 ms): the host notices
         let err = backend.get("ns", "k").await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let heartbeat = {
-            let ticks = ticks.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            })
-        };
+        let heartbeat = support::Heartbeat::start();
         let started = Instant::now();
         let err = backend.get("ns", "k").await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
@@ -151,11 +142,8 @@ fn a_plugin_that_blocks_its_callers_thread_is_moved_off_it() {
             "the deadline did not bound it: {:?}",
             started.elapsed()
         );
-        assert!(
-            ticks.load(std::sync::atomic::Ordering::Relaxed) >= 5,
-            "the runtime's thread was blocked"
-        );
-        heartbeat.abort();
+        assert!(heartbeat.ticks() >= 5, "the runtime's thread was blocked");
+        drop(heartbeat);
         // it still answers, off the runtime's threads, when given the time
         let slow = open("blocks").with_call_timeout(Duration::from_secs(5));
         let _ = slow.get("ns", "warm-up").await; // marks it

@@ -241,25 +241,13 @@ fn a_plugin_that_blocks_holds_no_thread_of_the_host() {
         let mut spec = isolation("test-plugin-answers-twice", Some("blocks"));
         spec.call_timeout = Duration::from_millis(150);
         let backend = spec.open().await.unwrap();
-        let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let heartbeat = {
-            let ticks = ticks.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            })
-        };
+        let heartbeat = support::Heartbeat::start();
         let started = Instant::now();
         let err = backend.get("ns", "k").await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
         assert!(started.elapsed() < Duration::from_millis(280));
-        assert!(
-            ticks.load(std::sync::atomic::Ordering::Relaxed) >= 5,
-            "the host's thread was blocked"
-        );
-        heartbeat.abort();
+        assert!(heartbeat.ticks() >= 5, "the host's thread was blocked");
+        drop(heartbeat);
     });
 }
 

@@ -434,8 +434,8 @@ impl WorkflowStore {
     /// Marks a workflow finished with `result.status` and stores its
     /// result, in one atomic step where the backend has transactions;
     /// then has the results trimmed to the retention (in the background,
-    /// bounded: see [`apply_retention`](Self::apply_retention)). `NotFound` if there is no
-    /// such workflow.
+    /// bounded: see [`apply_retention`](Self::apply_retention)).
+    /// `NotFound` if there is no such workflow.
     pub async fn complete_workflow(
         &self,
         task_id: &str,
@@ -537,11 +537,12 @@ impl WorkflowStore {
         Err(last)
     }
 
-    /// Removes the oldest results beyond the retention. Runs inside every
+    /// Removes the oldest results beyond the retention. Started by every
     /// `trim_every`-th completing call (in the background: see
     /// `start_trim`), so a reader sees at most `retention + 2 * trim_every`
-    /// results, and more than the retention only until the next trim. Counts index entries, not documents; reads
-    /// only the results it removes, and removes them in one
+    /// results, and more than the retention only until the trim is done.
+    /// Counts index entries, not documents; reads only the results it
+    /// removes, and removes them in one
     /// [`remove_many`](crate::backend::Backend::remove_many).
     async fn trim(&self) -> Result<()> {
         let stored = self
