@@ -100,7 +100,7 @@ impl RedisBackend {
         self.put_args(inv, ns, key, write, precondition, index_keys);
     }
 
-    /// The 9 ARGV of a put, as [`scripts::PUT`] and the cluster's
+    /// The 10 ARGV of a put, as [`scripts::PUT`] and the cluster's
     /// [`scripts::PUT_DOC`] both take them.
     pub(crate) fn put_args(
         &self,
@@ -117,8 +117,16 @@ impl RedisBackend {
             .arg(pre)
             .arg(expected)
             .arg(ttl_ms(write.ttl))
-            .arg(serde_json::to_string(index_keys).expect("strings encode"))
-            .arg(self.layout.term_rule(ns).as_slice());
+            .arg(serde_json::to_string(index_keys).expect("strings encode"));
+        let rule = self.layout.term_rule(ns);
+        // the bytes' fingerprint matters only where a rule may meet bytes
+        // another system wrote (the scripts' `ours`)
+        let fingerprint = if rule[0].is_empty() {
+            String::new()
+        } else {
+            sha1_smol::Sha1::from(&write.value[..]).digest().to_string()
+        };
+        inv.arg(rule.as_slice()).arg(fingerprint);
     }
 
     pub(crate) fn remove_invocation(

@@ -52,11 +52,6 @@ local function old_index_keys(doc, exists, meta_terms, meta_hash, list, field, p
   end
   return old
 end
--- the fingerprint to keep for bytes this library writes ('' without a rule)
-local function fingerprint(value, list)
-  if list == '' then return '' end
-  return redis.sha1hex(value)
-end
 "#;
 
 fn script(body: &str) -> Script {
@@ -66,8 +61,12 @@ fn script(body: &str) -> Script {
 /// KEYS: doc, meta, by_key, by_created, then every new index key.
 /// ARGV: key, value, precondition (any|absent|present|version), expected
 /// version, pttl (ms, 0 = none), new index keys as JSON (sorted, so equal
-/// term sets compare equal as text), then the namespace's term rule
-/// (`Layout::term_rule`).
+/// term sets compare equal as text), the namespace's term rule
+/// (`Layout::term_rule`), then the value's fingerprint to keep in the
+/// metadata (its SHA-1 in hex under a rule, else empty), computed by the
+/// client: a value that enters Lua costs the server a pass over every
+/// byte per use (Redis hashes every byte of each string it interns), and
+/// `redis.sha1hex` would add a second pass.
 /// Returns {status, version, created}; status ok|exists|missing|conflict.
 ///
 /// Old index entries removed are those of the metadata and, under a rule,
@@ -115,11 +114,11 @@ local same_terms = known and m[3] == terms and not stale
 if m[1] and not known then redis.call('DEL', meta) end
 if pttl > 0 then
   redis.call('SET', doc, value, 'PX', pttl)
-  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '1', 'h', fingerprint(value, ARGV[7]))
+  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '1', 'h', ARGV[10])
   redis.call('PEXPIRE', meta, pttl)
 else
   redis.call('SET', doc, value)
-  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '0', 'h', fingerprint(value, ARGV[7]))
+  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '0', 'h', ARGV[10])
   if had_ttl then redis.call('PERSIST', meta) end
 end
 for i = 5, #KEYS do
@@ -173,7 +172,7 @@ return {'ok', 1}
 
 /// What both transaction scripts share. `tx_writes(removal_args)` reads
 /// the writes from ARGV[1] (one letter per write, `p` put or `r` removal)
-/// and, per write, the number of its keys and its ARGV (9 for a put,
+/// and, per write, the number of its keys and its ARGV (10 for a put,
 /// `removal_args` for a removal); KEYS are every write's keys in order.
 /// `tx_check(calls, removal_pre)` checks every precondition (a put's at
 /// ARGV 3 and 4, a removal's at `removal_pre` and the next) against the
@@ -189,7 +188,7 @@ local function tx_writes(removal_args)
     local nk = tonumber(ARGV[ai])
     ai = ai + 1
     local na = removal_args
-    if kind == 'p' then na = 9 end
+    if kind == 'p' then na = 10 end
     local k, a = {}, {}
     for j = 1, nk do k[j] = KEYS[ki + j - 1] end
     for j = 1, na do a[j] = ARGV[ai + j - 1] end
@@ -217,7 +216,7 @@ end
 /// A transaction: [`PUT`] and [`REMOVE`] as functions over their own KEYS
 /// and ARGV, every precondition checked before any runs.
 /// ARGV[1]: one letter per write, `p` put or `r` remove; then per write
-/// the number of its keys and its ARGV (9 for a put, 6 for a removal);
+/// the number of its keys and its ARGV (10 for a put, 6 for a removal);
 /// KEYS: every write's keys in order.
 /// Returns {status, write number (1-based), number, {outcomes}}: `ok` with
 /// each put's version or each removal's 1/0, or the failing write's
@@ -424,11 +423,11 @@ if #old > 0 then old_terms = cjson.encode(old) end
 if m[1] and not known then redis.call('DEL', meta) end
 if pttl > 0 then
   redis.call('SET', doc, value, 'PX', pttl)
-  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '1', 'h', fingerprint(value, ARGV[7]))
+  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '1', 'h', ARGV[10])
   redis.call('PEXPIRE', meta, pttl)
 else
   redis.call('SET', doc, value)
-  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '0', 'h', fingerprint(value, ARGV[7]))
+  redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '0', 'h', ARGV[10])
   if m[4] == '1' then redis.call('PERSIST', meta) end
 end
 local k = 0
@@ -464,7 +463,7 @@ return {'ok', 1, old_terms}
 /// Cluster mode: [`TRANSACT`] for writes whose keys share one hash slot.
 /// KEYS: doc, meta per write. ARGV[1]: one letter per write, `p` (put) or
 /// `r` (removal); then per write its number of keys (2) and its ARGV, as
-/// [`PUT_DOC`] (9) or [`REMOVE_DOC`] (5) take them. Every precondition is checked before
+/// [`PUT_DOC`] (10) or [`REMOVE_DOC`] (5) take them. Every precondition is checked before
 /// anything is written. Returns {status, write number (1-based), number,
 /// {replies}}: `ok` with each write's reply as {number, created, old index
 /// keys (JSON), known} (a put's version, a removal's 1/0), or the failing

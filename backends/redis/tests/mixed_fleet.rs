@@ -11,10 +11,10 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use persistence_conformance::sample_task;
-use persistence_core::backend::Backend;
+use persistence_core::backend::{Backend, DocumentWrite, Precondition, TxWrite};
 use persistence_core::model::AgentTask;
 use persistence_core::{SharedBackend, TaskStore};
-use persistence_redis::{RedisBackend, RedisOptions};
+use persistence_redis::{Layout, RedisBackend, RedisOptions};
 use redis::AsyncCommands;
 use redis_test_server::{RedisCluster, RedisServer};
 
@@ -366,6 +366,100 @@ impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Fleet<C> {
             self.known.remove(&k);
         }
     }
+}
+
+impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Fleet<C> {
+    /// The fingerprint our writes keep is the SHA-1 the server computes of
+    /// the stored bytes (the client computes it): with it, a document of
+    /// ours is trusted for the terms its metadata lists, even terms its
+    /// JSON does not imply; once the other system rewrites the bytes, its
+    /// JSON decides. A wrong fingerprint would fail the first lookups.
+    async fn fingerprints_tell_ours_from_theirs(&mut self, layout: Layout) {
+        let b = &self.backend;
+        let stored_sha = |con: &mut C, key: String| {
+            let mut con = con.clone();
+            async move {
+                let value: Vec<u8> = con.get(&key).await.unwrap();
+                let sha: String = redis::Script::new("return redis.sha1hex(ARGV[1])")
+                    .arg(value)
+                    .invoke_async(&mut con)
+                    .await
+                    .unwrap();
+                sha
+            }
+        };
+        let mut writes = vec![("fp-put", b"not json at all".to_vec())];
+        if b.capabilities().transactions {
+            writes.push(("fp-tx", b"{\"items\": []}".to_vec()));
+        }
+        for (key, value) in &writes {
+            let write = DocumentWrite::new(value.clone()).with_term("request_index", "rq-fp");
+            if *key == "fp-tx" {
+                b.transact(vec![TxWrite::put("task", *key, write, Precondition::Any)])
+                    .await
+                    .unwrap();
+            } else {
+                b.put("task", key, write, Precondition::Any).await.unwrap();
+            }
+            let meta_h: Option<String> = self
+                .python
+                .con
+                .hget(layout.meta("task", key), "h")
+                .await
+                .unwrap();
+            let server = stored_sha(&mut self.python.con, layout.doc("task", key)).await;
+            assert_eq!(
+                meta_h.as_deref(),
+                Some(server.as_str()),
+                "{key}: fingerprint"
+            );
+        }
+        let mut found = b.lookup("task", "request_index", "rq-fp").await.unwrap();
+        found.sort();
+        let mut expected: Vec<String> = writes.iter().map(|(k, _)| k.to_string()).collect();
+        expected.sort();
+        assert_eq!(found, expected, "ours, trusted for their metadata's terms");
+        assert_eq!(
+            b.count_term("task", "request_index", "rq-fp")
+                .await
+                .unwrap(),
+            expected.len() as u64
+        );
+        // the other system rewrites one: its JSON implies no term
+        let _: () = self
+            .python
+            .con
+            .set(
+                format!("{}:task:fp-put", self.python.p),
+                b"{\"items\": []}".to_vec(),
+            )
+            .await
+            .unwrap();
+        let found = b.lookup("task", "request_index", "rq-fp").await.unwrap();
+        assert!(
+            !found.contains(&"fp-put".to_string()),
+            "rewritten there: {found:?}"
+        );
+        for (key, _) in &writes {
+            b.remove("task", key, Precondition::Any).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn fingerprints_tell_ours_from_theirs_single() {
+    single("mf5")
+        .await
+        .fingerprints_tell_ours_from_theirs(Layout::new("mf5", "task"))
+        .await;
+}
+
+#[tokio::test]
+async fn fingerprints_tell_ours_from_theirs_cluster() {
+    cluster("mf5")
+        .await
+        .fingerprints_tell_ours_from_theirs(Layout::for_cluster("mf5", "task"))
+        .await;
 }
 
 #[tokio::test]
