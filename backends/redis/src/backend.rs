@@ -397,6 +397,10 @@ impl Backend for RedisBackend {
     }
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>> {
+        if self.plain_reads() {
+            let mut docs = self.read_plain(namespace, &[key.to_string()]).await?;
+            return Ok(docs.pop().flatten());
+        }
         let mut con = self.con.clone();
         let reply: GetReply = self
             .get_invocation(namespace, key)
@@ -577,6 +581,12 @@ impl Backend for RedisBackend {
             // keys of a batch live in different slots: concurrent calls instead
             let calls = keys.iter().map(|k| self.get(namespace, k));
             return futures::future::join_all(calls).await;
+        }
+        if self.plain_reads() {
+            return match self.read_plain(namespace, keys).await {
+                Ok(docs) => docs.into_iter().map(Ok).collect(),
+                Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
+            };
         }
         let mut pipe = redis::pipe();
         for key in keys {

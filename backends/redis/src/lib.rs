@@ -18,6 +18,7 @@ mod conn;
 pub mod layout;
 mod options;
 mod queue;
+mod reads;
 mod scripts;
 mod settings;
 mod slots;

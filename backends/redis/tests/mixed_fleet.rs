@@ -239,9 +239,17 @@ impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Fleet<C> {
             self.known.remove(&t.task_id);
             self.python.delete(&t).await;
         }
-        self.check(&model, "their deletes").await;
-        let meta = |k: &str| self.backend.layout().meta("task", k);
+        let layout = self.backend.layout().clone();
+        let meta = |k: &str| layout.meta("task", k);
         let mut con = self.python.con.clone();
+        // a get that meets one removes its metadata (before any other read)
+        assert!(con.exists::<_, bool>(meta("o0")).await.unwrap());
+        assert!(self.backend.get("task", "o0").await.unwrap().is_none());
+        assert!(
+            !con.exists::<_, bool>(meta("o0")).await.unwrap(),
+            "o0 metadata left by a get"
+        );
+        self.check(&model, "their deletes").await;
         let page = self
             .backend
             .scan(
