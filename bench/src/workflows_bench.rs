@@ -2,8 +2,10 @@
 //! 000) on `--store`, per operation, against the same engine's bare
 //! contract doing the same reads and writes (same bytes, terms and TTLs,
 //! without the store: no JSON work, no transaction, no retention), in the
-//! same run, rounds interleaved, medians of rounds.
+//! same run, the sides taking slices of each round in turns, medians of
+//! rounds.
 
+use std::ops::Range;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -66,30 +68,34 @@ async fn time<T, E: std::fmt::Debug>(
     out
 }
 
-/// One round through the stores: `n` workflows created, started,
-/// completed and read; recent(20) after each; `n` crews added and found.
-async fn stores(backend: SharedBackend, round: usize, n: usize) -> Latencies {
-    let store = WorkflowStore::new(backend.clone());
-    let crews = CrewRegistry::new(backend);
-    let mut lat = new_latencies();
-    for i in 0..n {
+/// How many slices each side's round is cut into, taken in turns, so a
+/// burst of noise on this machine falls on both sides alike.
+const SLICES: usize = 20;
+
+/// The store side: one workflow store and crew registry for the whole
+/// round, so retention trims as often as in one long run.
+struct Stores {
+    store: WorkflowStore,
+    crews: CrewRegistry,
+}
+
+/// A slice of a round through the stores: workflows `range` created,
+/// started, completed and read; recent(20) after each; as many crews
+/// added and found.
+async fn stores(side: &Stores, lat: &mut Latencies, round: usize, range: Range<usize>) {
+    let (store, crews) = (&side.store, &side.crews);
+    for i in range {
         let id = format!("s{round}-{i}");
         let info = WorkflowInfo::new(&id, "swarm", "benchmark");
-        time(&mut lat, 0, store.create_workflow(&info)).await;
-        time(
-            &mut lat,
-            1,
-            store.update_status(&id, WorkflowStatus::Running),
-        )
-        .await;
-        time(&mut lat, 2, store.complete_workflow(&id, &result(&id, i))).await;
-        time(&mut lat, 3, store.get_result(&id)).await;
-        time(&mut lat, 4, store.recent(20)).await;
-        let c = crew(round * n + i);
-        time(&mut lat, 5, crews.add_crew(&c)).await;
-        time(&mut lat, 6, crews.get_crew_by_id(&c.crew_id)).await;
+        time(lat, 0, store.create_workflow(&info)).await;
+        time(lat, 1, store.update_status(&id, WorkflowStatus::Running)).await;
+        time(lat, 2, store.complete_workflow(&id, &result(&id, i))).await;
+        time(lat, 3, store.get_result(&id)).await;
+        time(lat, 4, store.recent(20)).await;
+        let c = crew(round * 10_000 + i);
+        time(lat, 5, crews.add_crew(&c)).await;
+        time(lat, 6, crews.get_crew_by_id(&c.crew_id)).await;
     }
-    lat
 }
 
 /// The bare side's namespaces: its own, so the store's retention never
@@ -101,8 +107,7 @@ const BARE_CREWS: &str = "bench_bare_crew";
 
 /// The same engine's contract doing the same calls by hand: the bytes
 /// made once up front, no transaction, no trimming.
-async fn bare(backend: SharedBackend, round: usize, n: usize) -> Latencies {
-    let mut lat = new_latencies();
+async fn bare(b: &SharedBackend, lat: &mut Latencies, round: usize, range: Range<usize>) {
     let day = Some(Duration::from_secs(86_400));
     let week = Some(Duration::from_secs(7 * 86_400));
     let info_write = |info: &WorkflowInfo| {
@@ -111,8 +116,7 @@ async fn bare(backend: SharedBackend, round: usize, n: usize) -> Latencies {
             .with_term(TYPE_INDEX, &info.orchestrator_type)
             .with_ttl(day)
     };
-    let b = &backend;
-    for i in 0..n {
+    for i in range {
         let id = format!("b{round}-{i}");
         let mut info = WorkflowInfo::new(&id, "swarm", "benchmark");
         let created = info_write(&info);
@@ -121,10 +125,10 @@ async fn bare(backend: SharedBackend, round: usize, n: usize) -> Latencies {
         info.status = WorkflowStatus::Completed;
         let completed = info_write(&info);
         let result_bytes = serde_json::to_vec(&result(&id, i)).expect("json");
-        let c = crew(1_000_000 + round * n + i);
+        let c = crew(1_000_000 + round * 10_000 + i);
         let crew_write = DocumentWrite::new(serde_json::to_vec(&c).expect("json"))
             .with_term(CREW_ID_INDEX, &c.crew_id);
-        time(&mut lat, 0, b.insert(BARE_WORKFLOWS, &id, created)).await;
+        time(lat, 0, b.insert(BARE_WORKFLOWS, &id, created)).await;
         let start = Instant::now();
         read_then_replace(b, &id, running).await;
         lat[1].push(start.elapsed());
@@ -140,14 +144,14 @@ async fn bare(backend: SharedBackend, round: usize, n: usize) -> Latencies {
         .await
         .expect("put");
         lat[2].push(start.elapsed());
-        time(&mut lat, 3, b.get(BARE_RESULTS, &id)).await;
+        time(lat, 3, b.get(BARE_RESULTS, &id)).await;
         let newest = persistence_core::backend::ScanRequest::first(
             persistence_core::backend::ScanOrder::NewestFirst,
             20,
         );
-        time(&mut lat, 4, b.scan(BARE_RESULTS, newest)).await;
+        time(lat, 4, b.scan(BARE_RESULTS, newest)).await;
         time(
-            &mut lat,
+            lat,
             5,
             b.put(BARE_CREWS, &c.name, crew_write, Precondition::Any),
         )
@@ -160,7 +164,6 @@ async fn bare(backend: SharedBackend, round: usize, n: usize) -> Latencies {
         b.get(BARE_CREWS, &keys[0]).await.expect("get");
         lat[6].push(start.elapsed());
     }
-    lat
 }
 
 /// What `update_status` does by hand: read the state, replace it at the
@@ -210,14 +213,24 @@ pub async fn run(
                 round + 1
             );
         }
-        // interleaved, and the side that goes first alternates
-        let (s, b) = if round % 2 == 0 {
-            let s = stores(backend.clone(), round, n).await;
-            (s, bare(backend.clone(), round, n).await)
-        } else {
-            let b = bare(backend.clone(), round, n).await;
-            (stores(backend.clone(), round, n).await, b)
+        // the sides take slices in turns, and the side that goes first
+        // alternates
+        let side = Stores {
+            store: WorkflowStore::new(backend.clone()),
+            crews: CrewRegistry::new(backend.clone()),
         };
+        let (mut s, mut b) = (new_latencies(), new_latencies());
+        let chunk = n.div_ceil(SLICES);
+        for (k, start) in (0..n).step_by(chunk).enumerate() {
+            let range = start..(start + chunk).min(n);
+            if (round + k) % 2 == 0 {
+                stores(&side, &mut s, round, range.clone()).await;
+                bare(&backend, &mut b, round, range).await;
+            } else {
+                bare(&backend, &mut b, round, range.clone()).await;
+                stores(&side, &mut s, round, range).await;
+            }
+        }
         for (i, (s, b)) in s.into_iter().zip(b).enumerate() {
             let (s, b) = (
                 s.summary(OPS[i], Duration::from_secs(1)),
