@@ -65,3 +65,59 @@ async fn count_term_is_exact_without_reading_documents() {
     backend.remove(ns, "b", Precondition::Any).await.unwrap();
     assert_eq!(count("active").await, 0);
 }
+
+/// Full reads of many documents go out in several transactions (a page
+/// of thousands must not hold up the server in one): every document comes
+/// back in order, across the batch boundaries, with its version, missing
+/// ones as `None`, and a scan page of them all is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_reads_come_back_whole_across_batches() {
+    use persistence_core::backend::{
+        Backend, DocumentWrite, Precondition, Put, ScanOrder, ScanRequest,
+    };
+    let backend = RedisBackend::connect(RedisOptions::new("127.0.0.1", SERVER.port()))
+        .await
+        .unwrap();
+    let ns = "large-reads";
+    let keys: Vec<String> = (0..300).map(|i| format!("k{i:03}")).collect();
+    let puts = keys
+        .iter()
+        .filter(|k| !k.ends_with('7'))
+        .map(|k| Put {
+            key: k.clone(),
+            write: DocumentWrite::new(k.as_bytes().to_vec()),
+            precondition: Precondition::Absent,
+        })
+        .collect();
+    let versions: Vec<_> = backend
+        .put_many(ns, puts)
+        .await
+        .into_iter()
+        .map(|v| v.unwrap())
+        .collect();
+    let docs = backend.get_many(ns, &keys).await;
+    assert_eq!(docs.len(), keys.len());
+    let mut written = versions.iter();
+    for (key, doc) in keys.iter().zip(docs) {
+        let doc = doc.unwrap();
+        if key.ends_with('7') {
+            assert!(doc.is_none(), "{key} was never written");
+        } else {
+            let doc = doc.unwrap_or_else(|| panic!("{key} missing"));
+            assert_eq!(doc.value, key.as_bytes(), "{key}");
+            assert_eq!(Some(&doc.version), written.next(), "{key}");
+        }
+    }
+    let page = backend
+        .scan(ns, ScanRequest::first(ScanOrder::Key, 1000))
+        .await
+        .unwrap();
+    let scanned: Vec<&str> = page.entries.iter().map(|(k, _)| k.as_str()).collect();
+    let expected: Vec<&str> = keys
+        .iter()
+        .filter(|k| !k.ends_with('7'))
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(scanned, expected);
+    assert!(page.cursor.is_none());
+}
