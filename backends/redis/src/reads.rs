@@ -29,8 +29,12 @@ const BATCH: usize = 64;
 /// One document as its plain commands read it.
 struct Read {
     value: Option<Vec<u8>>,
-    version: Option<u64>,
-    created: Option<u64>,
+    /// Whether the metadata has a version field.
+    meta: bool,
+    /// The metadata's version and creation stamp, as the script reads
+    /// them (`tonumber`): a field that is not a number reads as 0.
+    version: u64,
+    created: u64,
     pttl: i64,
     meta_pttl: i64,
 }
@@ -40,11 +44,13 @@ impl Read {
     fn parse(replies: &mut impl Iterator<Item = redis::Value>) -> redis::RedisResult<Read> {
         let mut next = || replies.next().unwrap_or(redis::Value::Nil);
         let value = redis::from_redis_value(next())?;
-        let (version, created): (Option<u64>, Option<u64>) = redis::from_redis_value(next())?;
+        let (version, created): (Option<String>, Option<String>) = redis::from_redis_value(next())?;
+        let number = |f: &Option<String>| f.as_deref().and_then(|f| f.parse().ok()).unwrap_or(0);
         Ok(Read {
             value,
-            version,
-            created,
+            meta: version.is_some(),
+            version: number(&version),
+            created: number(&created),
             pttl: redis::from_redis_value(next())?,
             meta_pttl: redis::from_redis_value(next())?,
         })
@@ -55,7 +61,7 @@ impl Read {
     /// document's (as the script judges it: one with a TTL and one
     /// without, or more than a second apart).
     fn needs_repair(&self) -> bool {
-        if self.version.is_none() {
+        if !self.meta {
             return false;
         }
         if self.value.is_none() {
@@ -67,12 +73,7 @@ impl Read {
 
     fn reply(self) -> GetReply {
         let value = self.value?;
-        Some((
-            value,
-            self.version.unwrap_or(0),
-            self.created.unwrap_or(0),
-            self.pttl,
-        ))
+        Some((value, self.version, self.created, self.pttl))
     }
 }
 
@@ -149,11 +150,34 @@ mod tests {
     fn read(value: bool, version: bool, pttl: i64, meta_pttl: i64) -> Read {
         Read {
             value: value.then(|| b"v".to_vec()),
-            version: version.then_some(7),
-            created: version.then_some(3),
+            meta: version,
+            version: if version { 7 } else { 0 },
+            created: if version { 3 } else { 0 },
             pttl,
             meta_pttl,
         }
+    }
+
+    #[test]
+    fn metadata_numbers_read_as_the_script_reads_them() {
+        let parse = |v: Option<&str>, c: Option<&str>| {
+            let field = |f: Option<&str>| match f {
+                Some(f) => redis::Value::BulkString(f.as_bytes().to_vec()),
+                None => redis::Value::Nil,
+            };
+            let replies = vec![
+                redis::Value::BulkString(b"doc".to_vec()),
+                redis::Value::Array(vec![field(v), field(c)]),
+                redis::Value::Int(-1),
+                redis::Value::Int(-1),
+            ];
+            let r = Read::parse(&mut replies.into_iter()).unwrap();
+            (r.meta, r.version, r.created)
+        };
+        assert_eq!(parse(Some("12"), Some("5")), (true, 12, 5));
+        assert_eq!(parse(None, None), (false, 0, 0));
+        // not a number: 0, as `tonumber(...) or 0` in the script
+        assert_eq!(parse(Some("x"), Some("")), (true, 0, 0));
     }
 
     #[test]
