@@ -14,7 +14,7 @@ use persistence_conformance::sample_task;
 use persistence_core::backend::{Backend, DocumentWrite, Precondition, TxWrite};
 use persistence_core::model::AgentTask;
 use persistence_core::{SharedBackend, TaskStore};
-use persistence_redis::{Layout, RedisBackend, RedisOptions};
+use persistence_redis::{RedisBackend, RedisOptions};
 use redis::AsyncCommands;
 use redis_test_server::{RedisCluster, RedisServer};
 
@@ -382,24 +382,16 @@ impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Fleet<C> {
     /// ours is trusted for the terms its metadata lists, even terms its
     /// JSON does not imply; once the other system rewrites the bytes, its
     /// JSON decides. A wrong fingerprint would fail the first lookups.
-    async fn fingerprints_tell_ours_from_theirs(&mut self, layout: Layout) {
+    async fn fingerprints_tell_ours_from_theirs(&mut self) {
         let b = &self.backend;
-        let stored_sha = |con: &mut C, key: String| {
-            let mut con = con.clone();
-            async move {
-                let value: Vec<u8> = con.get(&key).await.unwrap();
-                let sha: String = redis::Script::new("return redis.sha1hex(ARGV[1])")
-                    .arg(value)
-                    .invoke_async(&mut con)
-                    .await
-                    .unwrap();
-                sha
-            }
-        };
-        let mut writes = vec![("fp-put", b"not json at all".to_vec())];
-        if b.capabilities().transactions {
-            writes.push(("fp-tx", b"{\"items\": []}".to_vec()));
-        }
+        let layout = b.layout();
+        let con = &mut self.python.con;
+        // by a put and by a transaction (one write is one hash slot, so a
+        // cluster takes it too)
+        let writes = [
+            ("fp-put", b"not json at all".to_vec()),
+            ("fp-tx", b"{\"items\": []}".to_vec()),
+        ];
         for (key, value) in &writes {
             let write = DocumentWrite::new(value.clone()).with_term("request_index", "rq-fp");
             if *key == "fp-tx" {
@@ -409,13 +401,13 @@ impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Fleet<C> {
             } else {
                 b.put("task", key, write, Precondition::Any).await.unwrap();
             }
-            let meta_h: Option<String> = self
-                .python
-                .con
-                .hget(layout.meta("task", key), "h")
+            let meta_h: Option<String> = con.hget(layout.meta("task", key), "h").await.unwrap();
+            let stored: Vec<u8> = con.get(layout.doc("task", key)).await.unwrap();
+            let server: String = redis::Script::new("return redis.sha1hex(ARGV[1])")
+                .arg(stored)
+                .invoke_async(con)
                 .await
                 .unwrap();
-            let server = stored_sha(&mut self.python.con, layout.doc("task", key)).await;
             assert_eq!(
                 meta_h.as_deref(),
                 Some(server.as_str()),
@@ -434,13 +426,8 @@ impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Fleet<C> {
             expected.len() as u64
         );
         // the other system rewrites one: its JSON implies no term
-        let _: () = self
-            .python
-            .con
-            .set(
-                format!("{}:task:fp-put", self.python.p),
-                b"{\"items\": []}".to_vec(),
-            )
+        let _: () = con
+            .set(layout.doc("task", "fp-put"), b"{\"items\": []}".to_vec())
             .await
             .unwrap();
         let found = b.lookup("task", "request_index", "rq-fp").await.unwrap();
@@ -458,7 +445,7 @@ impl<C: redis::aio::ConnectionLike + Clone + Send + Sync> Fleet<C> {
 async fn fingerprints_tell_ours_from_theirs_single() {
     single("mf5")
         .await
-        .fingerprints_tell_ours_from_theirs(Layout::new("mf5", "task"))
+        .fingerprints_tell_ours_from_theirs()
         .await;
 }
 
@@ -466,7 +453,7 @@ async fn fingerprints_tell_ours_from_theirs_single() {
 async fn fingerprints_tell_ours_from_theirs_cluster() {
     cluster("mf5")
         .await
-        .fingerprints_tell_ours_from_theirs(Layout::for_cluster("mf5", "task"))
+        .fingerprints_tell_ours_from_theirs()
         .await;
 }
 
