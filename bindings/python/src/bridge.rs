@@ -3,12 +3,18 @@
 //!
 //! A call creates a future of the running loop and spawns its work on the
 //! runtime. When the work is done, its outcome joins the loop's queue of
-//! finished calls; only the first one into an empty queue takes the GIL,
-//! to ask the loop (`call_soon_threadsafe`) to drain it. The drain, on the
-//! loop's thread, turns every outcome waiting into Python objects and sets
-//! it on its future. Under load one wake-up and one GIL hand-over serve
-//! many calls, instead of one each; the loop's thread does the conversions,
-//! and the runtime's threads never wait for it.
+//! finished calls; only the first one into an empty queue wakes the loop,
+//! which then drains the queue: on the loop's thread it turns every outcome
+//! waiting into Python objects and sets it on its future. Under load one
+//! wake-up serves many calls, the loop's thread does the conversions, and
+//! the runtime's threads never wait for it.
+//!
+//! The wake-up is an `eventfd` the loop watches (`add_reader`, registered
+//! at the loop's first call): a runtime thread writes 8 bytes to it and
+//! never takes the GIL, so it neither waits for the loop's thread to let
+//! the GIL go nor makes it stop to hand it over. A loop without
+//! `add_reader` (Windows' proactor loop) is woken with
+//! `call_soon_threadsafe`, which takes the GIL.
 //!
 //! A call whose future is cancelled (a `wait_for` timeout) still runs to
 //! its end on the runtime; its outcome is dropped.
@@ -27,12 +33,14 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use pyo3::BoundObject;
+use pyo3::sync::PyOnceLock;
+use pyo3::{intern, BoundObject};
 
 type Resolve = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
 
@@ -48,6 +56,9 @@ struct LoopQueue {
     finished: Mutex<Vec<Finished>>,
     /// Whether a drain is asked for and has not started yet.
     scheduled: AtomicBool,
+    /// The eventfd the loop watches, or `None` where the loop has no
+    /// `add_reader` and is woken with `call_soon_threadsafe`.
+    wake_fd: Option<OwnedFd>,
 }
 
 /// The queues of the loops that made calls, by the loop's address; a
@@ -123,17 +134,47 @@ fn queue_of(event_loop: &Bound<'_, PyAny>) -> Arc<LoopQueue> {
         let closed = q.event_loop.bind(py).call_method0("is_closed");
         !closed.and_then(|c| c.is_truthy()).unwrap_or(true)
     });
-    let queue = Arc::new(LoopQueue {
-        event_loop: event_loop.clone().unbind(),
-        finished: Mutex::new(Vec::new()),
-        scheduled: AtomicBool::new(false),
-    });
+    let queue = LoopQueue::watched(event_loop);
     queues.insert(id, queue.clone());
     queue
 }
 
+/// A new eventfd that never blocks, or `None` if the system refuses one.
+fn eventfd() -> Option<OwnedFd> {
+    // SAFETY: eventfd takes no pointers; a non-negative result is a new
+    // descriptor that nothing else owns
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 impl LoopQueue {
-    /// Adds a finished call; asks the loop for a drain if none is pending.
+    fn new(event_loop: &Bound<'_, PyAny>, wake_fd: Option<OwnedFd>) -> Arc<Self> {
+        Arc::new(LoopQueue {
+            event_loop: event_loop.clone().unbind(),
+            finished: Mutex::new(Vec::new()),
+            scheduled: AtomicBool::new(false),
+            wake_fd,
+        })
+    }
+
+    /// The queue of `event_loop`, which watches the queue's eventfd; or,
+    /// where the loop cannot watch one, a queue woken with
+    /// `call_soon_threadsafe`.
+    fn watched(event_loop: &Bound<'_, PyAny>) -> Arc<Self> {
+        if let Some(fd) = eventfd() {
+            let raw = fd.as_raw_fd();
+            let queue = Self::new(event_loop, Some(fd));
+            let watching = event_loop.call_method1("add_reader", (raw, Drain(queue.clone())));
+            if watching.is_ok() {
+                return queue;
+            }
+            // dropping this queue closes its eventfd; the loop holds no
+            // reference to it
+        }
+        Self::new(event_loop, None)
+    }
+
+    /// Adds a finished call; wakes the loop if no drain is pending.
     fn push(self: &Arc<Self>, done: Finished) {
         self.finished
             .lock()
@@ -141,6 +182,20 @@ impl LoopQueue {
             .push(done);
         if self.scheduled.swap(true, Ordering::AcqRel) {
             return;
+        }
+        if let Some(fd) = &self.wake_fd {
+            let one = 1u64.to_ne_bytes();
+            loop {
+                // SAFETY: writes 8 bytes from a live buffer to a descriptor
+                // this queue owns
+                let n = unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+                if n >= 0
+                    || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+                {
+                    // the counter cannot overflow: one write per drain
+                    return;
+                }
+            }
         }
         let asked = attach(|py| {
             self.event_loop
@@ -162,6 +217,16 @@ impl LoopQueue {
                 .remove(&(self.event_loop.as_ptr() as usize));
         }
     }
+
+    /// Resets the eventfd's counter, so the loop stops seeing it readable.
+    fn consume_wake(&self) {
+        if let Some(fd) = &self.wake_fd {
+            let mut count = [0u8; 8];
+            // SAFETY: reads at most 8 bytes into a live buffer from a
+            // descriptor this queue owns; nothing to read is EAGAIN
+            unsafe { libc::read(fd.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
+        }
+    }
 }
 
 /// The loop's callback that sets every finished call's result.
@@ -171,17 +236,20 @@ struct Drain(Arc<LoopQueue>);
 #[pymethods]
 impl Drain {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        // before the flag: a call finishing after this read wakes the loop
+        // anew
+        self.0.consume_wake();
         self.0.scheduled.store(false, Ordering::Release);
         let finished =
             std::mem::take(&mut *self.0.finished.lock().unwrap_or_else(|p| p.into_inner()));
         for Finished { future, resolve } in finished {
             let future = future.bind(py);
-            if future.call_method0("done")?.is_truthy()? {
+            if future.call_method0(intern!(py, "done"))?.is_truthy()? {
                 continue; // cancelled meanwhile
             }
             match resolve(py) {
-                Ok(value) => future.call_method1("set_result", (value,))?,
-                Err(e) => future.call_method1("set_exception", (e.into_value(py),))?,
+                Ok(value) => future.call_method1(intern!(py, "set_result"), (value,))?,
+                Err(e) => future.call_method1(intern!(py, "set_exception"), (e.into_value(py),))?,
             };
         }
         Ok(())
@@ -198,8 +266,11 @@ where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
-    let future = event_loop.call_method0("create_future")?;
+    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let event_loop = GET_RUNNING_LOOP
+        .import(py, "asyncio", "get_running_loop")?
+        .call0()?;
+    let future = event_loop.call_method0(intern!(py, "create_future"))?;
     let queue = queue_of(&event_loop);
     let target = future.clone().unbind();
     runtime.spawn(async move {

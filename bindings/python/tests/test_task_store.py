@@ -241,9 +241,13 @@ def test_a_cancelled_call_leaves_the_store_working(store):
 
 def test_loops_come_and_go_without_piling_up(store):
     import gc
+    import os
     import weakref
 
     loops = []
+    # each loop watches a wake-up descriptor of its own: closed loops must
+    # not leave theirs open
+    open_fds = len(os.listdir("/proc/self/fd"))
 
     async def one(n):
         loops.append(weakref.ref(asyncio.get_running_loop()))
@@ -257,3 +261,27 @@ def test_loops_come_and_go_without_piling_up(store):
     alive = sum(1 for r in loops if r() is not None)
     # at most the newest loop is still held (until another loop calls)
     assert alive <= 1, f"{alive} closed loops still alive"
+    leaked = len(os.listdir("/proc/self/fd")) - open_fds
+    assert leaked <= 2, f"{leaked} descriptors more after 20 loops"
+
+
+def test_a_loop_that_cannot_watch_descriptors_is_woken_all_the_same(store):
+    class NoReaderLoop(asyncio.SelectorEventLoop):
+        """As Windows' proactor loop: no add_reader."""
+
+        def add_reader(self, *args):
+            raise NotImplementedError
+
+    async def run():
+        tasks = [task(f"nr-{i}", f"nrr-{i}") for i in range(50)]
+        await asyncio.gather(*(store.create(t) for t in tasks))
+        loaded = await asyncio.gather(*(store.load(t["task_id"]) for t in tasks))
+        assert [t["task_id"] for t in loaded] == [t["task_id"] for t in tasks]
+        await asyncio.gather(*(store.delete(t["task_id"]) for t in tasks))
+        return await store.load("nr-0")
+
+    loop = NoReaderLoop()
+    try:
+        assert loop.run_until_complete(asyncio.wait_for(run(), 30)) is None
+    finally:
+        loop.close()
