@@ -23,6 +23,7 @@ use persistence_core::model::AgentTask;
 use persistence_core::{Error, ErrorKind, SharedBackend, TaskStoreError};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
@@ -115,11 +116,6 @@ fn exception(kind: ErrorKind, operation: Option<&str>, detail: String) -> PyErr 
         let _ = value.setattr("detail", detail);
     });
     err
-}
-
-/// The error of a call that finished after the interpreter began to exit.
-fn exiting() -> PyErr {
-    PersistenceError::new_err("the interpreter is exiting")
 }
 
 fn core_err(e: Error) -> PyErr {
@@ -266,17 +262,17 @@ impl TaskStore {
                 .load(&task_id)
                 .await
                 .map_err(task_err)
-                .and_then(to_json)
+                .and_then(to_dict)
         })
     }
 
-    fn load_sync(&self, py: Python<'_>, task_id: String) -> PyResult<Option<String>> {
+    fn load_sync(&self, py: Python<'_>, task_id: String) -> PyResult<Option<TaskDict>> {
         block_on(py, async {
             self.store
                 .load(&task_id)
                 .await
                 .map_err(task_err)
-                .and_then(to_json)
+                .and_then(to_dict)
         })
     }
 
@@ -321,7 +317,7 @@ impl TaskStore {
                 .load_by_request_id(&request_id)
                 .await
                 .map_err(task_err)
-                .and_then(to_json)
+                .and_then(to_dict)
         })
     }
 
@@ -329,13 +325,13 @@ impl TaskStore {
         &self,
         py: Python<'_>,
         request_id: String,
-    ) -> PyResult<Option<String>> {
+    ) -> PyResult<Option<TaskDict>> {
         block_on(py, async {
             self.store
                 .load_by_request_id(&request_id)
                 .await
                 .map_err(task_err)
-                .and_then(to_json)
+                .and_then(to_dict)
         })
     }
 
@@ -366,10 +362,25 @@ fn parse_task(json: &str) -> PyResult<AgentTask> {
     })
 }
 
-fn to_json(task: Option<AgentTask>) -> PyResult<Option<String>> {
-    task.map(|t| serde_json::to_string(&t))
-        .transpose()
-        .map_err(|e| exception(ErrorKind::Internal, None, e.to_string()))
+/// A task as Python gets it: a dict of the seed's JSON shape, the same
+/// `json.loads` makes of the task's JSON text. Built straight from the
+/// task where it is converted (for an async call, on the loop's thread):
+/// no JSON text is written in Rust nor parsed in Python.
+struct TaskDict(AgentTask);
+
+impl<'py> IntoPyObject<'py> for TaskDict {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        pythonize::pythonize(py, &self.0)
+            .map_err(|e| exception(ErrorKind::Internal, None, e.to_string()))
+    }
+}
+
+fn to_dict(task: Option<AgentTask>) -> PyResult<Option<TaskDict>> {
+    Ok(task.map(TaskDict))
 }
 
 async fn health_json(backend: &SharedBackend) -> String {
@@ -413,26 +424,52 @@ fn precondition(pre: Option<&Bound<'_, PyAny>>) -> PyResult<Precondition> {
     }
 }
 
-/// A stored document as a dict: value (bytes), version, created, expires_at
-/// (Unix seconds or None).
-fn document_dict(py: Python<'_>, doc: persistence_core::backend::Document) -> PyResult<Py<PyAny>> {
-    let d = PyDict::new(py);
-    d.set_item("value", PyBytes::new(py, &doc.value))?;
-    d.set_item("version", doc.version.0)?;
-    d.set_item("created", doc.created)?;
-    d.set_item(
-        "expires_at",
-        doc.expires_at.map(|t| {
-            t.duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64()
-        }),
-    )?;
-    Ok(d.into_any().unbind())
+/// A stored document as Python gets it: a dict of value (bytes), version,
+/// created, expires_at (Unix seconds or None). For an async call it is made
+/// on the loop's thread, which holds the GIL anyway.
+struct DocumentDict(persistence_core::backend::Document);
+
+impl<'py> IntoPyObject<'py> for DocumentDict {
+    type Target = PyDict;
+    type Output = Bound<'py, PyDict>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let doc = self.0;
+        let d = PyDict::new(py);
+        d.set_item(intern!(py, "value"), PyBytes::new(py, &doc.value))?;
+        d.set_item(intern!(py, "version"), doc.version.0)?;
+        d.set_item(intern!(py, "created"), doc.created)?;
+        d.set_item(
+            intern!(py, "expires_at"),
+            doc.expires_at.map(|t| {
+                t.duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            }),
+        )?;
+        Ok(d)
+    }
 }
 
-/// A page of a scan for Python: `(key, document dict)` pairs and the cursor.
-type ScanPage = (Vec<(String, Py<PyAny>)>, Option<String>);
+/// A page of a scan as Python gets it: `([(key, document dict)], cursor)`.
+struct PageTuple(persistence_core::backend::ScanPage);
+
+impl<'py> IntoPyObject<'py> for PageTuple {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let entries: Vec<(String, DocumentDict)> = self
+            .0
+            .entries
+            .into_iter()
+            .map(|(k, d)| (k, DocumentDict(d)))
+            .collect();
+        Ok((entries, self.0.cursor).into_pyobject(py)?.into_any())
+    }
+}
 
 /// The arguments of a put, checked before any await.
 struct PutArgs {
@@ -485,16 +522,15 @@ impl Documents {
         let backend = self.backend.clone();
         awaitable(py, async move {
             let doc = backend.get(&ns, &key).await.map_err(core_err)?;
-            bridge::attach(|py| doc.map(|d| document_dict(py, d)).transpose())
-                .unwrap_or_else(|| Err(exiting()))
+            Ok(doc.map(DocumentDict))
         })
     }
 
-    fn get_sync(&self, py: Python<'_>, ns: String, key: String) -> PyResult<Option<Py<PyAny>>> {
+    fn get_sync(&self, py: Python<'_>, ns: String, key: String) -> PyResult<Option<DocumentDict>> {
         let doc = block_on(py, async {
             self.backend.get(&ns, &key).await.map_err(core_err)
         })?;
-        doc.map(|d| document_dict(py, d)).transpose()
+        Ok(doc.map(DocumentDict))
     }
 
     /// Writes `value` under `key`; returns the new version.
@@ -608,12 +644,12 @@ impl Documents {
         limit: usize,
         cursor: Option<String>,
         order: &str,
-    ) -> PyResult<ScanPage> {
+    ) -> PyResult<PageTuple> {
         let request = scan_request(limit, cursor, order)?;
         let page = block_on(py, async {
             self.backend.scan(&ns, request).await.map_err(core_err)
         })?;
-        scan_page(py, page)
+        Ok(PageTuple(page))
     }
 
     #[pyo3(signature = (ns, limit=100, cursor=None, order="key"))]
@@ -629,19 +665,9 @@ impl Documents {
         let backend = self.backend.clone();
         awaitable(py, async move {
             let page = backend.scan(&ns, request).await.map_err(core_err)?;
-            bridge::attach(|py| scan_page(py, page)).unwrap_or_else(|| Err(exiting()))
+            Ok(PageTuple(page))
         })
     }
-}
-
-/// A scan page as Python gets it: `(key, document dict)` pairs and the cursor.
-fn scan_page(py: Python<'_>, page: persistence_core::backend::ScanPage) -> PyResult<ScanPage> {
-    let entries = page
-        .entries
-        .into_iter()
-        .map(|(k, d)| Ok((k, document_dict(py, d)?)))
-        .collect::<PyResult<Vec<_>>>()?;
-    Ok((entries, page.cursor))
 }
 
 fn scan_request(limit: usize, cursor: Option<String>, order: &str) -> PyResult<ScanRequest> {

@@ -52,6 +52,34 @@ def test_the_fixture_round_trips_byte_for_byte(store):
     store.sync.delete(fixture["task_id"])
 
 
+def test_a_loaded_task_is_what_json_loads_makes_of_the_stored_text(store):
+    # the loaded dict is built in Rust, not by json.loads: it must be the
+    # same, value for value, type for type and key order for key order
+    t = task("jt-1", "jr-1")
+    t["items"][0]["pending_tool_calls"] = [
+        {
+            "id": "call-1",
+            "args": {"n": 3, "big": 2**63 + 5, "neg": -7, "x": 1.0, "tiny": 2.5e-300, "ok": True, "none": None},
+            "nested": [[1, "two", {"z": [], "a": {}}], "ünï©ødé ✓ \u2028", ""],
+        }
+    ]
+    t["items"][0]["chat_history"] = {"zeta": 1, "alpha": [0.1, False], "mid": {"k": None}}
+
+    async def run():
+        await store.create(t)
+        return await store.load("jt-1"), await store.load_by_request_id("jr-1")
+
+    loaded, by_request = asyncio.run(run())
+    stored = store.documents().get_sync("task", "jt-1")
+    from_text = json.loads(stored["value"])
+    for got in (loaded, by_request, store.sync.load("jt-1")):
+        assert got == from_text == t
+        assert json.dumps(got) == json.dumps(from_text)
+        args = got["items"][0]["pending_tool_calls"][0]["args"]
+        assert [type(v) for v in args.values()] == [int, int, int, float, float, bool, type(None)]
+    store.sync.delete("jt-1")
+
+
 def test_errors_are_typed_and_keep_their_detail(store):
     async def run():
         await store.create(task("dup", "r"))

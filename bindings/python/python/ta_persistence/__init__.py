@@ -69,11 +69,8 @@ def _dump(task: Any) -> str:
     return json.dumps(dump(mode="json"))
 
 
-def _load(text: Optional[str], model: Any) -> Any:
-    if text is None:
-        return None
-    data = json.loads(text)
-    if model is None:
+def _load(data: Optional[dict], model: Any) -> Any:
+    if data is None or model is None:
         return data
     validate = getattr(model, "model_validate", None)
     return validate(data) if validate is not None else model(**data)
