@@ -257,14 +257,15 @@ impl Drain {
 }
 
 /// An awaitable of the running loop for `fut`, run on `runtime`.
-pub fn awaitable<'py, F, T>(
+pub fn awaitable<'py, F, T, E>(
     py: Python<'py>,
     runtime: &tokio::runtime::Runtime,
     fut: F,
 ) -> PyResult<Bound<'py, PyAny>>
 where
-    F: Future<Output = PyResult<T>> + Send + 'static,
+    F: Future<Output = Result<T, E>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
+    E: Into<PyErr> + Send + 'static,
 {
     static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let event_loop = GET_RUNNING_LOOP
@@ -276,7 +277,8 @@ where
     runtime.spawn(async move {
         let outcome = fut.await;
         let resolve: Resolve = Box::new(move |py| {
-            let value = outcome?;
+            // the error too becomes a Python object here, on the loop's thread
+            let value = outcome.map_err(Into::into)?;
             value
                 .into_pyobject(py)
                 .map(|v| v.into_any().unbind())

@@ -118,20 +118,42 @@ fn exception(kind: ErrorKind, operation: Option<&str>, detail: String) -> PyErr 
     err
 }
 
-fn core_err(e: Error) -> PyErr {
-    exception(e.kind(), None, e.to_string())
+/// A failed call, as plain data: it becomes its Python exception
+/// ([`exception`]) where it is raised, so a runtime thread never takes the
+/// GIL to make one.
+struct Failure {
+    kind: ErrorKind,
+    operation: Option<String>,
+    detail: String,
 }
 
-fn task_err(e: TaskStoreError) -> PyErr {
-    let operation = e.operation().to_string();
-    exception(e.kind(), Some(&operation), e.to_string())
+impl From<Failure> for PyErr {
+    fn from(f: Failure) -> PyErr {
+        exception(f.kind, f.operation.as_deref(), f.detail)
+    }
+}
+
+fn core_err(e: Error) -> Failure {
+    Failure {
+        kind: e.kind(),
+        operation: None,
+        detail: e.to_string(),
+    }
+}
+
+fn task_err(e: TaskStoreError) -> Failure {
+    Failure {
+        kind: e.kind(),
+        operation: Some(e.operation().to_string()),
+        detail: e.to_string(),
+    }
 }
 
 /// An awaitable of the caller's asyncio loop for `fut`, run on the
 /// module's runtime.
 fn awaitable<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
 where
-    F: Future<Output = PyResult<T>> + Send + 'static,
+    F: Future<Output = Result<T, Failure>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
     bridge::awaitable(py, runtime(), fut)
@@ -142,8 +164,11 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 /// Runs `fut` on the module's runtime with the GIL released.
-fn block_on<T: Send>(py: Python<'_>, fut: impl Future<Output = PyResult<T>> + Send) -> PyResult<T> {
-    py.detach(|| runtime().block_on(fut))
+fn block_on<T: Send>(
+    py: Python<'_>,
+    fut: impl Future<Output = Result<T, Failure>> + Send,
+) -> PyResult<T> {
+    Ok(py.detach(|| runtime().block_on(fut))?)
 }
 
 /// Every built-in engine, and the settings from the process environment
@@ -262,7 +287,7 @@ impl TaskStore {
                 .load(&task_id)
                 .await
                 .map_err(task_err)
-                .and_then(to_dict)
+                .map(|t| t.map(TaskDict))
         })
     }
 
@@ -272,7 +297,7 @@ impl TaskStore {
                 .load(&task_id)
                 .await
                 .map_err(task_err)
-                .and_then(to_dict)
+                .map(|t| t.map(TaskDict))
         })
     }
 
@@ -317,7 +342,7 @@ impl TaskStore {
                 .load_by_request_id(&request_id)
                 .await
                 .map_err(task_err)
-                .and_then(to_dict)
+                .map(|t| t.map(TaskDict))
         })
     }
 
@@ -331,7 +356,7 @@ impl TaskStore {
                 .load_by_request_id(&request_id)
                 .await
                 .map_err(task_err)
-                .and_then(to_dict)
+                .map(|t| t.map(TaskDict))
         })
     }
 
@@ -352,13 +377,11 @@ impl TaskStore {
     }
 }
 
-fn parse_task(json: &str) -> PyResult<AgentTask> {
-    serde_json::from_str(json).map_err(|e| {
-        exception(
-            ErrorKind::InvalidInput,
-            None,
-            format!("not an agent task: {e}"),
-        )
+fn parse_task(json: &str) -> Result<AgentTask, Failure> {
+    serde_json::from_str(json).map_err(|e| Failure {
+        kind: ErrorKind::InvalidInput,
+        operation: None,
+        detail: format!("not an agent task: {e}"),
     })
 }
 
@@ -377,10 +400,6 @@ impl<'py> IntoPyObject<'py> for TaskDict {
         pythonize::pythonize(py, &self.0)
             .map_err(|e| exception(ErrorKind::Internal, None, e.to_string()))
     }
-}
-
-fn to_dict(task: Option<AgentTask>) -> PyResult<Option<TaskDict>> {
-    Ok(task.map(TaskDict))
 }
 
 async fn health_json(backend: &SharedBackend) -> String {
