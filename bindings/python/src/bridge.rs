@@ -121,21 +121,43 @@ pub fn close(py: Python<'_>) {
     });
 }
 
+fn queues() -> std::sync::MutexGuard<'static, HashMap<usize, Arc<LoopQueue>>> {
+    QUEUES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The queue of `event_loop`, made at its first call.
+///
+/// Python runs only while [`QUEUES`] is not locked: Python code can let
+/// the GIL go to another thread, which could then wait for the lock with
+/// the GIL held, and neither would go on.
 fn queue_of(event_loop: &Bound<'_, PyAny>) -> Arc<LoopQueue> {
     let py = event_loop.py();
-    let mut queues = QUEUES.lock().unwrap_or_else(|p| p.into_inner());
     let id = event_loop.as_ptr() as usize;
-    if let Some(queue) = queues.get(&id) {
+    if let Some(queue) = queues().get(&id) {
         return queue.clone();
     }
     // a new loop (each `asyncio.run` makes one): let closed ones go, so
     // the queues do not keep them alive
-    queues.retain(|_, q| {
-        let closed = q.event_loop.bind(py).call_method0("is_closed");
-        !closed.and_then(|c| c.is_truthy()).unwrap_or(true)
-    });
+    let known: Vec<(usize, Arc<LoopQueue>)> =
+        queues().iter().map(|(k, q)| (*k, q.clone())).collect();
+    let closed: Vec<usize> = known
+        .into_iter()
+        .filter(|(_, q)| {
+            let closed = q.event_loop.bind(py).call_method0(intern!(py, "is_closed"));
+            closed.and_then(|c| c.is_truthy()).unwrap_or(true)
+        })
+        .map(|(k, _)| k)
+        .collect();
+    // the loop's reader keeps this queue (and its eventfd) alive for as
+    // long as the loop watches it, whatever the map holds
     let queue = LoopQueue::watched(event_loop);
-    queues.insert(id, queue.clone());
+    let gone: Vec<_> = {
+        let mut queues = queues();
+        queues.insert(id, queue.clone());
+        closed.iter().filter_map(|k| queues.remove(k)).collect()
+    };
+    // dropped unlocked: the last reference to a loop runs its finalizer
+    drop(gone);
     queue
 }
 
@@ -211,10 +233,8 @@ impl LoopQueue {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clear();
-            QUEUES
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&(self.event_loop.as_ptr() as usize));
+            let gone = queues().remove(&(self.event_loop.as_ptr() as usize));
+            drop(gone);
         }
     }
 
@@ -243,17 +263,27 @@ impl Drain {
         let finished =
             std::mem::take(&mut *self.0.finished.lock().unwrap_or_else(|p| p.into_inner()));
         for Finished { future, resolve } in finished {
-            let future = future.bind(py);
-            if future.call_method0(intern!(py, "done"))?.is_truthy()? {
-                continue; // cancelled meanwhile
+            // one future that cannot be set must not leave the others unset
+            if let Err(e) = settle(future.bind(py), resolve) {
+                e.write_unraisable(py, None);
             }
-            match resolve(py) {
-                Ok(value) => future.call_method1(intern!(py, "set_result"), (value,))?,
-                Err(e) => future.call_method1(intern!(py, "set_exception"), (e.into_value(py),))?,
-            };
         }
         Ok(())
     }
+}
+
+/// Sets a finished call's result or exception on its future, unless the
+/// future was cancelled meanwhile.
+fn settle(future: &Bound<'_, PyAny>, resolve: Resolve) -> PyResult<()> {
+    let py = future.py();
+    if future.call_method0(intern!(py, "done"))?.is_truthy()? {
+        return Ok(());
+    }
+    match resolve(py) {
+        Ok(value) => future.call_method1(intern!(py, "set_result"), (value,))?,
+        Err(e) => future.call_method1(intern!(py, "set_exception"), (e.into_value(py),))?,
+    };
+    Ok(())
 }
 
 /// An awaitable of the running loop for `fut`, run on `runtime`.

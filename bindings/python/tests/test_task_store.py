@@ -313,3 +313,64 @@ def test_a_loop_that_cannot_watch_descriptors_is_woken_all_the_same(store):
         assert loop.run_until_complete(asyncio.wait_for(run(), 30)) is None
     finally:
         loop.close()
+
+
+MANY_THREADS = """
+import asyncio, sys, threading
+import ta_persistence
+
+store = ta_persistence.TaskStore.open(env={"TA_PERSISTENCE_BACKEND": "memory"})
+errors = []
+
+
+def task(task_id):
+    return {
+        "task_id": task_id, "session_id": "s", "user_id": "u", "items": [],
+        "created_at": "2025-11-03T14:07:21.512345",
+        "last_updated": "2025-11-03T14:07:21.512345", "status": "Running",
+    }
+
+
+def worker(w):
+    try:
+        for n in range(10):
+            async def one():
+                ids = [f"th-{w}-{n}-{i}" for i in range(4)]
+                await asyncio.gather(*(store.create(task(i)) for i in ids))
+                loaded = await asyncio.gather(*(store.load(i) for i in ids))
+                assert [t["task_id"] for t in loaded] == ids
+                await asyncio.gather(*(store.delete(i) for i in ids))
+            asyncio.run(one())
+    except BaseException as e:
+        errors.append((w, repr(e)))
+
+
+sys.setswitchinterval(1e-5)
+threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("errors:", errors)
+sys.exit(1 if errors else 0)
+"""
+
+
+def test_loops_on_many_threads_at_once():
+    # One loop per thread, each thread making new loops while the others
+    # call: the loops' queues are found, made and let go concurrently. The
+    # GIL is handed over every 10 µs instead of 5 ms, so switches land
+    # inside the stretches of Python the binding runs. A queue once looked
+    # up closed loops with a lock held, and with this the threads
+    # deadlocked within seconds (one holding the lock and waiting for the
+    # GIL, one holding the GIL and waiting for the lock), which freezes the
+    # whole interpreter: hence a child process, with a deadline.
+    import sys
+
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", MANY_THREADS], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("4 threads with a loop each did not finish within 60 s: a deadlock")
+    assert run.returncode == 0, run.stdout + run.stderr
