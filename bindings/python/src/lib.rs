@@ -713,6 +713,15 @@ fn scan_request(limit: usize, cursor: Option<String>, order: &str) -> PyResult<S
 /// not crowd the caller's own threads off the processor.
 const MAX_BLOCKING_THREADS: usize = 16;
 
+/// The runtime's worker threads: one fewer than the processors, at least
+/// one. The caller's loop keeps a processor busy on its own, so a worker
+/// per processor only makes the runtime's tasks hop between threads (on
+/// this 2-core machine one worker gave every operation of the binding's
+/// bench a higher ratio but delete, which was even: docs/python.md).
+fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -720,6 +729,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     builder
         .enable_all()
         .thread_name("ta-persistence")
+        .worker_threads(worker_threads())
         .on_thread_start(bridge::mark_runtime_thread)
         .max_blocking_threads(MAX_BLOCKING_THREADS);
     pyo3_async_runtimes::tokio::init(builder);
