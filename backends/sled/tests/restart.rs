@@ -44,9 +44,15 @@ async fn tasks_versions_and_indexes_survive_a_restart() {
 #[tokio::test]
 async fn ttl_is_honoured_after_a_restart_and_expired_documents_are_purged() {
     let dir = tempfile::tempdir().unwrap();
+    // long enough that none expires while the 50 are written: a write
+    // purges expired documents, so one that expired meanwhile would be
+    // purged before the count below (the redb twin of this test once saw
+    // 50 writes take longer than 300 ms on a loaded 2-core machine)
+    let ttl = Duration::from_secs(3);
+    let started = std::time::Instant::now();
     {
         let b = open(dir.path());
-        let ttl = Some(Duration::from_millis(300));
+        let ttl = Some(ttl);
         for n in 0..50 {
             let w = DocumentWrite::new(vec![1])
                 .with_term("i", "t")
@@ -62,7 +68,12 @@ async fn ttl_is_honoured_after_a_restart_and_expired_documents_are_purged() {
         .unwrap();
         b.flush().await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let written = started.elapsed();
+    assert!(
+        written < ttl,
+        "writing 50 took {written:?}, longer than their TTL"
+    );
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
     let b = open(dir.path());
     assert_eq!(
         b.get("ns", "3").await.unwrap(),
