@@ -109,7 +109,9 @@ fn exception(kind: ErrorKind, operation: Option<&str>, detail: String) -> PyErr 
         ErrorKind::Unsupported => UnsupportedError::new_err(detail.clone()),
         _ => PersistenceError::new_err(detail.clone()),
     };
-    bridge::attach(|py| {
+    // always on a thread that holds the GIL (results and errors of async
+    // calls are converted on the loop's thread)
+    Python::attach(|py| {
         let value = err.value(py);
         let _ = value.setattr("kind", format!("{kind:?}"));
         let _ = value.setattr("operation", operation);
@@ -472,22 +474,15 @@ impl<'py> IntoPyObject<'py> for DocumentDict {
 }
 
 /// A page of a scan as Python gets it: `([(key, document dict)], cursor)`.
-struct PageTuple(persistence_core::backend::ScanPage);
+type PageTuple = (Vec<(String, DocumentDict)>, Option<String>);
 
-impl<'py> IntoPyObject<'py> for PageTuple {
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let entries: Vec<(String, DocumentDict)> = self
-            .0
-            .entries
-            .into_iter()
-            .map(|(k, d)| (k, DocumentDict(d)))
-            .collect();
-        Ok((entries, self.0.cursor).into_pyobject(py)?.into_any())
-    }
+fn page_tuple(page: persistence_core::backend::ScanPage) -> PageTuple {
+    let entries = page
+        .entries
+        .into_iter()
+        .map(|(k, d)| (k, DocumentDict(d)))
+        .collect();
+    (entries, page.cursor)
 }
 
 /// The arguments of a put, checked before any await.
@@ -668,7 +663,7 @@ impl Documents {
         let page = block_on(py, async {
             self.backend.scan(&ns, request).await.map_err(core_err)
         })?;
-        Ok(PageTuple(page))
+        Ok(page_tuple(page))
     }
 
     #[pyo3(signature = (ns, limit=100, cursor=None, order="key"))]
@@ -684,7 +679,7 @@ impl Documents {
         let backend = self.backend.clone();
         awaitable(py, async move {
             let page = backend.scan(&ns, request).await.map_err(core_err)?;
-            Ok(PageTuple(page))
+            Ok(page_tuple(page))
         })
     }
 }
@@ -716,8 +711,9 @@ const MAX_BLOCKING_THREADS: usize = 16;
 /// The runtime's worker threads: one fewer than the processors, at least
 /// one. The caller's loop keeps a processor busy on its own, so a worker
 /// per processor only makes the runtime's tasks hop between threads (on
-/// this 2-core machine one worker gave every operation of the binding's
-/// bench a higher ratio but delete, which was even: docs/python.md).
+/// this 2-core machine one worker gave create, update and load higher
+/// ratios in the binding's bench, load_by_request_id mostly higher, and
+/// delete even ones: docs/python.md).
 fn worker_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
