@@ -11,7 +11,7 @@ all): the most any call can do from Python on this machine, which bounds
 the ratio a read can reach.
 
     pip install redis
-    python bindings/python/bench.py [--tasks 3000] [--rounds 3] [--json]
+    python bindings/python/bench.py [--tasks 20000] [--rounds 3] [--json]
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ async def main(args):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", type=int, default=3000, help="tasks per operation and round")
+    parser.add_argument("--tasks", type=int, default=20000, help="tasks per operation and round (phases of a second or more: shorter ones are at the mercy of the noise)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per side")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     asyncio.run(main(parser.parse_args()))

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use persistence_core::{Error, Result};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 use crate::backend::RedisBackend;
+use crate::coalesce::Coalescing;
 use crate::layout::{self, Layout};
 use crate::options::{KindName, RedisOptions};
 
@@ -17,7 +18,7 @@ use crate::options::{KindName, RedisOptions};
 #[derive(Clone)]
 pub enum Conn {
     /// One server.
-    Single(ConnectionManager),
+    Single(Coalescing),
     /// Redis Cluster.
     Cluster(ClusterConnection),
 }
@@ -105,9 +106,9 @@ impl RedisBackend {
             .set_response_timeout(Some(options.command_timeout))
             .set_number_of_retries(2);
         let connecting = client.get_connection_manager_with_config(config);
-        Ok(Conn::Single(
+        Ok(Conn::Single(Coalescing::new(
             within_connect_timeout(options, connecting).await?,
-        ))
+        )))
     }
 
     async fn connect_cluster(options: &RedisOptions) -> Result<Conn> {
