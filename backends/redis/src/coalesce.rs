@@ -18,7 +18,7 @@
 //! server busy for tens of microseconds, so the server is what limits
 //! them, and a batch of them leaves it idle while the client gathers the
 //! next (measured: 32 concurrent Rust updates 10–25 % slower batched, and
-//! Python loads 40–70 % faster; `docs/redis.md`).
+//! Python loads 35–65 % faster; `docs/redis.md`).
 //!
 //! What a caller sees is unchanged: its reply, or its server error (a
 //! pipeline that is not a transaction answers each command separately, so
@@ -37,7 +37,7 @@ use redis::{Arg, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use tokio::sync::{mpsc, oneshot};
 
 /// The most commands one write carries; the rest wait for the next.
-pub const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 256;
 
 struct Request {
     cmd: Cmd,
