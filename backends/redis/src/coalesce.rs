@@ -171,20 +171,24 @@ async fn send(mut con: ConnectionManager, mut batch: Vec<Request>) {
         pipeline.add_command(cmd);
         replies.push(reply);
     }
-    match con.req_packed_commands(&pipeline, 0, replies.len()).await {
-        Ok(values) if values.len() == replies.len() => {
+    let answers = con
+        .req_packed_commands(&pipeline, 0, replies.len())
+        .await
+        .and_then(|values| {
+            if values.len() == replies.len() {
+                Ok(values)
+            } else {
+                Err(RedisError::from((
+                    redis::ErrorKind::Client,
+                    "a pipeline answered with the wrong number of replies",
+                    format!("{} replies to {} commands", values.len(), replies.len()),
+                )))
+            }
+        });
+    match answers {
+        Ok(values) => {
             for (reply, value) in replies.into_iter().zip(values) {
                 let _ = reply.send(Ok(value));
-            }
-        }
-        Ok(values) => {
-            let e = RedisError::from((
-                redis::ErrorKind::Client,
-                "a pipeline answered with the wrong number of replies",
-                format!("{} replies to {} commands", values.len(), replies.len()),
-            ));
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
             }
         }
         Err(e) => {
