@@ -113,6 +113,7 @@ macro_rules! __with_case_names {
             ttl_removed_by_write_without_ttl: Ttl,
             ttl_expired_document_leaves_no_index_hit: Ttl,
             ttl_expired_key_can_be_inserted_again: Ttl,
+            ttl_expired_document_leaves_the_count: Ttl,
             scan_pages_in_key_order: Scan,
             scan_continues_while_keys_are_deleted: Scan,
             scan_by_creation_order: ScanByCreation,

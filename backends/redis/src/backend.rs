@@ -19,6 +19,11 @@ use crate::layout::{self, Layout};
 use crate::options::RedisOptions;
 use crate::scripts;
 
+/// Expired entries one `count_term` sweeps from an index set, at most
+/// (one `SREM` of this many keys, within Lua's stack): past it the count
+/// checks the set member by member, which is exact too.
+const COUNT_SWEEP_MAX: usize = 4096;
+
 /// The Redis backend. Cheap to clone; clones share one multiplexed connection.
 #[derive(Clone)]
 pub struct RedisBackend {
@@ -478,21 +483,31 @@ impl Backend for RedisBackend {
         Ok(hits.into_iter().map(|(_, k, _)| k).collect())
     }
 
-    /// One script call answering a number: without a rule for the index,
-    /// the members are checked against their metadata without reading
-    /// documents ([`scripts::COUNT_TERM`]); under the seed's rule, and on a
-    /// cluster (where an index and its documents live in different slots),
-    /// the length of a lookup.
+    /// One script call answering a number, reading no document
+    /// ([`scripts::COUNT_TERM`]): where the namespace keeps expiry sets
+    /// (one server, no term rule), the set's length once its passed
+    /// expiries are swept; else each member checked against its metadata.
+    /// Under the seed's rule, and on a cluster (where an index and its
+    /// documents live in different slots), the length of a lookup.
     async fn count_term(&self, namespace: &str, index: &str, term: &str) -> Result<u64> {
         let rule = self.layout.lookup_rule(namespace, index);
         if self.is_cluster() || !rule[0].is_empty() {
             return Ok(self.lookup(namespace, index, term).await?.len() as u64);
         }
+        let ik = self.layout.index(namespace, index, term);
+        let sweep = if self.layout.keeps_expiries(namespace) {
+            COUNT_SWEEP_MAX
+        } else {
+            0
+        };
         let mut con = self.con.clone();
         scripts::COUNT_TERM
-            .key(self.layout.index(namespace, index, term))
+            .key(&ik)
+            .key(self.layout.expiries(&ik))
+            .key(self.layout.counted(namespace))
             .arg(self.layout.doc_prefix(namespace))
             .arg(self.layout.meta_prefix(namespace))
+            .arg(sweep)
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.error("count_term", e))

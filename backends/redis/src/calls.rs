@@ -55,6 +55,9 @@ impl RedisBackend {
         inv.key(self.layout.doc(ns, key))
             .key(self.layout.meta(ns, key))
             .arg(ttl_ms(self.options.sliding_ttl));
+        if self.options.sliding_ttl.is_some() {
+            inv.arg(key).arg(self.layout.expiry_arg(ns));
+        }
         inv
     }
 
@@ -80,7 +83,8 @@ impl RedisBackend {
     }
 
     /// The KEYS and ARGV of [`scripts::PUT`] for one put, added to `inv`:
-    /// 4 keys and then `index_keys`.
+    /// 4 keys and then `index_keys`; the 10 ARGV of
+    /// [`put_args`](Self::put_args), then the prefix of expiry keys.
     fn put_parts(
         &self,
         inv: &mut redis::ScriptInvocation<'static>,
@@ -98,6 +102,7 @@ impl RedisBackend {
             inv.key(k);
         }
         self.put_args(inv, ns, key, write, precondition, index_keys);
+        inv.arg(self.layout.expiry_arg(ns));
     }
 
     /// The 10 ARGV of a put, as [`scripts::PUT`] and the cluster's
@@ -140,7 +145,8 @@ impl RedisBackend {
         inv
     }
 
-    /// The KEYS and ARGV of [`scripts::REMOVE`] for one removal.
+    /// The KEYS and ARGV of [`scripts::REMOVE`] for one removal: the key,
+    /// [`removal_args`](Self::removal_args), the prefix of expiry keys.
     fn remove_parts(
         &self,
         inv: &mut redis::ScriptInvocation<'static>,
@@ -154,6 +160,7 @@ impl RedisBackend {
             .key(self.layout.by_created(ns))
             .arg(key);
         self.removal_args(inv, ns, precondition);
+        inv.arg(self.layout.expiry_arg(ns));
     }
 
     /// The precondition, expected version and term rule of a removal, the

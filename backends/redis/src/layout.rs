@@ -19,6 +19,8 @@
 //! | index, other namespaces or indexes | `{prefix}:~i:{len}:{ns}:{len}:{index}:{term}` | set of keys |
 //! | key order | `{prefix}:~k:{len}:{ns}` | sorted set, all scores 0 (lexicographic) |
 //! | creation order | `{prefix}:~c:{len}:{ns}` | sorted set scored by creation stamp |
+//! | an index set's expiries | `{prefix}:~e:` then the index key without `{prefix}:` | sorted set: the set's members with a TTL, scored by expiry (ms) |
+//! | index sets counted from their expiries | `{prefix}:~t:{len}:{ns}` | set of index keys |
 
 use persistence_core::store::TASK_REQUEST_TERMS;
 
@@ -112,6 +114,42 @@ impl Layout {
         }
     }
 
+    /// Whether the writes to `ns` keep each index set's expiries (the
+    /// members with a TTL, scored by expiry), so a count can drop the
+    /// expired ones without looking at every member: on one server, in
+    /// namespaces only this library writes (no [`term_rule`](Self::term_rule)).
+    pub fn keeps_expiries(&self, ns: &str) -> bool {
+        !self.cluster && self.term_rule(ns)[0].is_empty()
+    }
+
+    /// The scripts' argument naming where `ns`'s expiry sets live: the
+    /// prefix of every expiry key where [`keeps_expiries`](Self::keeps_expiries),
+    /// else empty (none kept). The scripts name an index set's expiry key
+    /// this followed by the index key without `{prefix}:`, as
+    /// [`expiries`](Self::expiries) does.
+    pub fn expiry_arg(&self, ns: &str) -> String {
+        if self.keeps_expiries(ns) {
+            format!("{}:~e:", self.prefix)
+        } else {
+            String::new()
+        }
+    }
+
+    /// Key of the sorted set of `index_key`'s members that have a TTL,
+    /// scored by when they expire (ms since the epoch).
+    pub fn expiries(&self, index_key: &str) -> String {
+        let rest = index_key.get(self.prefix.len() + 1..).unwrap_or_default();
+        format!("{}:~e:{rest}", self.prefix)
+    }
+
+    /// Key of the set of `ns`'s index sets whose counts trust their
+    /// expiry sets: a set enters it once a count has checked every member
+    /// (and given each one with a TTL its expiry entry), so sets written
+    /// before expiry sets existed are never counted from them unchecked.
+    pub fn counted(&self, ns: &str) -> String {
+        format!("{}:~t:{}", self.prefix, lp(ns))
+    }
+
     /// The index term an index key of `ns` stands for ([`index`](Self::index)
     /// read backwards), `None` for a key that is not one of `ns`'s.
     pub fn parse_index(&self, ns: &str, key: &str) -> Option<persistence_core::backend::IndexTerm> {
@@ -182,11 +220,14 @@ impl Layout {
             glob_escape(&self.doc_prefix(ns)) + "*",
             glob_escape(&self.meta_prefix(ns)) + "*",
             glob_escape(&format!("{}:~i:{}:", self.prefix, lp(ns))) + "*",
+            glob_escape(&format!("{}:~e:~i:{}:", self.prefix, lp(ns))) + "*",
             glob_escape(&self.by_key(ns)),
             glob_escape(&self.by_created(ns)),
+            glob_escape(&self.counted(ns)),
         ];
         if ns == self.seed_ns {
             out.push(glob_escape(&format!("{}:{SEED_INDEX}:", self.prefix)) + "*");
+            out.push(glob_escape(&format!("{}:~e:{SEED_INDEX}:", self.prefix)) + "*");
         }
         out
     }
@@ -227,6 +268,27 @@ mod tests {
             assert_eq!(l.parse_by_key(&l.by_key(ns)).as_deref(), Some(ns));
         }
         assert_eq!(l.parse_index("other", &l.index("runs", "i", "t")), None);
+    }
+
+    #[test]
+    fn expiry_keys_follow_their_index_keys() {
+        let l = Layout::new("p:x", "task").with_other_writers(false);
+        let ik = l.index("runs", "status", "a:b");
+        assert_eq!(l.expiries(&ik), "p:x:~e:~i:4:runs:6:status:a:b");
+        // the scripts' rule: the argument, then the index key after `{prefix}:`
+        let arg = l.expiry_arg("runs");
+        assert_eq!(format!("{arg}{}", &ik[arg.len() - 3..]), l.expiries(&ik));
+        assert_eq!(
+            l.expiries(&l.index("task", SEED_INDEX, "r1")),
+            "p:x:~e:request_index:r1"
+        );
+        assert!(l.keeps_expiries("task"));
+        let shared = Layout::new("p", "task");
+        assert!(!shared.keeps_expiries("task") && shared.expiry_arg("task").is_empty());
+        assert!(shared.keeps_expiries("runs"));
+        assert!(!Layout::for_cluster("p", "task").keeps_expiries("runs"));
+        let not_index = [l.doc("runs", "k"), l.meta("runs", "k"), l.by_key("runs")];
+        assert!(!not_index.contains(&l.expiries(&ik)));
     }
 
     #[test]

@@ -54,8 +54,14 @@ local function old_index_keys(doc, exists, meta_terms, meta_hash, list, field, p
 end
 "#;
 
+/// Lua shared by the scripts that keep index sets' expiry sets: the expiry
+/// key of an index key, given the prefix of expiry keys (`Layout::expiry_arg`).
+const EXPIRIES: &str = r#"
+local function exp_key(ep, ik) return ep .. string.sub(ik, #ep - 2) end
+"#;
+
 fn script(body: &str) -> Script {
-    Script::new(&format!("{DERIVED}{body}"))
+    Script::new(&format!("{DERIVED}{EXPIRIES}{body}"))
 }
 
 /// KEYS: doc, meta, by_key, by_created, then every new index key.
@@ -66,18 +72,27 @@ fn script(body: &str) -> Script {
 /// metadata (its SHA-1 in hex under a rule, else empty), computed by the
 /// client: a value that enters Lua costs the server a pass over every
 /// byte per use (Redis hashes every byte of each string it interns), and
-/// `redis.sha1hex` would add a second pass.
+/// `redis.sha1hex` would add a second pass; then the prefix of expiry keys
+/// (`Layout::expiry_arg`, empty where none are kept).
 /// Returns {status, version, created}; status ok|exists|missing|conflict.
 ///
 /// Old index entries removed are those of the metadata and, under a rule,
 /// those the old document's JSON implies, so a document the other system
 /// wrote or changed loses exactly its entries.
+///
+/// Where expiry sets are kept, each index set's expiry set holds its
+/// members with a TTL scored by the ms their document expires at (the
+/// document is given that very time, `PXAT`): a write with a TTL scores
+/// its key in each of its sets, one without removes it (where it may have
+/// one), a dropped term takes its entry along, and an expiry set lives as
+/// long as its index set, and a second more.
 pub static PUT: LazyLock<Script> = LazyLock::new(|| script(PUT_BODY));
 
 const PUT_BODY: &str = r#"
 local doc, meta, by_key, by_created = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local key, value, pre = ARGV[1], ARGV[2], ARGV[3]
 local expected, pttl, terms = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local ep = ARGV[11]
 local exists = redis.call('EXISTS', doc) == 1
 local m = redis.call('HMGET', meta, 'v', 'c', 't', 'x', 'h')
 local oldv = tonumber(m[1]) or 0
@@ -87,6 +102,9 @@ if pre == 'version' and oldv ~= expected then return {'conflict', oldv, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local v = math.max(now, oldv + 1)
+-- when a document with a TTL expires, in ms: the document, its metadata
+-- and its expiry entries all say this one time
+local at = math.floor(now / 1000) + pttl
 -- a live document this library wrote (the seed's have no metadata)
 local known = exists and m[2]
 local created
@@ -106,6 +124,7 @@ local stale = false
 for ik in pairs(old_index_keys(doc, exists, m[3], m[5], ARGV[7], ARGV[8], ARGV[9])) do
   if not new[ik] then
     redis.call('SREM', ik, key)
+    if ep ~= '' and had_ttl then redis.call('ZREM', exp_key(ep, ik), key) end
     stale = true
   end
 end
@@ -113,9 +132,9 @@ local same_terms = known and m[3] == terms and not stale
 -- metadata left by a document someone else deleted starts over
 if m[1] and not known then redis.call('DEL', meta) end
 if pttl > 0 then
-  redis.call('SET', doc, value, 'PX', pttl)
+  redis.call('SET', doc, value, 'PXAT', at)
   redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '1', 'h', ARGV[10])
-  redis.call('PEXPIRE', meta, pttl)
+  redis.call('PEXPIREAT', meta, at)
 else
   redis.call('SET', doc, value)
   redis.call('HSET', meta, 'v', v, 'c', created, 't', terms, 'x', '0', 'h', ARGV[10])
@@ -126,14 +145,31 @@ for i = 5, #KEYS do
   if not same_terms then redis.call('SADD', ik, key) end
   if pttl == 0 then
     -- a member without TTL: the set must outlive every TTL
-    if had_ttl or not same_terms then redis.call('PERSIST', ik) end
+    if had_ttl or not same_terms then
+      redis.call('PERSIST', ik)
+      if ep ~= '' then
+        -- an entry left by a version of this key that had a TTL
+        local ek = exp_key(ep, ik)
+        redis.call('ZREM', ek, key)
+        redis.call('PERSIST', ek)
+      end
+    end
   else
     local cur = redis.call('PTTL', ik)
     if cur == -1 then
       -- persistent set: give it a TTL only if we are its only member
-      if redis.call('SCARD', ik) == 1 then redis.call('PEXPIRE', ik, pttl) end
+      if redis.call('SCARD', ik) == 1 then
+        redis.call('PEXPIREAT', ik, at)
+        cur = pttl
+      end
     elseif cur < pttl then
-      redis.call('PEXPIRE', ik, pttl)
+      redis.call('PEXPIREAT', ik, at)
+      cur = pttl
+    end
+    if ep ~= '' then
+      local ek = exp_key(ep, ik)
+      redis.call('ZADD', ek, at, key)
+      if cur >= 0 then redis.call('PEXPIRE', ek, cur + 1000) end
     end
   end
 end
@@ -145,20 +181,22 @@ return {'ok', v, created}
 "#;
 
 /// KEYS: doc, meta, by_key, by_created. ARGV: key, precondition, expected,
-/// then the namespace's term rule. Returns {status, removed}; status
-/// ok|missing|conflict.
+/// the namespace's term rule, then the prefix of expiry keys (as [`PUT`]).
+/// Returns {status, removed}; status ok|missing|conflict.
 pub static REMOVE: LazyLock<Script> = LazyLock::new(|| script(REMOVE_BODY));
 
 const REMOVE_BODY: &str = r#"
 local doc, meta, by_key, by_created = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local key, pre, expected = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local exists = redis.call('EXISTS', doc) == 1
-local m = redis.call('HMGET', meta, 'v', 't', 'h')
+local m = redis.call('HMGET', meta, 'v', 't', 'h', 'x')
 local oldv = tonumber(m[1]) or 0
 if exists and pre == 'version' and oldv ~= expected then return {'conflict', oldv} end
 -- remove the document, or the leftovers of one that expired
+local ep = ARGV[7]
 for ik in pairs(old_index_keys(doc, exists, m[2], m[3], ARGV[4], ARGV[5], ARGV[6])) do
   redis.call('SREM', ik, key)
+  if ep ~= '' and m[4] == '1' then redis.call('ZREM', exp_key(ep, ik), key) end
 end
 redis.call('DEL', doc, meta)
 redis.call('ZREM', by_key, key)
@@ -170,16 +208,17 @@ end
 return {'ok', 1}
 "#;
 
-/// What both transaction scripts share. `tx_writes(removal_args)` reads
-/// the writes from ARGV[1] (one letter per write, `p` put or `r` removal)
-/// and, per write, the number of its keys and its ARGV (10 for a put,
-/// `removal_args` for a removal); KEYS are every write's keys in order.
+/// What both transaction scripts share. `tx_writes(put_args,
+/// removal_args)` reads the writes from ARGV[1] (one letter per write, `p`
+/// put or `r` removal) and, per write, the number of its keys and its ARGV
+/// (`put_args` for a put, `removal_args` for a removal); KEYS are every
+/// write's keys in order.
 /// `tx_check(calls, removal_pre)` checks every precondition (a put's at
 /// ARGV 3 and 4, a removal's at `removal_pre` and the next) against the
 /// write's first two keys, document and metadata: nil, or the failing
 /// write's reply.
 const TX_WRITES: &str = r#"
-local function tx_writes(removal_args)
+local function tx_writes(put_args, removal_args)
   local kinds = ARGV[1]
   local calls = {}
   local ki, ai = 1, 2
@@ -188,7 +227,7 @@ local function tx_writes(removal_args)
     local nk = tonumber(ARGV[ai])
     ai = ai + 1
     local na = removal_args
-    if kind == 'p' then na = 10 end
+    if kind == 'p' then na = put_args end
     local k, a = {}, {}
     for j = 1, nk do k[j] = KEYS[ki + j - 1] end
     for j = 1, na do a[j] = ARGV[ai + j - 1] end
@@ -216,7 +255,7 @@ end
 /// A transaction: [`PUT`] and [`REMOVE`] as functions over their own KEYS
 /// and ARGV, every precondition checked before any runs.
 /// ARGV[1]: one letter per write, `p` put or `r` remove; then per write
-/// the number of its keys and its ARGV (10 for a put, 6 for a removal);
+/// the number of its keys and its ARGV (11 for a put, 7 for a removal);
 /// KEYS: every write's keys in order.
 /// Returns {status, write number (1-based), number, {outcomes}}: `ok` with
 /// each put's version or each removal's 1/0, or the failing write's
@@ -235,7 +274,7 @@ fn transaction(put: &str, remove: &str, body: &str) -> Script {
 }
 
 const TRANSACT_BODY: &str = r#"
-local calls = tx_writes(6)
+local calls = tx_writes(11, 7)
 local failed = tx_check(calls, 2)
 if failed then return failed end
 local out = {}
@@ -247,9 +286,11 @@ end
 return {'ok', 0, 0, out}
 "#;
 
-/// KEYS: doc, meta. ARGV: sliding TTL in ms (0 = none).
+/// KEYS: doc, meta. ARGV: sliding TTL in ms (0 = none); with one, the key
+/// and the prefix of expiry keys (as [`PUT`]).
 /// Returns nil, or {value, version, created, pttl}; with a sliding TTL, a
-/// document that has a TTL gets it renewed, with its index sets.
+/// document that has a TTL gets it renewed, with its index sets and its
+/// expiry entries.
 ///
 /// Metadata outliving its document (the other system deleted it) is
 /// removed; metadata whose TTL the other system's write left behind
@@ -276,12 +317,24 @@ if m[1] then
 end
 local sliding = tonumber(ARGV[1])
 if sliding > 0 and pttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], sliding)
-  redis.call('PEXPIRE', KEYS[2], sliding)
+  local t = redis.call('TIME')
+  local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + sliding
+  redis.call('PEXPIREAT', KEYS[1], at)
+  redis.call('PEXPIREAT', KEYS[2], at)
   if m[3] then
+    local ep = ARGV[3]
     for _, ik in ipairs(cjson.decode(m[3])) do
       local cur = redis.call('PTTL', ik)
-      if cur >= 0 and cur < sliding then redis.call('PEXPIRE', ik, sliding) end
+      if cur >= 0 and cur < sliding then
+        redis.call('PEXPIREAT', ik, at)
+        cur = sliding
+      end
+      if ep ~= '' then
+        local ek = exp_key(ep, ik)
+        if redis.call('ZADD', ek, 'XX', 'CH', at, ARGV[2]) == 1 and cur >= 0 then
+          redis.call('PEXPIRE', ek, cur + 1000)
+        end
+      end
     end
   end
   pttl = sliding
@@ -353,18 +406,48 @@ return out
     )
 });
 
-/// KEYS: the index set. ARGV: document key prefix, metadata key prefix.
-/// Returns how many members [`LOOKUP`] would return, checked as it checks
-/// them (the metadata, when there is some, still lists the set; without
-/// metadata, the document exists) and removing the same stale members, but
-/// without a rule (namespaces where only this library writes): one call
-/// per member (the metadata expires with its document), no document read,
-/// no term list decoded unless the set's key needs JSON escaping, and one
-/// number crosses the network instead of every key.
+/// KEYS: the index set, its expiry set, the namespace's set of counted
+/// index sets (`Layout::counted`). ARGV: document key prefix, metadata key
+/// prefix, then the most expired entries one call sweeps (0 where the
+/// namespace keeps no expiry sets). Returns how many members [`LOOKUP`]
+/// would return, without a rule (namespaces where only this library
+/// writes), reading no document.
+///
+/// A counted set answers with `SCARD` once the entries of its expiry set
+/// whose time has passed are swept, each removing its key from the set:
+/// an entry is the expiry of the last write that gave its key this term
+/// with a TTL (a later write rescores or removes it), so a passed one is
+/// a member whose document is gone. Work: O(log n) plus the entries
+/// swept, each once. A set not counted yet, or one with more passed
+/// entries than a call sweeps, is checked member by member as [`LOOKUP`]
+/// checks (the metadata, where there is some, still lists the set;
+/// without metadata, the document exists): one call per member, the
+/// metadata expiring with its document, no term list decoded unless the
+/// set's key needs JSON escaping. That check removes the stale members,
+/// gives each live member with a TTL its expiry entry, and enters the set
+/// among the counted ones.
 pub static COUNT_TERM: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local ik = KEYS[1]
+local ik, ek, counted = KEYS[1], KEYS[2], KEYS[3]
+local sweep = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- expired: the document's time is before now (Redis keeps a key through
+-- its expiry's own ms)
+local passed = '(' .. now
+if sweep > 0 and redis.call('SISMEMBER', counted, ik) == 1 then
+  local gone = redis.call('ZRANGEBYSCORE', ek, '-inf', passed, 'LIMIT', 0, sweep + 1)
+  if #gone <= sweep then
+    if #gone > 0 then
+      redis.call('SREM', ik, unpack(gone))
+      redis.call('ZREMRANGEBYSCORE', ek, '-inf', passed)
+    end
+    local n = redis.call('SCARD', ik)
+    if n == 0 then redis.call('SREM', counted, ik) end
+    return n
+  end
+end
 -- the set's key as it appears in a metadata term list (JSON text written
 -- by the client): a plain search finds it exactly unless JSON escapes it
 local quoted = nil
@@ -373,19 +456,39 @@ local n = 0
 for _, k in ipairs(redis.call('SMEMBERS', ik)) do
   -- metadata lives and expires with its document, so one call answers
   -- for most members; a document without metadata counts if it exists
-  local t = redis.call('HGET', ARGV[2] .. k, 't')
+  local m = redis.call('HMGET', ARGV[2] .. k, 't', 'x')
   local carries
-  if not t then
+  if not m[1] then
     carries = redis.call('EXISTS', ARGV[1] .. k) == 1
   elseif quoted then
-    carries = string.find(t, quoted, 1, true) ~= nil
+    carries = string.find(m[1], quoted, 1, true) ~= nil
   else
     carries = false
-    for _, d in ipairs(cjson.decode(t)) do
+    for _, d in ipairs(cjson.decode(m[1])) do
       if d == ik then carries = true break end
     end
   end
-  if carries then n = n + 1 else redis.call('SREM', ik, k) end
+  if carries then
+    n = n + 1
+    if sweep > 0 and m[2] == '1' then
+      -- rounded up: swept no sooner than the document expires
+      local left = redis.call('PTTL', ARGV[1] .. k)
+      if left > 0 then redis.call('ZADD', ek, 'NX', now + left + 1, k) end
+    end
+  else
+    redis.call('SREM', ik, k)
+  end
+end
+if sweep > 0 then
+  -- every stale member is gone from the set: so can its passed entries
+  redis.call('ZREMRANGEBYSCORE', ek, '-inf', passed)
+  local left = redis.call('PTTL', ik)
+  if left > 0 then redis.call('PEXPIRE', ek, left + 1000) end
+  if n > 0 then
+    redis.call('SADD', counted, ik)
+  else
+    redis.call('SREM', counted, ik)
+  end
 end
 return n
 "#,
@@ -473,7 +576,7 @@ pub static TRANSACT_DOCS: LazyLock<Script> =
     LazyLock::new(|| transaction(PUT_DOC_BODY, REMOVE_DOC_BODY, TRANSACT_DOCS_BODY));
 
 const TRANSACT_DOCS_BODY: &str = r#"
-local calls = tx_writes(5)
+local calls = tx_writes(10, 5)
 local failed = tx_check(calls, 1)
 if failed then return failed end
 local out = {}

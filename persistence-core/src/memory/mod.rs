@@ -21,6 +21,10 @@ mod shard;
 
 use shard::{expires_at, Entry, Namespace, NewContent, Space, PURGE_PER_WRITE};
 
+/// Expired documents one shard frees for a count, at most: bounds how long
+/// a count holds a shard's write lock after many documents expire at once.
+const COUNT_PURGE_MAX: usize = 4096;
+
 /// A concurrent in-memory [`Backend`] with every capability but durability.
 ///
 /// Each namespace is split into shards by key hash, each shard behind its own
@@ -305,21 +309,54 @@ impl Backend for MemoryBackend {
         Ok(hits.into_iter().map(|(_, k)| k.to_string()).collect())
     }
 
-    /// The index entries whose documents are live, counted where they
-    /// are: no key is copied or sorted (one map probe per entry, for the
-    /// TTL).
+    /// The length of the term's index entries in each shard: O(shards).
+    /// A shard holding expired documents first frees them (up to
+    /// [`COUNT_PURGE_MAX`], work every expiry costs once, whoever does
+    /// it); one holding more than that counts its live entries one by one,
+    /// so the answer is exact either way.
     async fn count_term(&self, namespace: &str, index: &str, term: &str) -> Result<u64> {
         let now = SystemTime::now();
-        let mut n = 0u64;
-        self.each_shard(namespace, |s| {
-            if let Some(keys) = s.index.get(index).and_then(|t| t.get(term)) {
-                n += keys
-                    .iter()
-                    .filter(|(_, k)| s.live(k, now).is_some())
-                    .count() as u64;
+        let entries = |s: &Space| {
+            s.index
+                .get(index)
+                .and_then(|t| t.get(term))
+                .map(|k| k.len())
+        };
+        let live = |s: &Space| {
+            s.index
+                .get(index)
+                .and_then(|t| t.get(term))
+                .map_or(0, |keys| {
+                    keys.iter()
+                        .filter(|(_, k)| s.live(k, now).is_some())
+                        .count()
+                })
+        };
+        let spaces = self.spaces.read();
+        let Some(ns) = spaces.get(namespace) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for shard in ns.shards.iter() {
+            {
+                let s = shard.read();
+                if !s.has_expired(now) {
+                    n += entries(&s).unwrap_or(0);
+                    continue;
+                }
+                if entries(&s).is_none() {
+                    continue;
+                }
             }
-        });
-        Ok(n)
+            let mut s = shard.write();
+            s.purge_expired(now, COUNT_PURGE_MAX);
+            n += if s.has_expired(now) {
+                live(&s)
+            } else {
+                entries(&s).unwrap_or(0)
+            };
+        }
+        Ok(n as u64)
     }
 
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {

@@ -186,6 +186,11 @@ impl Space {
         Some(std::mem::replace(&mut entry.value, write.value))
     }
 
+    /// Whether a document with a TTL has expired and is not freed yet.
+    pub(super) fn has_expired(&self, now: SystemTime) -> bool {
+        self.expiry.first().is_some_and(|&(t, _)| t <= now)
+    }
+
     /// Frees up to `max` expired documents; returns how many it freed.
     pub(super) fn purge_expired(&mut self, now: SystemTime, max: usize) -> usize {
         for purged in 0..max {

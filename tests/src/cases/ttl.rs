@@ -94,3 +94,43 @@ pub async fn ttl_expired_key_can_be_inserted_again(ctx: Ctx) {
     assert_ne!(v1, v2);
     assert_eq!(value(&ctx, &ctx.ns, "k").await.as_deref(), Some("2"));
 }
+
+/// `count_term` drops a document the moment it expires, whatever became
+/// of its key since: written again without a TTL, under another term, or
+/// under the same term after it expired.
+pub async fn ttl_expired_document_leaves_the_count(ctx: Ctx) {
+    let long = Some(Duration::from_secs(100));
+    let write = |term: &str, ttl: Option<Duration>| doc("1").with_term(IDX, term).with_ttl(ttl);
+    let count = |term: &'static str| {
+        let ctx = ctx.clone();
+        async move { ctx.backend.count_term(&ctx.ns, IDX, term).await.unwrap() }
+    };
+    let b = &ctx.backend;
+    for key in ["short", "kept", "moved", "back", "again", "dropped"] {
+        b.insert(&ctx.ns, key, write("t", Some(SHORT_TTL)))
+            .await
+            .unwrap();
+    }
+    b.insert(&ctx.ns, "long", write("t", None)).await.unwrap();
+    b.insert(&ctx.ns, "longer", write("t", long)).await.unwrap();
+    b.replace(&ctx.ns, "kept", write("t", None), None)
+        .await
+        .unwrap();
+    b.replace(&ctx.ns, "dropped", write("u", Some(SHORT_TTL)), None)
+        .await
+        .unwrap();
+    assert_eq!((count("t").await, count("u").await), (7, 1));
+    tokio::time::sleep(PAST_TTL).await;
+    assert_eq!((count("t").await, count("u").await), (3, 0));
+    b.insert(&ctx.ns, "moved", write("u", None)).await.unwrap();
+    b.insert(&ctx.ns, "back", write("t", None)).await.unwrap();
+    b.insert(&ctx.ns, "again", write("t", long)).await.unwrap();
+    assert_eq!((count("t").await, count("u").await), (5, 1));
+    for term in ["t", "u"] {
+        assert_eq!(
+            lookup(&ctx, term).await.len() as u64,
+            count(term).await,
+            "count_term agrees with lookup for {term}"
+        );
+    }
+}
