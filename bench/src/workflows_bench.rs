@@ -3,7 +3,8 @@
 //! contract doing the same reads and writes (same bytes, terms and TTLs,
 //! without the store: no JSON work, no transaction, no retention), in the
 //! same run, the sides taking slices of each round in turns, medians of
-//! rounds.
+//! rounds; then `count_term` on one index set as it grows, against the
+//! length of a lookup of it.
 
 use std::ops::Range;
 use std::process::ExitCode;
@@ -180,6 +181,86 @@ async fn read_then_replace(b: &SharedBackend, id: &str, write: DocumentWrite) {
         .expect("put");
 }
 
+/// The sizes of index set `count_term` is measured at.
+const COUNT_SIZES: [usize; 3] = [1_000, 10_000, 50_000];
+/// Calls timed per side and size.
+const COUNT_CALLS: usize = 40;
+/// Calls a side makes before the other side's turn.
+const COUNT_BLOCK: usize = 10;
+/// The namespace the counts are measured in, its own.
+const COUNT_NAMESPACE: &str = "bench_count_term";
+
+#[derive(Debug, Serialize)]
+struct CountRow {
+    members: usize,
+    count_term_p50_us: f64,
+    count_term_p99_us: f64,
+    lookup_len_p50_us: f64,
+    ratio_p50: f64,
+}
+
+/// `count_term` against the length of a `lookup` (what a backend without
+/// its own count answers) on one index set as it grows to each of
+/// [`COUNT_SIZES`], a third of its members with a day's TTL (the
+/// workflows' own), the two calls in turns of [`COUNT_BLOCK`].
+async fn count_by_term(b: &SharedBackend) -> Vec<CountRow> {
+    let day = Some(Duration::from_secs(86_400));
+    let mut rows = Vec::new();
+    let mut written = 0;
+    for members in COUNT_SIZES {
+        for start in (written..members).step_by(1_000) {
+            let puts = (start..(start + 1_000).min(members))
+                .map(|i| persistence_core::backend::Put {
+                    key: format!("c{i}"),
+                    write: DocumentWrite::new(b"{}".to_vec())
+                        .with_term(STATUS_INDEX, "active")
+                        .with_ttl(if i % 3 == 0 { day } else { None }),
+                    precondition: Precondition::Any,
+                })
+                .collect();
+            for r in b.put_many(COUNT_NAMESPACE, puts).await {
+                r.expect("put");
+            }
+        }
+        written = members;
+        // in turns, a block each: one call after a large lookup pays for
+        // the garbage it left in the server's Lua heap
+        let (mut counts, mut lookups) = (Samples::default(), Samples::default());
+        for _ in 0..COUNT_CALLS / COUNT_BLOCK {
+            for _ in 0..COUNT_BLOCK {
+                let start = Instant::now();
+                let n = b
+                    .count_term(COUNT_NAMESPACE, STATUS_INDEX, "active")
+                    .await
+                    .expect("count_term");
+                counts.push(start.elapsed());
+                assert_eq!(n, members as u64, "count_term counts every member");
+            }
+            for _ in 0..COUNT_BLOCK {
+                let start = Instant::now();
+                let hits = b
+                    .lookup(COUNT_NAMESPACE, STATUS_INDEX, "active")
+                    .await
+                    .expect("lookup");
+                lookups.push(start.elapsed());
+                assert_eq!(hits.len(), members, "lookup finds every member");
+            }
+        }
+        let (c, l) = (
+            counts.summary("count_term", Duration::from_secs(1)),
+            lookups.summary("lookup", Duration::from_secs(1)),
+        );
+        rows.push(CountRow {
+            members,
+            count_term_p50_us: c.p50_us,
+            count_term_p99_us: c.p99_us,
+            lookup_len_p50_us: l.p50_us,
+            ratio_p50: c.p50_us / l.p50_us.max(f64::MIN_POSITIVE),
+        });
+    }
+    rows
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -258,8 +339,15 @@ pub async fn run(
             }
         })
         .collect();
+    if !json {
+        eprintln!(
+            "count_term at {} members...",
+            COUNT_SIZES.map(|m| m.to_string()).join(", ")
+        );
+    }
+    let counts = count_by_term(&backend).await;
     if json {
-        let out = serde_json::json!({"store": format!("{store:?}").to_lowercase(), "workflows_per_round": n, "rounds": rounds, "operations": rows});
+        let out = serde_json::json!({"store": format!("{store:?}").to_lowercase(), "workflows_per_round": n, "rounds": rounds, "operations": rows, "count_term": counts});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -284,6 +372,26 @@ pub async fn run(
             right(format!("{:.1}", r.bare_p99_us)),
             right(format!("{:.1}", r.overhead_p50_us)),
             right(format!("{:.2}", r.ratio_p50)),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "\ncount_term on one index set ({COUNT_CALLS} calls per size), against the length of a lookup of it"
+    );
+    let mut t = table(&[
+        "members",
+        "count_term p50 µs",
+        "count_term p99 µs",
+        "lookup p50 µs",
+        "ratio",
+    ]);
+    for r in &counts {
+        t.add_row(vec![
+            right(r.members.to_string()),
+            right(format!("{:.1}", r.count_term_p50_us)),
+            right(format!("{:.1}", r.count_term_p99_us)),
+            right(format!("{:.1}", r.lookup_len_p50_us)),
+            right(format!("{:.3}", r.ratio_p50)),
         ]);
     }
     println!("{t}");
