@@ -85,7 +85,10 @@ fn script(body: &str) -> Script {
 /// document is given that very time, `PXAT`): a write with a TTL scores
 /// its key in each of its sets, one without removes it (where it may have
 /// one), a dropped term takes its entry along, and an expiry set lives as
-/// long as its index set, and a second more.
+/// long as its index set, and a second more. There, a write that must
+/// extend an index set's TTL extends it a quarter of its own TTL further
+/// (at most a minute), so the writes after it with the same TTL extend
+/// neither set.
 pub static PUT: LazyLock<Script> = LazyLock::new(|| script(PUT_BODY));
 
 const PUT_BODY: &str = r#"
@@ -105,6 +108,11 @@ local v = math.max(now, oldv + 1)
 -- when a document with a TTL expires, in ms: the document, its metadata
 -- and its expiry entries all say this one time
 local at = math.floor(now / 1000) + pttl
+-- how far past `at` an index set's TTL goes when a write extends it:
+-- where expiry sets are kept, a little, so the writes that follow with
+-- the same TTL extend neither set (the seed's layout keeps its exact TTLs)
+local slack = 0
+if ep ~= '' then slack = math.min(math.floor(pttl / 4), 60000) end
 -- a live document this library wrote (the seed's have no metadata)
 local known = exists and m[2]
 local created
@@ -156,20 +164,24 @@ for i = 5, #KEYS do
     end
   else
     local cur = redis.call('PTTL', ik)
+    local extended = false
     if cur == -1 then
       -- persistent set: give it a TTL only if we are its only member
-      if redis.call('SCARD', ik) == 1 then
-        redis.call('PEXPIREAT', ik, at)
-        cur = pttl
-      end
-    elseif cur < pttl then
-      redis.call('PEXPIREAT', ik, at)
-      cur = pttl
+      extended = redis.call('SCARD', ik) == 1
+    else
+      extended = cur < pttl
+    end
+    if extended then
+      cur = pttl + slack
+      redis.call('PEXPIREAT', ik, at + slack)
     end
     if ep ~= '' then
+      -- the expiry set outlives its index set: a new entry may have made
+      -- it, and it follows each extension
       local ek = exp_key(ep, ik)
-      redis.call('ZADD', ek, at, key)
-      if cur >= 0 then redis.call('PEXPIRE', ek, cur + 1000) end
+      if (redis.call('ZADD', ek, at, key) == 1 or extended) and cur >= 0 then
+        redis.call('PEXPIRE', ek, cur + 1000)
+      end
     end
   end
 end
