@@ -154,12 +154,14 @@ for i = 5, #KEYS do
   if pttl == 0 then
     -- a member without TTL: the set must outlive every TTL
     if had_ttl or not same_terms then
-      redis.call('PERSIST', ik)
+      local had_expiry = redis.call('PERSIST', ik) == 1
       if ep ~= '' then
-        -- an entry left by a version of this key that had a TTL
+        -- an entry left by a version of this key that had a TTL (one that
+        -- expired leaves its entry behind, even if the set went with it)
         local ek = exp_key(ep, ik)
         redis.call('ZREM', ek, key)
-        redis.call('PERSIST', ek)
+        -- and the expiry set must now outlive its set, as long as it
+        if had_expiry then redis.call('PERSIST', ek) end
       end
     end
   else
@@ -489,6 +491,7 @@ for _, k in ipairs(redis.call('SMEMBERS', ik)) do
     end
   else
     redis.call('SREM', ik, k)
+    if sweep > 0 then redis.call('ZREM', ek, k) end
   end
 end
 if sweep > 0 then
