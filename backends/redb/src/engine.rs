@@ -140,17 +140,38 @@ impl<T: ReadableTable<Data<'static>, Data<'static>>> Reader<'_, T> {
     }
 
     pub fn lookup(&self, ns: &str, index: &str, term: &str) -> Result<Vec<String>> {
-        let prefix = layout::term_prefix(ns, index, term);
         let mut keys = Vec::new();
-        self.prefixed("lookup", &prefix, Bound::Included(&prefix), |k, v| {
+        self.live_hits("lookup", ns, index, term, |key| keys.push(key.to_string()))?;
+        Ok(keys)
+    }
+
+    /// How many live entries the term has: [`lookup`](Self::lookup)'s
+    /// walk, copying no key.
+    pub fn count_term(&self, ns: &str, index: &str, term: &str) -> Result<u64> {
+        let mut n = 0;
+        self.live_hits("count_term", ns, index, term, |_| n += 1)?;
+        Ok(n)
+    }
+
+    /// Calls `f` with the key of each live index entry of the term, in
+    /// (created, key) order.
+    fn live_hits(
+        &self,
+        op: &'static str,
+        ns: &str,
+        index: &str,
+        term: &str,
+        mut f: impl FnMut(&str),
+    ) -> Result<()> {
+        let prefix = layout::term_prefix(ns, index, term);
+        self.prefixed(op, &prefix, Bound::Included(&prefix), |k, v| {
             let (expires, key) = layout::parse_pointer(v)
                 .ok_or_else(|| corrupted(ns, term, "index entry is damaged".into(), k.len()))?;
             if layout::live(expires, self.now) {
-                keys.push(key.to_string());
+                f(key);
             }
             Ok(true)
-        })?;
-        Ok(keys)
+        })
     }
 
     pub fn scan(&self, ns: &str, request: ScanRequest) -> Result<ScanPage> {

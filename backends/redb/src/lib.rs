@@ -443,6 +443,17 @@ impl Backend for RedbBackend {
             .await
     }
 
+    /// The term's live index entries counted where they lie: the walk of
+    /// a lookup, copying no key.
+    async fn count_term(&self, namespace: &str, index: &str, term: &str) -> Result<u64> {
+        if let Some(r) = self.try_read_now("count_term", |r| r.count_term(namespace, index, term)) {
+            return r;
+        }
+        let (ns, index, term) = (namespace.to_string(), index.to_string(), term.to_string());
+        self.read("count_term", move |r| r.count_term(&ns, &index, &term))
+            .await
+    }
+
     async fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
         request.check(self.name(), &self.capabilities())?;
         let ns = namespace.to_string();

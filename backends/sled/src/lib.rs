@@ -582,21 +582,45 @@ impl Engine {
     }
 
     fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
-        let now = now_ms();
         let mut keys = Vec::new();
+        self.live_hits("lookup", namespace, index, term, |key| {
+            keys.push(key.to_string())
+        })?;
+        Ok(keys)
+    }
+
+    /// How many live entries the term has: the walk of a lookup, copying
+    /// no key.
+    fn count_term(&self, namespace: &str, index: &str, term: &str) -> Result<u64> {
+        let mut n = 0;
+        self.live_hits("count_term", namespace, index, term, |_| n += 1)?;
+        Ok(n)
+    }
+
+    /// Calls `f` with the key of each live index entry of the term, in
+    /// (created, key) order.
+    fn live_hits(
+        &self,
+        op: &'static str,
+        namespace: &str,
+        index: &str,
+        term: &str,
+        mut f: impl FnMut(&str),
+    ) -> Result<()> {
+        let now = now_ms();
         for entry in self
             .tree
             .scan_prefix(layout::term_prefix(namespace, index, term))
         {
-            let (k, v) = entry.map_err(|e| self.io_error("lookup", e))?;
+            let (k, v) = entry.map_err(|e| self.io_error(op, e))?;
             let (expires, key) = layout::parse_pointer(&v).ok_or_else(|| {
                 Self::corrupted(namespace, term, "index entry is damaged".into(), k.len())
             })?;
             if layout::live(expires, now) {
-                keys.push(key.to_string());
+                f(key);
             }
         }
-        Ok(keys)
+        Ok(())
     }
 
     fn scan(&self, namespace: &str, request: ScanRequest) -> Result<ScanPage> {
@@ -798,6 +822,13 @@ impl Backend for SledBackend {
     async fn lookup(&self, namespace: &str, index: &str, term: &str) -> Result<Vec<String>> {
         let (ns, index, term) = (namespace.to_string(), index.to_string(), term.to_string());
         self.blocking("lookup", move |e| e.lookup(&ns, &index, &term))
+            .await
+    }
+
+    /// The term's live index entries counted where they lie (no key copied).
+    async fn count_term(&self, namespace: &str, index: &str, term: &str) -> Result<u64> {
+        let (ns, index, term) = (namespace.to_string(), index.to_string(), term.to_string());
+        self.blocking("count_term", move |e| e.count_term(&ns, &index, &term))
             .await
     }
 
