@@ -407,6 +407,9 @@ impl Backend for RedisBackend {
             return Ok(docs.pop().flatten());
         }
         let mut con = self.con.clone();
+        if let (true, Some(sliding)) = (self.is_cluster(), self.options.sliding_ttl) {
+            return self.get_sliding_cluster(namespace, key, sliding).await;
+        }
         let reply: GetReply = self
             .get_invocation(namespace, key)
             .invoke_async(&mut con)

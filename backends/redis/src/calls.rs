@@ -28,6 +28,10 @@ pub(crate) fn ttl_ms(ttl: Option<Duration>) -> u64 {
 /// A GET script reply: value, version, created, pttl.
 pub(crate) type GetReply = Option<(Vec<u8>, u64, u64, i64)>;
 
+/// A GET script reply on a cluster with a sliding TTL: value, version,
+/// created, pttl, and the index keys (JSON) to renew, or ''.
+pub(crate) type ClusterSlidingReply = Option<(Vec<u8>, u64, u64, i64, String)>;
+
 pub(crate) fn document((value, version, created, pttl): (Vec<u8>, u64, u64, i64)) -> Document {
     Document {
         value: Bytes::from(value),
@@ -56,7 +60,8 @@ impl RedisBackend {
             .key(self.layout.meta(ns, key))
             .arg(ttl_ms(self.options.sliding_ttl));
         if self.options.sliding_ttl.is_some() {
-            inv.arg(key).arg(self.layout.expiry_arg(ns));
+            let elsewhere = if self.is_cluster() { "1" } else { "0" };
+            inv.arg(key).arg(self.layout.expiry_arg(ns)).arg(elsewhere);
         }
         inv
     }

@@ -71,6 +71,40 @@ impl RedisBackend {
         Ok(())
     }
 
+    /// A read renewing a sliding TTL on a cluster: the script renews the
+    /// document and its metadata in their slot and names the index sets,
+    /// which this renews in theirs (as a write of that TTL would).
+    pub(crate) async fn get_sliding_cluster(
+        &self,
+        ns: &str,
+        key: &str,
+        sliding: std::time::Duration,
+    ) -> Result<Option<persistence_core::backend::Document>> {
+        let mut con = self.con.clone();
+        let reply: crate::calls::ClusterSlidingReply = self
+            .get_invocation(ns, key)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.error("get", e))?;
+        let Some((value, version, created, pttl, renew)) = reply else {
+            return Ok(None);
+        };
+        if !renew.is_empty() {
+            let index_keys: Vec<String> =
+                serde_json::from_str(&renew).map_err(|e| Error::Corrupted {
+                    namespace: ns.to_string(),
+                    key: key.to_string(),
+                    reason: format!("the metadata's index keys are not a JSON list: {e}"),
+                    len: renew.len(),
+                })?;
+            self.index_add(&index_keys, key, ttl_ms(Some(sliding)))
+                .await?;
+        }
+        Ok(Some(crate::calls::document((
+            value, version, created, pttl,
+        ))))
+    }
+
     pub(crate) async fn put_cluster(
         &self,
         ns: &str,

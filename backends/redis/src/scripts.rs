@@ -300,11 +300,14 @@ end
 return {'ok', 0, 0, out}
 "#;
 
-/// KEYS: doc, meta. ARGV: sliding TTL in ms (0 = none); with one, the key
-/// and the prefix of expiry keys (as [`PUT`]).
+/// KEYS: doc, meta. ARGV: sliding TTL in ms (0 = none); with one, the key,
+/// the prefix of expiry keys (as [`PUT`]), and '1' where the index sets
+/// live in other slots (a cluster).
 /// Returns nil, or {value, version, created, pttl}; with a sliding TTL, a
 /// document that has a TTL gets it renewed, with its index sets and its
-/// expiry entries.
+/// expiry entries. On a cluster the script cannot reach the index sets:
+/// the reply's fifth element is then the index keys (JSON) the caller
+/// renews, or '' for none.
 ///
 /// Metadata outliving its document (the other system deleted it) is
 /// removed; metadata whose TTL the other system's write left behind
@@ -335,7 +338,9 @@ if sliding > 0 and pttl > 0 then
   local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + sliding
   redis.call('PEXPIREAT', KEYS[1], at)
   redis.call('PEXPIREAT', KEYS[2], at)
-  if m[3] then
+  if m[3] and ARGV[4] == '1' then
+    return {value, tonumber(m[1]) or 0, tonumber(m[2]) or 0, sliding, m[3]}
+  elseif m[3] then
     local ep = ARGV[3]
     for _, ik in ipairs(cjson.decode(m[3])) do
       local cur = redis.call('PTTL', ik)
@@ -353,6 +358,7 @@ if sliding > 0 and pttl > 0 then
   end
   pttl = sliding
 end
+if ARGV[4] == '1' then return {value, tonumber(m[1]) or 0, tonumber(m[2]) or 0, pttl, ''} end
 return {value, tonumber(m[1]) or 0, tonumber(m[2]) or 0, pttl}
 "#,
     )

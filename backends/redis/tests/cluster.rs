@@ -215,3 +215,34 @@ async fn a_transaction_within_one_slot_updates_the_index_and_order_sets() {
         backend.clear_namespace(ns).await.unwrap();
     }
 }
+
+/// A sliding TTL on a cluster: a read renews the document, its metadata and
+/// its index sets (which live in other slots, so the read's script cannot
+/// touch them itself), and the task stays found by request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sliding_ttl_renews_index_sets_in_other_slots() {
+    use std::time::Duration;
+    let ttl = Some(Duration::from_millis(1500));
+    let mut o = options();
+    o.prefix = "cluster_sliding".into();
+    o.sliding_ttl = ttl;
+    let store = TaskStore::new(Arc::new(RedisBackend::connect(o).await.unwrap()) as SharedBackend)
+        .with_ttl(ttl);
+    store
+        .create(&sample_task("slide", &["slide-r1", "slide-r2"]))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(
+            store.load("slide").await.unwrap().is_some(),
+            "a read must renew the TTL"
+        );
+    }
+    for rid in ["slide-r1", "slide-r2"] {
+        assert!(
+            store.load_by_request_id(rid).await.unwrap().is_some(),
+            "the index set of {rid} is renewed too"
+        );
+    }
+}

@@ -211,11 +211,12 @@ async fn a_sliding_ttl_keeps_a_read_document_counted() {
     assert_eq!(count(&b, ns, "t").await, 0);
 }
 
-/// Writes inside a transaction keep expiry entries as single writes do.
+/// Writes inside a transaction keep expiry entries as single writes do,
+/// and clearing the namespace leaves no key of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_keep_expiry_entries() {
     let server = RedisServer::start();
-    let (b, _raw) = connect(&server).await;
+    let (b, mut raw) = connect(&server).await;
     let ns = "tx";
     let put = |key: &str, ttl| TxWrite::Put {
         namespace: ns.to_string(),
@@ -245,4 +246,20 @@ async fn transactions_keep_expiry_entries() {
     tokio::time::sleep(PAST).await;
     assert_eq!(count(&b, ns, "t").await, 1);
     assert_eq!(b.lookup(ns, IDX, "t").await.unwrap(), ["c"]);
+    // clearing the namespace takes its expiry sets and marks along
+    b.put(
+        ns,
+        "d",
+        write("t", Some(Duration::from_secs(60))),
+        Precondition::Any,
+    )
+    .await
+    .unwrap();
+    assert!(b.clear_namespace(ns).await.unwrap() > 0);
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }
