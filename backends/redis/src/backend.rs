@@ -406,10 +406,10 @@ impl Backend for RedisBackend {
             let mut docs = self.read_plain(namespace, &[key.to_string()]).await?;
             return Ok(docs.pop().flatten());
         }
-        let mut con = self.con.clone();
         if let (true, Some(sliding)) = (self.is_cluster(), self.options.sliding_ttl) {
             return self.get_sliding_cluster(namespace, key, sliding).await;
         }
+        let mut con = self.con.clone();
         let reply: GetReply = self
             .get_invocation(namespace, key)
             .invoke_async(&mut con)
