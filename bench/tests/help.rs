@@ -61,4 +61,14 @@ fn a_small_workflows_run_on_redb_reports_every_operation() {
         assert!(op["store_p99_us"].as_f64().unwrap() > 0.0, "{op}");
         assert!(op["bare_p50_us"].as_f64().unwrap() > 0.0, "{op}");
     }
+    let counts = v["count_term"].as_array().expect("count_term");
+    let sizes: Vec<u64> = counts
+        .iter()
+        .map(|r| r["members"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [1_000, 10_000, 50_000], "{out}");
+    for r in counts {
+        assert!(r["count_term_p50_us"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["lookup_len_p50_us"].as_f64().unwrap() > 0.0, "{r}");
+    }
 }

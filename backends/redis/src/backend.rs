@@ -384,14 +384,7 @@ impl Backend for RedisBackend {
                 let Some((version, json)) = reply else {
                     return Ok(None);
                 };
-                let index_keys: Vec<String> =
-                    serde_json::from_str(&json).map_err(|e| Error::Corrupted {
-                        namespace: namespace.to_string(),
-                        key: key.clone(),
-                        reason: format!("metadata index keys are not a JSON list: {e}"),
-                        len: json.len(),
-                    })?;
-                let terms = index_keys
+                let terms = crate::calls::index_keys_json(namespace, key, &json)?
                     .iter()
                     .filter_map(|k| self.layout.parse_index(namespace, k))
                     .collect();

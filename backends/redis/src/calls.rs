@@ -32,6 +32,17 @@ pub(crate) type GetReply = Option<(Vec<u8>, u64, u64, i64)>;
 /// created, pttl, and the index keys (JSON) to renew, or ''.
 pub(crate) type ClusterSlidingReply = Option<(Vec<u8>, u64, u64, i64, String)>;
 
+/// The index keys a script answered as JSON (a metadata's term list),
+/// or `Corrupted` for the document `ns`/`key` whose metadata holds them.
+pub(crate) fn index_keys_json(ns: &str, key: &str, json: &str) -> Result<Vec<String>> {
+    serde_json::from_str(json).map_err(|e| Error::Corrupted {
+        namespace: ns.to_string(),
+        key: key.to_string(),
+        reason: format!("metadata index keys are not a JSON list: {e}"),
+        len: json.len(),
+    })
+}
+
 pub(crate) fn document((value, version, created, pttl): (Vec<u8>, u64, u64, i64)) -> Document {
     Document {
         value: Bytes::from(value),

@@ -90,13 +90,7 @@ impl RedisBackend {
             return Ok(None);
         };
         if !renew.is_empty() {
-            let index_keys: Vec<String> =
-                serde_json::from_str(&renew).map_err(|e| Error::Corrupted {
-                    namespace: ns.to_string(),
-                    key: key.to_string(),
-                    reason: format!("the metadata's index keys are not a JSON list: {e}"),
-                    len: renew.len(),
-                })?;
+            let index_keys = crate::calls::index_keys_json(ns, key, &renew)?;
             self.index_add(&index_keys, key, ttl_ms(Some(sliding)))
                 .await?;
         }

@@ -119,7 +119,13 @@ impl Layout {
     /// expired ones without looking at every member: on one server, in
     /// namespaces only this library writes (no [`term_rule`](Self::term_rule)).
     pub fn keeps_expiries(&self, ns: &str) -> bool {
-        !self.cluster && self.term_rule(ns)[0].is_empty()
+        !self.cluster && !self.has_rule(ns)
+    }
+
+    /// Whether `ns` has a [`term_rule`](Self::term_rule): the seed
+    /// namespace, while another system also writes it.
+    fn has_rule(&self, ns: &str) -> bool {
+        ns == self.seed_ns && self.other_writers
     }
 
     /// The scripts' argument naming where `ns`'s expiry sets live: the
@@ -181,7 +187,7 @@ impl Layout {
     /// (the task store's [`TASK_REQUEST_TERMS`]), so entries implied by a
     /// document this library did not write are removed exactly too.
     pub fn term_rule(&self, ns: &str) -> [String; 3] {
-        if ns == self.seed_ns && self.other_writers {
+        if self.has_rule(ns) {
             let rule = TASK_REQUEST_TERMS;
             debug_assert_eq!(rule.index, SEED_INDEX);
             [

@@ -56,15 +56,30 @@ async fn count(b: &RedisBackend, ns: &str, term: &str) -> u64 {
     b.count_term(ns, IDX, term).await.unwrap()
 }
 
-/// How many times the server ran each command since the last reset, by
-/// lower-case name (commands scripts call included).
-async fn command_calls(raw: &mut MultiplexedConnection) -> Vec<(String, u64)> {
+/// Counts `t` in `ns` between a reset of the server's command statistics
+/// and a read of them: asserts the count is `expected` and that no command
+/// that looks at one member ran (`HMGET`, `HGET`, `EXISTS`, `GET`, `PTTL`,
+/// `SMEMBERS`), and returns how many times each command ran, by lower-case
+/// name (commands scripts call included).
+async fn count_alone(
+    b: &RedisBackend,
+    raw: &mut MultiplexedConnection,
+    ns: &str,
+    expected: u64,
+) -> Vec<(String, u64)> {
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(raw)
+        .await
+        .unwrap();
+    assert_eq!(count(b, ns, "t").await, expected);
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(raw)
         .await
         .unwrap();
-    info.lines()
+    let calls: Vec<(String, u64)> = info
+        .lines()
         .filter_map(|l| {
             let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
             let calls = rest
@@ -75,25 +90,15 @@ async fn command_calls(raw: &mut MultiplexedConnection) -> Vec<(String, u64)> {
                 .ok()?;
             Some((name.to_string(), calls))
         })
-        .collect()
-}
-
-async fn reset_stats(raw: &mut MultiplexedConnection) {
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(raw)
-        .await
-        .unwrap();
-}
-
-/// Commands that look at one member each: none of them may run.
-fn per_member(calls: &[(String, u64)]) -> Vec<&(String, u64)> {
+        .collect();
+    let per_member = ["hmget", "hget", "exists", "get", "pttl", "smembers"];
+    assert!(
+        !calls
+            .iter()
+            .any(|(name, _)| per_member.contains(&name.as_str())),
+        "{calls:?}"
+    );
     calls
-        .iter()
-        .filter(|(name, _)| {
-            ["hmget", "hget", "exists", "get", "pttl", "smembers"].contains(&name.as_str())
-        })
-        .collect()
 }
 
 /// After its first count, a set of 600 is counted without a call per
@@ -106,16 +111,11 @@ async fn a_counted_set_is_counted_without_visiting_members() {
     put_n(&b, ns, "short", 200, Some(SHORT)).await;
     put_n(&b, ns, "long", 400, None).await;
     assert_eq!(count(&b, ns, "t").await, 600, "the first count checks");
-    reset_stats(&mut raw).await;
-    assert_eq!(count(&b, ns, "t").await, 600);
-    let calls = command_calls(&mut raw).await;
-    assert!(per_member(&calls).is_empty(), "{calls:?}");
+    let calls = count_alone(&b, &mut raw, ns, 600).await;
     assert!(calls.contains(&("scard".to_string(), 1)), "{calls:?}");
     tokio::time::sleep(PAST).await;
-    reset_stats(&mut raw).await;
-    assert_eq!(count(&b, ns, "t").await, 400, "the expired are swept");
-    let calls = command_calls(&mut raw).await;
-    assert!(per_member(&calls).is_empty(), "{calls:?}");
+    // the expired are swept
+    let calls = count_alone(&b, &mut raw, ns, 400).await;
     assert!(
         calls.contains(&("srem".to_string(), 1)),
         "one SREM for all: {calls:?}"
@@ -148,10 +148,7 @@ async fn a_set_from_before_expiry_sets_is_checked_once() {
         .unwrap();
     assert_eq!(count(&b, ns, "t").await, 17, "long0 is gone");
     tokio::time::sleep(PAST).await;
-    reset_stats(&mut raw).await;
-    assert_eq!(count(&b, ns, "t").await, 7);
-    let calls = command_calls(&mut raw).await;
-    assert!(per_member(&calls).is_empty(), "{calls:?}");
+    count_alone(&b, &mut raw, ns, 7).await;
     let mut hits = b.lookup(ns, IDX, "t").await.unwrap();
     hits.sort();
     assert_eq!(
@@ -172,10 +169,7 @@ async fn more_expired_than_one_sweep_is_still_exact() {
     assert_eq!(count(&b, ns, "t").await, 4203);
     tokio::time::sleep(PAST).await;
     assert_eq!(count(&b, ns, "t").await, 3);
-    reset_stats(&mut raw).await;
-    assert_eq!(count(&b, ns, "t").await, 3);
-    let calls = command_calls(&mut raw).await;
-    assert!(per_member(&calls).is_empty(), "{calls:?}");
+    count_alone(&b, &mut raw, ns, 3).await;
     let card: u64 = redis::cmd("ZCARD")
         .arg(b.layout().expiries(&b.layout().index(ns, IDX, "t")))
         .query_async(&mut raw)

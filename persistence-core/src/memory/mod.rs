@@ -296,7 +296,7 @@ impl Backend for MemoryBackend {
         let now = SystemTime::now();
         let mut hits: Vec<(u64, Arc<str>)> = Vec::new();
         self.each_shard(namespace, |s| {
-            if let Some(keys) = s.index.get(index).and_then(|t| t.get(term)) {
+            if let Some(keys) = s.entries(index, term) {
                 hits.extend(
                     keys.iter()
                         .filter(|(_, k)| s.live(k, now).is_some())
@@ -316,21 +316,13 @@ impl Backend for MemoryBackend {
     /// so the answer is exact either way.
     async fn count_term(&self, namespace: &str, index: &str, term: &str) -> Result<u64> {
         let now = SystemTime::now();
-        let entries = |s: &Space| {
-            s.index
-                .get(index)
-                .and_then(|t| t.get(term))
-                .map(|k| k.len())
-        };
+        let entries = |s: &Space| s.entries(index, term).map(|k| k.len());
         let live = |s: &Space| {
-            s.index
-                .get(index)
-                .and_then(|t| t.get(term))
-                .map_or(0, |keys| {
-                    keys.iter()
-                        .filter(|(_, k)| s.live(k, now).is_some())
-                        .count()
-                })
+            s.entries(index, term).map_or(0, |keys| {
+                keys.iter()
+                    .filter(|(_, k)| s.live(k, now).is_some())
+                    .count()
+            })
         };
         let spaces = self.spaces.read();
         let Some(ns) = spaces.get(namespace) else {

@@ -186,6 +186,12 @@ impl Space {
         Some(std::mem::replace(&mut entry.value, write.value))
     }
 
+    /// The index entries of `term` in `index` (expired ones included), by
+    /// creation stamp.
+    pub(super) fn entries(&self, index: &str, term: &str) -> Option<&BTreeMap<u64, Arc<str>>> {
+        self.index.get(index).and_then(|t| t.get(term))
+    }
+
     /// Whether a document with a TTL has expired and is not freed yet.
     pub(super) fn has_expired(&self, now: SystemTime) -> bool {
         self.expiry.first().is_some_and(|&(t, _)| t <= now)
